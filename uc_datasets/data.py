@@ -1,0 +1,159 @@
+"""From a Hugging Face dataset to validated, working-resolution image tensors."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+
+import datasets
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from .imaging import (
+    DEFAULT_MAX_PIXELS,
+    check_size,
+    content_key,
+    decode_image,
+    pil_to_float,
+    supported_mode,
+    to_supported_mode,
+)
+
+logger = logging.getLogger(__name__)
+
+#: Working-set images kept in memory (uint8) when they fit in this many bytes.
+IN_MEMORY_BYTES = 2 * 1024**3
+
+
+def check_image_column(ds: datasets.Dataset, image_column: str) -> None:
+    """Raise a clear error if ``ds`` is empty or has no image column ``image_column``."""
+    if not isinstance(ds, datasets.Dataset):
+        hint = " Pick a split first, e.g. ds['train']." if isinstance(ds, datasets.DatasetDict) else ""
+        raise TypeError(f"expected a datasets.Dataset, got {type(ds).__name__}.{hint}")
+    if image_column not in ds.column_names:
+        raise KeyError(
+            f"column {image_column!r} not found; the dataset has columns {ds.column_names}. "
+            "Pass image_column=... naming the image column."
+        )
+    feat = ds.features[image_column]
+    if not isinstance(feat, datasets.Image):
+        raise TypeError(
+            f"column {image_column!r} is {feat!r}, not an image feature. Cast it first: "
+            f"ds = ds.cast_column({image_column!r}, datasets.Image())"
+        )
+    if len(ds) == 0:
+        raise ValueError("the dataset is empty: there is nothing to protect.")
+
+
+def undecoded(ds: datasets.Dataset, image_column: str) -> datasets.Dataset:
+    """``ds`` with its image column left as bytes, so we decode (and report errors) ourselves."""
+    return ds.cast_column(image_column, datasets.Image(decode=False))
+
+
+def load_native(value: object, *, index: int, image_column: str,
+                max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Decode one image, convert it to a supported mode and check its size."""
+    where = f"row {index} of column {image_column!r}"
+    img = to_supported_mode(decode_image(value, where=where), where=where)
+    check_size(img, max_pixels=max_pixels, where=where)
+    return img
+
+
+def working_tensor(img: Image.Image, hw: tuple[int, int]) -> torch.Tensor:
+    """uint8 RGB tensor (3, h, w) of a supported-mode image at the working resolution.
+
+    The single conversion used both when fitting and when assigning at map time, so an
+    image seen during fit gets exactly the features it had then.
+    """
+    t = pil_to_float(img)
+    if tuple(t.shape[-2:]) != tuple(hw):
+        t = F.interpolate(t.unsqueeze(0), size=hw, mode="bilinear", align_corners=False,
+                          antialias=True).squeeze(0)
+    return torch.round(t.clamp(0, 1) * 255).to(torch.uint8)
+
+
+def scan_sizes(ds: datasets.Dataset, image_column: str, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+               progress: bool = True) -> tuple[Counter, int]:
+    """Read every image header: check mode and size, count sizes and grey images.
+
+    Returns ``(Counter of (h, w), number of grey images)``. Raises on the first bad image,
+    naming its row. Pixel data is decoded later (and checked then).
+    """
+    from tqdm.auto import tqdm
+
+    raw = undecoded(ds, image_column)
+    sizes: Counter = Counter()
+    grey = 0
+    for i, row in enumerate(tqdm(raw, desc="checking images", disable=not progress, total=len(raw))):
+        where = f"row {i} of column {image_column!r}"
+        img = decode_image(row[image_column], where=where, load=False)
+        mode = supported_mode(img, where=where)
+        check_size(img, max_pixels=max_pixels, where=where)
+        sizes[(img.size[1], img.size[0])] += 1
+        grey += mode in ("L", "LA")
+    return sizes, grey
+
+
+def choose_working_hw(sizes: Counter, working_size: int) -> tuple[int, int]:
+    """The dataset's own size when every image shares one, else ``working_size`` square."""
+    if len(sizes) == 1:
+        return next(iter(sizes))
+    return (working_size, working_size)
+
+
+class WorkingSet(torch.utils.data.Dataset):
+    """Torch view of an HF image dataset: ``(uint8 (3, h, w), is_grey, index)`` per item.
+
+    Small sets (under :data:`IN_MEMORY_BYTES`) are decoded once and kept in memory.
+    """
+
+    def __init__(self, ds: datasets.Dataset, image_column: str, hw: tuple[int, int], *,
+                 max_pixels: int = DEFAULT_MAX_PIXELS, progress: bool = True):
+        self.raw = undecoded(ds, image_column)
+        self.image_column = image_column
+        self.hw = tuple(hw)
+        self.max_pixels = max_pixels
+        self._cache: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.keys: list[bytes] | None = None
+        if len(ds) * 3 * hw[0] * hw[1] <= IN_MEMORY_BYTES:
+            from tqdm.auto import tqdm
+
+            xs = torch.empty(len(ds), 3, *hw, dtype=torch.uint8)
+            grey = torch.empty(len(ds), dtype=torch.bool)
+            self.keys = []
+            for i in tqdm(range(len(ds)), desc="loading images", disable=not progress):
+                img = self.native(i)
+                xs[i], grey[i] = working_tensor(img, self.hw), img.mode in ("L", "LA")
+                self.keys.append(content_key(img))
+            self._cache = (xs, grey)
+
+    def native(self, i: int) -> Image.Image:
+        """Row ``i`` decoded, checked and converted to a supported mode."""
+        return load_native(self.raw[i][self.image_column], index=i, image_column=self.image_column,
+                           max_pixels=self.max_pixels)
+
+    def content_keys(self) -> list[bytes]:
+        """:func:`~uc_datasets.imaging.content_key` of every image, in order."""
+        if self.keys is None:
+            self.keys = [content_key(self.native(i)) for i in range(len(self))]
+        return self.keys
+
+    def _decode(self, i: int) -> tuple[torch.Tensor, bool]:
+        img = self.native(i)
+        return working_tensor(img, self.hw), img.mode in ("L", "LA")
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, bool, int]:
+        if self._cache is not None:
+            return self._cache[0][i], bool(self._cache[1][i]), i
+        x, g = self._decode(i)
+        return x, g, i
+
+
+def grey_mask_like(grey: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """(B,) bool -> (B, 1, 1, 1) bool, for ``torch.where`` over image batches."""
+    return torch.as_tensor(grey, dtype=torch.bool).view(-1, 1, 1, 1)

@@ -1,0 +1,467 @@
+"""Training-time defences against unlearnable data, as small functions on batches.
+
+Every function works on float images in ``[0, 1]`` of shape ``(B, C, H, W)`` and, where
+labels are involved, on soft targets of shape ``(B, K)`` (one-hot rows for hard labels).
+Random choices can be passed explicitly (``lam``, ``perm``, ``box``, ``centers``), which makes
+each function exact and testable; otherwise they are drawn from torch's global RNG.
+
+The paper's four augmentations (Table 3): :func:`mixup`, :func:`cutmix`, :func:`cutout` and
+:func:`gaussian_smoothing` (default kernel 3x3, sigma 1.0; the paper does not state its own).
+Image-shortcut squeezing (Liu et al., ICML 2023): :func:`jpeg_compress` at quality 10 and
+:func:`grayscale`. Adversarial training (Madry et al.): :func:`pgd_attack`, L-inf, eps 8/255,
+step 2/255, 10 steps by default.
+
+:func:`get_defense` wraps them into a :class:`Defense` that the victim training loop calls.
+
+Example:
+    >>> import torch
+    >>> x = torch.zeros(2, 3, 4, 4); y = torch.eye(2)
+    >>> xm, ym = mixup(x, y, lam=0.5, perm=torch.tensor([1, 0]))
+    >>> ym.tolist()
+    [[0.5, 0.5], [0.5, 0.5]]
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "DEFENSES",
+    "Defense",
+    "cutmix",
+    "cutout",
+    "gaussian_kernel1d",
+    "gaussian_smoothing",
+    "get_defense",
+    "grayscale",
+    "jpeg_compress",
+    "mixup",
+    "parse_defense_spec",
+    "pgd_attack",
+]
+
+# ITU-R BT.601 luma weights, as PIL's ``convert("L")`` uses.
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+
+
+def _check_images(x: torch.Tensor, name: str = "x") -> None:
+    if not isinstance(x, torch.Tensor) or x.dim() != 4:
+        raise ValueError(f"{name} must be a float tensor of shape (B, C, H, W); got {getattr(x, 'shape', type(x))}.")
+    if not x.is_floating_point():
+        raise ValueError(f"{name} must be a float tensor in [0, 1]; got dtype {x.dtype}. Divide uint8 images by 255.")
+
+
+def _check_targets(x: torch.Tensor, y: torch.Tensor) -> None:
+    if y.dim() != 2 or y.shape[0] != x.shape[0]:
+        raise ValueError(
+            f"y must be soft targets of shape (B, K) with B = {x.shape[0]}; got {tuple(y.shape)}. "
+            "Turn integer labels into one-hot rows with torch.nn.functional.one_hot(y, K).float()."
+        )
+
+
+def _permutation(batch: int, perm: torch.Tensor | None, device: torch.device) -> torch.Tensor:
+    if perm is None:
+        return torch.randperm(batch).to(device)
+    perm = torch.as_tensor(perm, device=device, dtype=torch.long)
+    if perm.shape != (batch,) or not torch.equal(perm.sort().values, torch.arange(batch, device=device)):
+        raise ValueError(f"perm must be a permutation of range({batch}); got {perm.tolist()}.")
+    return perm
+
+
+def _beta(alpha: float) -> float:
+    if alpha <= 0:
+        raise ValueError(f"alpha must be > 0; got {alpha}.")
+    return float(torch.distributions.Beta(alpha, alpha).sample())
+
+
+def mixup(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    alpha: float = 1.0,
+    *,
+    lam: float | None = None,
+    perm: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mixup (Zhang et al., 2018): convex combination of each sample with a shuffled partner.
+
+    ``x' = lam * x + (1 - lam) * x[perm]`` and the same for ``y``; ``lam ~ Beta(alpha, alpha)``.
+
+    Args:
+        x: images ``(B, C, H, W)`` in [0, 1].
+        y: soft targets ``(B, K)``.
+        alpha: Beta parameter.
+        lam: fixed mixing weight (drawn when None).
+        perm: fixed partner permutation (drawn when None).
+
+    Example:
+        >>> x = torch.stack([torch.zeros(1, 1, 1), torch.ones(1, 1, 1)])
+        >>> mixup(x, torch.eye(2), lam=0.25, perm=torch.tensor([1, 0]))[0].flatten().tolist()
+        [0.75, 0.25]
+    """
+    _check_images(x)
+    _check_targets(x, y)
+    lam = _beta(alpha) if lam is None else float(lam)
+    if not 0.0 <= lam <= 1.0:
+        raise ValueError(f"lam must be in [0, 1]; got {lam}.")
+    perm = _permutation(x.shape[0], perm, x.device)
+    return lam * x + (1.0 - lam) * x[perm], lam * y + (1.0 - lam) * y[perm]
+
+
+def cutmix(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    alpha: float = 1.0,
+    *,
+    box: tuple[int, int, int, int] | None = None,
+    perm: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """CutMix (Yun et al., 2019): paste a box from a shuffled partner; mix labels by area.
+
+    The box ``(top, left, bottom, right)`` (bottom/right exclusive) is drawn as in the paper:
+    ``lam ~ Beta(alpha, alpha)``, side ratio ``sqrt(1 - lam)``, uniform centre, clipped to the
+    image. The label weight is the kept area: ``1 - box_area / (H * W)``.
+
+    Example:
+        >>> x = torch.stack([torch.zeros(1, 2, 2), torch.ones(1, 2, 2)])
+        >>> xc, yc = cutmix(x, torch.eye(2), box=(0, 0, 1, 1), perm=torch.tensor([1, 0]))
+        >>> yc[0].tolist()
+        [0.75, 0.25]
+    """
+    _check_images(x)
+    _check_targets(x, y)
+    height, width = x.shape[-2:]
+    if box is None:
+        lam = _beta(alpha)
+        ratio = math.sqrt(1.0 - lam)
+        cut_h, cut_w = int(height * ratio), int(width * ratio)
+        cy, cx = int(torch.randint(height, (1,))), int(torch.randint(width, (1,)))
+        box = (
+            max(cy - cut_h // 2, 0),
+            max(cx - cut_w // 2, 0),
+            min(cy + cut_h // 2, height),
+            min(cx + cut_w // 2, width),
+        )
+    top, left, bottom, right = (int(v) for v in box)
+    if not (0 <= top <= bottom <= height and 0 <= left <= right <= width):
+        raise ValueError(f"box {box} must satisfy 0 <= top <= bottom <= {height} and 0 <= left <= right <= {width}.")
+    perm = _permutation(x.shape[0], perm, x.device)
+    out = x.clone()
+    out[:, :, top:bottom, left:right] = x[perm][:, :, top:bottom, left:right]
+    lam = 1.0 - (bottom - top) * (right - left) / float(height * width)
+    return out, lam * y + (1.0 - lam) * y[perm]
+
+
+def cutout(
+    x: torch.Tensor,
+    size: int = 8,
+    *,
+    centers: torch.Tensor | None = None,
+    fill: float = 0.0,
+) -> torch.Tensor:
+    """Cutout (DeVries & Taylor, 2017): fill one ``size x size`` square per image.
+
+    The square is centred at a uniform pixel ``(cy, cx)`` and clipped at the border, so it may
+    be partly outside the image, as in the original code. ``size`` is the full side length.
+
+    Args:
+        x: images ``(B, C, H, W)``.
+        size: side of the square in pixels.
+        centers: fixed ``(B, 2)`` centres ``(cy, cx)`` (drawn when None).
+        fill: value written into the square.
+
+    Example:
+        >>> cutout(torch.ones(1, 1, 3, 3), 1, centers=torch.tensor([[1, 1]]))[0, 0].tolist()
+        [[1.0, 1.0, 1.0], [1.0, 0.0, 1.0], [1.0, 1.0, 1.0]]
+    """
+    _check_images(x)
+    if size < 1:
+        raise ValueError(f"cutout size must be >= 1 pixel; got {size}.")
+    batch, _, height, width = x.shape
+    if centers is None:
+        centers = torch.stack([torch.randint(height, (batch,)), torch.randint(width, (batch,))], dim=1)
+    centers = torch.as_tensor(centers, dtype=torch.long, device=x.device)
+    if centers.shape != (batch, 2):
+        raise ValueError(f"centers must have shape ({batch}, 2); got {tuple(centers.shape)}.")
+    rows = torch.arange(height, device=x.device)
+    cols = torch.arange(width, device=x.device)
+    # A square of side `size` centred at c covers [c - size // 2, c - size // 2 + size).
+    top = (centers[:, 0] - size // 2)[:, None]
+    left = (centers[:, 1] - size // 2)[:, None]
+    in_rows = (rows[None] >= top) & (rows[None] < top + size)  # (B, H)
+    in_cols = (cols[None] >= left) & (cols[None] < left + size)  # (B, W)
+    mask = (in_rows[:, :, None] & in_cols[:, None, :])[:, None]  # (B, 1, H, W)
+    return x.masked_fill(mask, fill)
+
+
+def gaussian_kernel1d(kernel_size: int = 3, sigma: float = 1.0) -> torch.Tensor:
+    """Normalised 1-D Gaussian taps, centred: ``exp(-t^2 / (2 sigma^2))``, ``t = -(k//2)..k//2``.
+
+    Example:
+        >>> [round(v, 4) for v in gaussian_kernel1d(3, 1.0).tolist()]
+        [0.2741, 0.4519, 0.2741]
+    """
+    if kernel_size < 1 or kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size must be a positive odd integer; got {kernel_size}.")
+    if sigma <= 0:
+        raise ValueError(f"sigma must be > 0; got {sigma}.")
+    t = torch.arange(kernel_size, dtype=torch.float64) - kernel_size // 2
+    taps = torch.exp(-(t**2) / (2.0 * sigma**2))
+    return (taps / taps.sum()).float()
+
+
+def gaussian_smoothing(x: torch.Tensor, kernel_size: int = 3, sigma: float = 1.0) -> torch.Tensor:
+    """Gaussian blur, separable, per channel, with replicate padding (output size = input size).
+
+    Defaults: a 3x3 kernel with sigma 1.0 (taps 0.2741, 0.4519, 0.2741 per axis).
+
+    Example:
+        >>> bool(torch.equal(gaussian_smoothing(torch.full((1, 3, 4, 4), 0.5)), torch.full((1, 3, 4, 4), 0.5)))
+        True
+    """
+    _check_images(x)
+    taps = gaussian_kernel1d(kernel_size, sigma).to(device=x.device, dtype=x.dtype)
+    channels = x.shape[1]
+    pad = kernel_size // 2
+    out = F.pad(x, (pad, pad, pad, pad), mode="replicate") if pad else x
+    out = F.conv2d(out, taps.view(1, 1, 1, -1).repeat(channels, 1, 1, 1), groups=channels)
+    out = F.conv2d(out, taps.view(1, 1, -1, 1).repeat(channels, 1, 1, 1), groups=channels)
+    return out
+
+
+def grayscale(x: torch.Tensor) -> torch.Tensor:
+    """Grayscale squeezing: BT.601 luma ``0.299 R + 0.587 G + 0.114 B``, repeated to 3 channels.
+
+    Single-channel input is returned unchanged.
+
+    Example:
+        >>> grayscale(torch.tensor([1.0, 0.0, 0.0]).view(1, 3, 1, 1)).flatten().tolist()
+        [0.29899999499320984, 0.29899999499320984, 0.29899999499320984]
+    """
+    _check_images(x)
+    if x.shape[1] == 1:
+        return x
+    if x.shape[1] != 3:
+        raise ValueError(f"grayscale needs 1 or 3 channels; got {x.shape[1]}.")
+    weights = torch.tensor(LUMA_WEIGHTS, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return (x * weights).sum(dim=1, keepdim=True).expand_as(x).contiguous()
+
+
+def jpeg_compress(x: torch.Tensor, quality: int = 10) -> torch.Tensor:
+    """JPEG squeezing: encode and decode each image with PIL at ``quality`` (default 10).
+
+    Images are rounded to 8 bits first; the output is on the 8-bit grid (``k / 255``).
+    1-channel images are coded as greyscale JPEG, 3-channel as RGB (4:2:0, PIL's default).
+
+    Example:
+        >>> jpeg_compress(torch.full((1, 3, 8, 8), 200 / 255)).mul(255).round().unique().tolist()
+        [198.0]
+    """
+    _check_images(x)
+    if not 1 <= quality <= 95:
+        raise ValueError(f"JPEG quality must be in [1, 95]; got {quality}.")
+    if x.shape[1] not in (1, 3):
+        raise ValueError(f"jpeg_compress needs 1 or 3 channels; got {x.shape[1]}.")
+    arrays = (x.detach().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    decoded = []
+    for array in arrays:
+        image = Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array)
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=quality)
+        buffer.seek(0)
+        out = np.asarray(Image.open(buffer).convert(image.mode))
+        decoded.append(out[..., None] if out.ndim == 2 else out)
+    result = torch.from_numpy(np.stack(decoded)).permute(0, 3, 1, 2)
+    return result.to(device=x.device, dtype=x.dtype) / 255.0
+
+
+def pgd_attack(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eps: float = 8 / 255,
+    alpha: float = 2 / 255,
+    steps: int = 10,
+    random_start: bool = True,
+) -> torch.Tensor:
+    """L-inf PGD (Madry et al., 2018) that maximises cross-entropy; for adversarial training.
+
+    ``x_{t+1} = clip_[0,1](clip_{x +- eps}(x_t + alpha * sign(grad)))``, starting from ``x`` or,
+    with ``random_start``, from ``x + U(-eps, eps)``. ``y`` may be class indices ``(B,)`` or soft
+    targets ``(B, K)``. The model's parameters get no gradient; call it in the mode you want.
+
+    Example:
+        >>> model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3, 2))
+        >>> x_adv = pgd_attack(model, torch.rand(4, 3, 1, 1), torch.zeros(4, dtype=torch.long), eps=0.1)
+        >>> x_adv.shape
+        torch.Size([4, 3, 1, 1])
+    """
+    _check_images(x)
+    if eps < 0 or alpha <= 0 or steps < 1:
+        raise ValueError(f"PGD needs eps >= 0, alpha > 0 and steps >= 1; got eps={eps}, alpha={alpha}, steps={steps}.")
+    x = x.detach()
+    x_adv = x.clone()
+    if random_start:
+        x_adv = (x_adv + torch.empty_like(x).uniform_(-eps, eps)).clamp(0, 1)
+    for _ in range(steps):
+        x_adv.requires_grad_(True)
+        loss = F.cross_entropy(model(x_adv), y)
+        (grad,) = torch.autograd.grad(loss, x_adv)
+        x_adv = x_adv.detach() + alpha * grad.sign()
+        x_adv = torch.min(torch.max(x_adv, x - eps), x + eps).clamp(0, 1)
+    return x_adv.detach()
+
+
+@dataclass
+class Defense:
+    """A training-time defence, as the victim training loop sees it (ART-style narrow contract).
+
+    Hooks (each defaults to identity):
+
+    * ``train_images(x) -> x``: once, on the whole training set (float, [0, 1]).
+    * ``test_images(x) -> x``: on test images before inference.
+    * ``batch(x, y) -> (x, y)``: on every augmented training batch; ``y`` soft targets.
+    * ``adversarial``: when set, ``(model, x, y) -> x_adv`` replaces each batch (PGD training).
+
+    Example:
+        >>> get_defense("grayscale").name
+        'grayscale'
+    """
+
+    name: str
+    train_images: Callable[[torch.Tensor], torch.Tensor] | None = None
+    test_images: Callable[[torch.Tensor], torch.Tensor] | None = None
+    batch: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None
+    adversarial: Callable[..., torch.Tensor] | None = None
+    params: dict = field(default_factory=dict)
+
+    def apply_train_images(self, x: torch.Tensor) -> torch.Tensor:
+        return self.train_images(x) if self.train_images else x
+
+    def apply_test_images(self, x: torch.Tensor) -> torch.Tensor:
+        return self.test_images(x) if self.test_images else x
+
+    def apply_batch(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.batch(x, y) if self.batch else (x, y)
+
+
+def _make_none() -> Defense:
+    return Defense("none")
+
+
+def _make_mixup(alpha: float = 1.0) -> Defense:
+    return Defense("mixup", batch=lambda x, y: mixup(x, y, alpha), params={"alpha": alpha})
+
+
+def _make_cutmix(alpha: float = 1.0) -> Defense:
+    return Defense("cutmix", batch=lambda x, y: cutmix(x, y, alpha), params={"alpha": alpha})
+
+
+def _make_cutout(size: float = 0.5) -> Defense:
+    """``size`` < 1 is a fraction of the image side (0.5: 16 px on 32 px images); >= 1 is pixels."""
+
+    def batch(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pixels = int(size) if size >= 1 else max(1, round(size * x.shape[-1]))
+        return cutout(x, pixels), y
+
+    return Defense("cutout", batch=batch, params={"size": size})
+
+
+def _make_gaussian(kernel_size: int = 3, sigma: float = 1.0) -> Defense:
+    kernel_size = int(kernel_size)
+    return Defense(
+        "gaussian",
+        batch=lambda x, y: (gaussian_smoothing(x, kernel_size, sigma), y),
+        params={"kernel_size": kernel_size, "sigma": sigma},
+    )
+
+
+def _make_jpeg(quality: int = 10) -> Defense:
+    quality = int(quality)
+    return Defense("jpeg", train_images=lambda x: jpeg_compress(x, quality), params={"quality": quality})
+
+
+def _make_grayscale() -> Defense:
+    # As in ISS, test images are converted too, so the victim is not tested off-distribution.
+    return Defense("grayscale", train_images=grayscale, test_images=grayscale)
+
+
+def _make_pgd(eps: float = 8 / 255, alpha: float = 2 / 255, steps: int = 10) -> Defense:
+    steps = int(steps)
+
+    def adversarial(model: Callable, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return pgd_attack(model, x, y, eps=eps, alpha=alpha, steps=steps)
+
+    return Defense("pgd", adversarial=adversarial, params={"eps": eps, "alpha": alpha, "steps": steps})
+
+
+DEFENSES: dict[str, Callable[..., Defense]] = {
+    "none": _make_none,
+    "mixup": _make_mixup,
+    "cutmix": _make_cutmix,
+    "cutout": _make_cutout,
+    "gaussian": _make_gaussian,
+    "jpeg": _make_jpeg,
+    "grayscale": _make_grayscale,
+    "pgd": _make_pgd,
+}
+
+
+def _parse_number(text: str) -> float:
+    if "/" in text:
+        numerator, denominator = text.split("/", 1)
+        return float(numerator) / float(denominator)
+    return float(text)
+
+
+def parse_defense_spec(spec: str) -> tuple[str, dict[str, float]]:
+    """Split ``"name"`` or ``"name:key=value,key=value"`` into the name and float parameters.
+
+    Values may be fractions such as ``8/255``.
+
+    Example:
+        >>> parse_defense_spec("pgd:eps=4/255,steps=5")
+        ('pgd', {'eps': 0.01568627450980392, 'steps': 5.0})
+    """
+    name, _, rest = spec.strip().partition(":")
+    name = name.strip().lower()
+    params: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in rest.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"Defence parameter {item!r} in {spec!r} must look like key=value, e.g. 'pgd:eps=8/255'.")
+        try:
+            params[key.strip()] = _parse_number(value.strip())
+        except ValueError:
+            raise ValueError(f"Defence parameter {key!r} in {spec!r} must be a number; got {value!r}.") from None
+    return name, params
+
+
+def get_defense(spec: str | None) -> Defense:
+    """Build a :class:`Defense` from a name or spec, e.g. ``"mixup"``, ``"gaussian:sigma=0.5"``.
+
+    Names: none, mixup, cutmix, cutout, gaussian, jpeg, grayscale, pgd.
+
+    Example:
+        >>> get_defense("jpeg").params
+        {'quality': 10}
+    """
+    name, params = parse_defense_spec(spec or "none")
+    if name not in DEFENSES:
+        raise ValueError(f"Unknown defence {name!r}. Choose from: {', '.join(DEFENSES)}.")
+    try:
+        defense = DEFENSES[name](**params)
+    except TypeError as error:
+        raise ValueError(f"Bad parameters for defence {name!r}: {params}. ({error})") from None
+    return defense

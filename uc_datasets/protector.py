@@ -1,0 +1,243 @@
+"""The fitted protector: perturbations, centres and config, callable by ``datasets.map``.
+
+A protector is a **secret**: whoever holds it can subtract the perturbations. Save it
+with :meth:`UCProtector.save_pretrained`, never publish it.
+
+Files: ``config.json`` (settings, surrogate identity, permutation, loss curves, stats) and
+``protector.safetensors`` (deltas, centres and the fit-set assignment cache). Loading
+never unpickles.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from safetensors.torch import load as st_load
+from safetensors.torch import load_file, save, save_file
+
+from . import __version__
+from .clustering import assign
+from .config import UCConfig
+from .data import load_native, working_tensor
+from .imaging import DEFAULT_MAX_PIXELS, apply_delta, content_key
+from .surrogates import Surrogate, load_surrogate
+
+logger = logging.getLogger(__name__)
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "protector.safetensors"
+PROTECTOR_TYPE = "unlearnable-clusters"
+
+
+class SurrogateMismatchError(RuntimeError):
+    """The surrogate loaded at map time is not the one the protector was fitted with."""
+
+
+class UCProtector:
+    """A fitted Unlearnable Clusters protector; ``ds.map(protector, batched=True)`` protects.
+
+    Each image is assigned to the nearest cluster centre of its surrogate embedding (or
+    looked up in the fit-set cache, which gives the same answer without the surrogate),
+    and that cluster's perturbation is resized to the image and added losslessly. Output
+    images keep their size and mode and are stored as PNG.
+
+    Example:
+        >>> protected = ds.map(uc_protect, batched=True)  # doctest: +SKIP
+        >>> uc_protect.save_pretrained("protector/")  # a secret: never publish it  # doctest: +SKIP
+    """
+
+    def __init__(self, config: UCConfig, deltas: torch.Tensor, centres: np.ndarray, permutation: np.ndarray,
+                 *, surrogate_info: dict, image_column: str = "image", working_hw: Sequence[int] = (224, 224),
+                 cache_keys: np.ndarray | None = None, cache_clusters: np.ndarray | None = None,
+                 metadata: dict | None = None, surrogate: Surrogate | None = None,
+                 max_pixels: int = DEFAULT_MAX_PIXELS, use_cache: bool = True):
+        self.config = config
+        self.deltas = deltas.detach().float().cpu().contiguous()
+        self.centres = np.ascontiguousarray(centres, dtype=np.float32)
+        self.permutation = np.asarray(permutation, dtype=np.int64)
+        self.surrogate_info = dict(surrogate_info)
+        self.image_column = image_column
+        self.working_hw = tuple(int(v) for v in working_hw)
+        keys = np.zeros((0, 16), np.uint8) if cache_keys is None else np.asarray(cache_keys, np.uint8)
+        clusters = np.zeros(0, np.int64) if cache_clusters is None else np.asarray(cache_clusters, np.int64)
+        self.cache_keys, self.cache_clusters = keys, clusters
+        self._cache = {bytes(k): int(c) for k, c in zip(keys, clusters)}
+        self.metadata = dict(metadata or {})
+        self.max_pixels = max_pixels
+        self.use_cache = use_cache
+        self._surrogate = surrogate
+        self.version = __version__
+        self._check()
+
+    def _check(self) -> None:
+        p = self.config.n_clusters
+        if self.deltas.shape[0] != p or self.centres.shape[0] != p or self.permutation.shape != (p,):
+            raise ValueError("inconsistent protector: deltas, centres and permutation must have n_clusters rows")
+        if float(self.deltas.abs().max()) > self.config.epsilon + 1e-6:
+            raise ValueError("inconsistent protector: a perturbation exceeds epsilon")
+
+    # ------------------------------------------------------------------ map interface
+    def __call__(self, examples: dict) -> dict:
+        """Protect a batch (``batched=True``) or a single example of a ``datasets.map``."""
+        if self.image_column not in examples:
+            raise KeyError(
+                f"column {self.image_column!r} not in the mapped examples {list(examples)}; set "
+                f"protector.image_column to the image column."
+            )
+        col = examples[self.image_column]
+        if isinstance(col, list):
+            return {self.image_column: self.protect_images(col)}
+        return {self.image_column: self.protect_images([col])[0]}
+
+    def protect_images(self, images: Sequence[object], *, start: int = 0) -> list[Image.Image]:
+        """Protect a list of images (PIL, bytes dicts or paths); returns new PNG-bound images."""
+        natives = [load_native(v, index=start + i, image_column=self.image_column, max_pixels=self.max_pixels)
+                   for i, v in enumerate(images)]
+        clusters = self.assign(natives)
+        return [apply_delta(img, self.deltas[c], self.config.epsilon) for img, c in zip(natives, clusters)]
+
+    def assign(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Cluster of each supported-mode image: the fit-set cache, else the nearest centre."""
+        out = np.full(len(images), -1, dtype=np.int64)
+        if self.use_cache and self._cache:
+            for i, img in enumerate(images):
+                out[i] = self._cache.get(content_key(img), -1)
+        todo = np.flatnonzero(out < 0)
+        if len(todo):
+            feats = self.features([images[i] for i in todo])
+            out[todo] = assign(feats, self.centres)
+        return out
+
+    @torch.no_grad()
+    def features(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """Surrogate embeddings of supported-mode images, exactly as computed during fit."""
+        sur = self.surrogate
+        device = next(sur.parameters()).device
+        bs = self.config.feature_batch_size
+        out = []
+        for s in range(0, len(images), bs):
+            x = torch.stack([working_tensor(img, self.working_hw) for img in images[s : s + bs]])
+            out.append(sur(x.to(device).float().div_(255)).cpu())
+        return torch.cat(out).numpy()
+
+    @property
+    def surrogate(self) -> Surrogate:
+        """The frozen surrogate, loaded on first use and checked against the fitted weights."""
+        if self._surrogate is None:
+            info = self.surrogate_info
+            sur = load_surrogate(info["name"], image_size=self.config.surrogate_image_size)
+            if info.get("weights_sha256") and sur.weights_sha256 != info["weights_sha256"]:
+                raise SurrogateMismatchError(
+                    f"The surrogate {info['name']!r} loaded now has different weights from the one this "
+                    "protector was fitted with, so cluster assignment would be wrong. Load the same "
+                    "revision/path, or pass it explicitly: load_protector(path, surrogate=...)."
+                )
+            self._surrogate = sur
+        return self._surrogate
+
+    # ------------------------------------------------------------------ persistence
+    def _config_dict(self) -> dict:
+        return {
+            "protector_type": PROTECTOR_TYPE,
+            "uc_datasets_version": self.version,
+            "method": self.method,
+            "config": self.config.to_dict(),
+            "image_column": self.image_column,
+            "working_hw": list(self.working_hw),
+            "permutation": self.permutation.tolist(),
+            "surrogate": self.surrogate_info,
+            "metadata": self.metadata,
+        }
+
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        return {
+            "deltas": self.deltas,
+            "centres": torch.from_numpy(self.centres),
+            "cache_keys": torch.from_numpy(np.ascontiguousarray(self.cache_keys)),
+            "cache_clusters": torch.from_numpy(np.ascontiguousarray(self.cache_clusters)),
+        }
+
+    @property
+    def method(self) -> str:
+        """``UC-CLIP`` for a CLIP surrogate, ``UC`` otherwise (the paper's names)."""
+        return "UC-CLIP" if self.surrogate_info.get("kind") == "clip" else "UC"
+
+    def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
+        """Write ``config.json`` and ``protector.safetensors``. Keep the directory private."""
+        d = Path(save_directory)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / CONFIG_NAME).write_text(json.dumps(self._config_dict(), indent=2, sort_keys=True))
+        save_file(self._tensors(), str(d / WEIGHTS_NAME), metadata={"format": "pt"})
+        logger.info("Saved protector to %s (a secret: do not publish it)", d)
+        return d
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, *, surrogate: Surrogate | None = None) -> UCProtector:
+        """Load a protector saved with :meth:`save_pretrained` (safetensors + JSON only)."""
+        d = Path(path)
+        if not (d / CONFIG_NAME).is_file() or not (d / WEIGHTS_NAME).is_file():
+            raise FileNotFoundError(
+                f"{d} is not a saved protector: expected {CONFIG_NAME} and {WEIGHTS_NAME} in it."
+            )
+        return cls._from_parts(json.loads((d / CONFIG_NAME).read_text()), load_file(str(d / WEIGHTS_NAME)),
+                               surrogate=surrogate)
+
+    @classmethod
+    def _from_parts(cls, cfg: dict, tensors: dict[str, torch.Tensor], *,
+                    surrogate: Surrogate | None = None) -> UCProtector:
+        if cfg.get("protector_type") != PROTECTOR_TYPE:
+            raise ValueError(f"not an Unlearnable Clusters protector: protector_type={cfg.get('protector_type')!r}")
+        saved_version = cfg.get("uc_datasets_version")
+        if saved_version != __version__:
+            logger.warning("protector saved by uc-datasets %s, loaded by %s", saved_version, __version__)
+        return cls(
+            UCConfig.from_dict(cfg["config"]),
+            tensors["deltas"],
+            tensors["centres"].numpy(),
+            np.asarray(cfg["permutation"]),
+            surrogate_info=cfg["surrogate"],
+            image_column=cfg.get("image_column", "image"),
+            working_hw=cfg["working_hw"],
+            cache_keys=tensors["cache_keys"].numpy(),
+            cache_clusters=tensors["cache_clusters"].numpy(),
+            metadata=cfg.get("metadata", {}),
+            surrogate=surrogate,
+        )
+
+    # ------------------------------------------------------------------ pickling / fingerprint
+    def __reduce__(self):
+        # datasets fingerprints map functions by pickling them. Pickle only what defines the
+        # output (config, perturbations, centres, cache, surrogate digest, package version),
+        # as deterministic bytes, never the surrogate's weights. Worker processes
+        # (num_proc) rebuild the protector from the same bytes and reload the surrogate.
+        cfg = json.dumps(self._config_dict(), sort_keys=True)
+        state = {"use_cache": self.use_cache, "max_pixels": self.max_pixels}
+        return (_restore_protector, (cfg, save(self._tensors()), state))
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (f"UCProtector(method={self.method}, surrogate={self.surrogate_info.get('name')!r}, "
+                f"n_clusters={c.n_clusters}, epsilon={c.epsilon_levels}/255, working_hw={self.working_hw})")
+
+
+def _restore_protector(cfg_json: str, tensor_bytes: bytes, state: dict) -> UCProtector:
+    prot = UCProtector._from_parts(json.loads(cfg_json), st_load(tensor_bytes))
+    prot.use_cache = state["use_cache"]
+    prot.max_pixels = state["max_pixels"]
+    return prot
+
+
+def load_protector(path: str | os.PathLike, *, surrogate: Surrogate | None = None) -> UCProtector:
+    """Load a protector from a directory written by ``save_pretrained``.
+
+    Example:
+        >>> uc_protect = load_protector("protector/")  # doctest: +SKIP
+    """
+    return UCProtector.from_pretrained(path, surrogate=surrogate)

