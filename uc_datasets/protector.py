@@ -226,6 +226,19 @@ class UCProtector:
         return (f"UCProtector(method={self.method}, surrogate={self.surrogate_info.get('name')!r}, "
                 f"n_clusters={c.n_clusters}, epsilon={c.epsilon_levels}/255, working_hw={self.working_hw})")
 
+    def push_to_hub(self, repo_id: str, *, private: bool = True, allow_public: bool = False, token: str | None = None,
+                    revision: str | None = None, commit_message: str | None = None) -> str:
+        """Push to a **private** Hub model repo (a public push needs ``allow_public=True``); returns the commit URL.
+
+        Example:
+            >>> uc_protect.push_to_hub("me/pets-protector")  # doctest: +SKIP
+            >>> uc_protect = load_protector("me/pets-protector")  # doctest: +SKIP
+        """
+        from .hub import push_protector
+
+        return push_protector(self, repo_id, private=private, allow_public=allow_public, token=token,
+                              revision=revision, commit_message=commit_message)
+
 
 def _restore_protector(cfg_json: str, tensor_bytes: bytes, state: dict) -> UCProtector:
     prot = UCProtector._from_parts(json.loads(cfg_json), st_load(tensor_bytes))
@@ -234,10 +247,27 @@ def _restore_protector(cfg_json: str, tensor_bytes: bytes, state: dict) -> UCPro
     return prot
 
 
-def load_protector(path: str | os.PathLike, *, surrogate: Surrogate | None = None) -> UCProtector:
-    """Load a protector from a directory written by ``save_pretrained``.
+def load_protector(path: str | os.PathLike, *, surrogate: Surrogate | None = None, token: str | None = None,
+                   revision: str | None = None) -> UCProtector:
+    """Load a protector from a directory written by ``save_pretrained``, or from a Hub model repo.
+
+    A ``path`` that is not an existing directory is taken as a Hub model repo id (pushed by
+    :meth:`UCProtector.push_to_hub`; ``token`` reads private repos).
 
     Example:
         >>> uc_protect = load_protector("protector/")  # doctest: +SKIP
+        >>> uc_protect = load_protector("me/pets-protector")  # doctest: +SKIP
     """
+    if not Path(path).is_dir():
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, HFValidationError
+
+        try:
+            path = snapshot_download(str(path), repo_type="model", revision=revision, token=token,
+                                     allow_patterns=[CONFIG_NAME, WEIGHTS_NAME])
+        except (HfHubHTTPError, HFValidationError, EntryNotFoundError) as e:
+            raise FileNotFoundError(
+                f"{str(path)!r} is neither a local protector directory nor a Hub model repo you can read "
+                f"({type(e).__name__}). Check the path, or the repo id and that your token can read the private repo."
+            ) from e
     return UCProtector.from_pretrained(path, surrogate=surrogate)

@@ -191,7 +191,8 @@ class Relabeling:
             >>> from datasets import Dataset
             >>> ds = Dataset.from_dict({"label": [0, 1, 2]})
             >>> r = Relabeling((0, 0, 1), ("a | b", "c"), ("a", "b", "c"))
-            >>> r.apply(ds)["label"], r.apply(ds).features["label"].names
+            >>> out = r.apply(ds)
+            >>> list(out["label"]), out.features["label"].names
             ([0, 0, 1], ['a | b', 'c'])
         """
         if isinstance(dataset, DatasetDict):

@@ -15,6 +15,7 @@ Supported:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import logging
@@ -213,7 +214,7 @@ class Surrogate(nn.Module):
         self._embed_fn = embed_fn
         self.name = name
         self.kind = kind
-        self.model.eval()
+        self.eval()
         self.model.requires_grad_(False)
         with torch.no_grad():
             hw = preprocess.cfg.output_hw or (224, 224)
@@ -274,6 +275,28 @@ def _load_transformers(name: str, local_only: bool) -> tuple[nn.Module, Preproce
 
     kw = {"local_files_only": local_only}
     config = AutoConfig.from_pretrained(name, **kw)
+    with _quiet_transformers():
+        return _load_transformers_model(name, config, kw)
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    """Hide the load report listing the text tower's weights as unused (expected when a
+    full CLIP checkpoint is loaded as its vision tower)."""
+    from transformers.utils import logging as tf_logging
+
+    old = tf_logging.get_verbosity()
+    tf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        tf_logging.set_verbosity(old)
+
+
+def _load_transformers_model(name: str, config, kw: dict) -> tuple[nn.Module, PreprocessConfig, object, str]:
+    import transformers
+    from transformers import AutoImageProcessor
+
     mt = config.model_type
     if mt in ("clip", "clip_vision_model"):
         vis_cfg = config.vision_config if mt == "clip" else config
@@ -300,8 +323,10 @@ def _load_transformers(name: str, local_only: bool) -> tuple[nn.Module, Preproce
         model = transformers.AutoModel.from_pretrained(name, **kw)
         embed = lambda m, x, **k: m(pixel_values=x, **k).pooler_output  # noqa: E731
         kind = mt
+    # The PIL ("slow") processor is the reference we replay; transformers 5 renamed the switch.
+    backend = {"backend": "pil"} if int(transformers.__version__.split(".")[0]) >= 5 else {"use_fast": False}
     try:
-        proc = AutoImageProcessor.from_pretrained(name, use_fast=False, **kw)
+        proc = AutoImageProcessor.from_pretrained(name, **backend, **kw)
         cfg = PreprocessConfig.from_image_processor(proc)
     except (OSError, ValueError) as err:
         size = int(getattr(getattr(config, "vision_config", config), "image_size", 224) or 224)

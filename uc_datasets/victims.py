@@ -221,6 +221,7 @@ def build_victim(
     width: float = 1.0,
     image_size: int = 224,
     small_input: bool | None = None,
+    seed: int | None = None,
 ) -> Victim:
     """Build a randomly initialised victim (no download).
 
@@ -230,6 +231,7 @@ def build_victim(
         width: channel multiplier (1.0 = the paper's model; e.g. 0.25 for CPU runs).
         image_size: input side in pixels; decides the stem when ``small_input`` is None.
         small_input: force the small (3x3, stride 1, no max-pool) stem on or off.
+        seed: seed of the initial weights (the global RNG is left untouched); None uses it.
 
     Example:
         >>> build_victim("efficientnet-b1", 5, width=0.25, image_size=16).model.config.hidden_dim
@@ -242,11 +244,14 @@ def build_victim(
         "efficientnet-b1": EfficientNetForImageClassification,
         "regnetx-1.6gf": RegNetForImageClassification,
     }[name]
-    model = model_class(config)
     small = image_size <= SMALL_INPUT_MAX_SIZE if small_input is None else bool(small_input)
-    if small:
-        _use_small_stem(model)
-    _init_from_scratch(model)
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        model = model_class(config)
+        if small:
+            _use_small_stem(model)
+        _init_from_scratch(model)
     return Victim(model, name=name, width=width, small_input=small)
 
 

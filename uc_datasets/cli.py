@@ -1,0 +1,129 @@
+"""``uc-datasets``: protect, verify and demo from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+
+logger = logging.getLogger("uc_datasets")
+
+#: The embedded default of ``uc-datasets demo``: offline, under 5 minutes on 2 cores.
+DEMO_DEFAULTS = dict(source="fashion-mnist", split="train", max_samples=2000, surrogate="efficientnet-lite0",
+                     surrogate_image_size=64, n_clusters=10, epochs=5, batch_size=250,
+                     output_dir="uc_output/demo")
+
+
+def add_fit_arguments(p: argparse.ArgumentParser, defaults: dict | None = None) -> None:
+    """Arguments shared by ``protect``, ``demo`` and ``recipes/protect.py``."""
+    d = {"source": None, "split": "train", "max_samples": None, "surrogate": "openai/clip-vit-base-patch32",
+         "surrogate_image_size": None, "n_clusters": 10, "epochs": 50, "batch_size": 256,
+         "output_dir": "uc_output", **(defaults or {})}
+    if d["source"] is None:
+        p.add_argument("source", help="Hub dataset id, a save_to_disk directory, an image folder, or 'fashion-mnist'")
+    else:
+        p.add_argument("source", nargs="?", default=d["source"], help=f"dataset (default: {d['source']})")
+    p.add_argument("--split", default=d["split"], help="split to protect (default: %(default)s)")
+    p.add_argument("--image-column", default="image", help="image column (default: %(default)s)")
+    p.add_argument("--max-samples", type=int, default=d["max_samples"], help="protect only the first N rows")
+    p.add_argument("--surrogate", default=d["surrogate"],
+                   help="transformers vision model (Hub id or path) or 'efficientnet-lite0' (default: %(default)s)")
+    p.add_argument("--surrogate-image-size", type=int, default=d["surrogate_image_size"],
+                   help="override the surrogate's input size (faster on CPU)")
+    p.add_argument("--n-clusters", type=int, default=d["n_clusters"], help="p, the number of clusters")
+    p.add_argument("--epsilon", type=float, default=16.0,
+                   help="L-inf bound in uint8 levels, e.g. 16 for 16/255 (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=d["epochs"], help="training epochs (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=d["batch_size"], help="training batch (default: %(default)s)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: 1e-4 generator, 1e-2 direct)")
+    p.add_argument("--loss", choices=["kl", "cosine", "mse"], default="kl")
+    p.add_argument("--train-on", choices=["members", "all"], default="members")
+    p.add_argument("--parametrization", choices=["generator", "direct"], default="generator")
+    p.add_argument("--permutation", choices=["shift", "derangement"], default="shift")
+    p.add_argument("--working-size", type=int, default=224,
+                   help="perturbation size when images differ in size (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.add_argument("--output-dir", default=d["output_dir"], help="where to write (default: %(default)s)")
+
+
+def uc_kwargs_from_args(args: argparse.Namespace) -> dict:
+    """The UnlearnableClusters keywords of parsed fit arguments."""
+    if not 0 < args.epsilon <= 255:
+        raise SystemExit(f"error: --epsilon is in uint8 levels (e.g. 16 for 16/255); got {args.epsilon}")
+    return dict(surrogate=args.surrogate, surrogate_image_size=args.surrogate_image_size,
+                n_clusters=args.n_clusters, epsilon=args.epsilon / 255, epochs=args.epochs,
+                batch_size=args.batch_size, lr=args.lr, loss=args.loss, train_on=args.train_on,
+                parametrization=args.parametrization, permutation=args.permutation,
+                working_size=args.working_size, seed=args.seed, device=args.device)
+
+
+def _run_protect(args: argparse.Namespace) -> int:
+    from .pipeline import protect_dataset
+    from .sources import load_source
+
+    t0 = time.perf_counter()
+    ds = load_source(args.source, split=args.split)
+    if args.max_samples is not None:
+        ds = ds.select(range(min(args.max_samples, len(ds))))
+    out = protect_dataset(ds, args.output_dir, image_column=args.image_column, **uc_kwargs_from_args(args))
+    print(f"\n{out.report.summary()}")
+    print(f"protected dataset : {out.protected_dir}   (datasets.load_from_disk)")
+    print(f"preview grid      : {out.preview}   (rows: clean / perturbation x{127.5 / args.epsilon:.0f} / protected)")
+    print(f"run summary       : {out.summary}")
+    print(f"protector (SECRET): {out.protector_dir}   never publish it")
+    print(f"done in {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+def _run_verify(args: argparse.Namespace) -> int:
+    from .sources import load_source
+    from .verify import verify
+
+    clean = load_source(args.clean, split=args.split)
+    protected = load_source(args.protected, split=args.split)
+    report = verify(clean, protected, args.epsilon / 255, image_column=args.image_column)
+    print(json.dumps(report.to_dict() | {"summary": report.summary()}, indent=2))
+    return 0 if report.passed else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="uc-datasets", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("protect", help="fit a protector on a dataset split and protect it")
+    add_fit_arguments(p)
+    p.set_defaults(func=_run_protect)
+    p = sub.add_parser("demo", help="protect 2000 Fashion-MNIST images offline with the ImageNet surrogate")
+    add_fit_arguments(p, DEMO_DEFAULTS)
+    p.set_defaults(func=_run_protect)
+    p = sub.add_parser("verify", help="check a protected dataset against its original (exit 1 on failure)")
+    p.add_argument("clean")
+    p.add_argument("protected")
+    p.add_argument("--split", default="train")
+    p.add_argument("--image-column", default="image")
+    p.add_argument("--epsilon", type=float, default=16.0, help="bound in uint8 levels (default: %(default)s)")
+    p.set_defaults(func=_run_verify)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``uc-datasets`` command."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("httpx", "urllib3", "filelock", "fsspec"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        return args.func(args)
+    except (ValueError, KeyError, TypeError, FileNotFoundError, OSError) as err:
+        if args.verbose:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

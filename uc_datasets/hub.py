@@ -1,0 +1,491 @@
+"""Publish protected datasets to the Hugging Face Hub, and keep protectors private.
+
+Two directions, kept apart on purpose:
+
+- :func:`push_protected` publishes a *protected* dataset (a ``Dataset`` or ``DatasetDict``)
+  as PNG images inside parquet shards, with a dataset card that says it is protected. It
+  first runs :func:`uc_datasets.verify` against the clean dataset and refuses to push if any
+  image breaks the epsilon bound or was left unprotected, and it refuses datasets that
+  still carry protector data (cluster/perturbation columns, protector files).
+- :func:`push_protector` (``UCProtector.push_to_hub``) stores the protector, a secret that
+  undoes the protection, in a **private** model repo; a public push needs an explicit
+  ``allow_public=True``. Nothing from the protector goes into the dataset repo.
+
+Tokens are passed through to ``huggingface_hub`` and never logged, written to the card or
+the run summary, or put in error messages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import re
+import tempfile
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import datasets
+from huggingface_hub import CommitOperationAdd, DatasetCard, HfApi, hf_hub_download
+from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+
+from . import __version__
+from .verify import VerifyReport, verify
+
+if TYPE_CHECKING:
+    from .protector import UCProtector
+
+logger = logging.getLogger(__name__)
+
+#: Column names that hold protector data (cluster ids, perturbations, centres): with them
+#: anyone can estimate each cluster's perturbation and subtract it. Also any ``uc_*`` column.
+PROTECTOR_COLUMNS = frozenset({
+    "cluster", "clusters", "cluster_id", "cluster_ids", "cluster_label", "delta", "deltas", "perturbation",
+    "perturbations", "protector", "centres", "centers", "permutation",
+})
+#: File names of a saved protector; they must never sit in (or next to) a dataset.
+PROTECTOR_FILES = frozenset({"protector.safetensors"})
+CARD_KEY = "uc_datasets"  # dataset-card YAML key holding the per-split protection record
+CARD_TAGS = ("unlearnable-clusters", "protected-images")
+SECTION_START = "<!-- uc-datasets:protection:start -->"
+SECTION_END = "<!-- uc-datasets:protection:end -->"
+_MAX_LISTED = 20
+
+
+class ProtectionCheckError(ValueError):
+    """Some images break the epsilon bound or were left unprotected; nothing was pushed."""
+
+    def __init__(self, message: str, reports: dict[str, VerifyReport]):
+        super().__init__(message)
+        self.reports = reports
+
+
+class ProtectorLeakError(ValueError):
+    """The dataset (or its target repo) carries protector data; nothing was pushed."""
+
+
+class PublicProtectorError(PermissionError):
+    """A protector push would make the protector public; nothing was pushed."""
+
+
+@dataclass
+class PushResult:
+    """What :func:`push_protected` pushed. Holds no credentials; safe to write to disk."""
+
+    repo_id: str
+    revision: str  # the branch or ``refs/pr/N`` the data and card went to
+    commit_url: str
+    pr_url: str | None
+    method: str
+    surrogate: str
+    epsilon: float
+    n_clusters: int
+    uc_datasets_version: str
+    splits: dict[str, dict] = field(default_factory=dict)  # split -> VerifyReport.to_dict()
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------------------- protected datasets
+def push_protected(
+    protected: datasets.Dataset | datasets.DatasetDict,
+    repo_id: str,
+    *,
+    clean: datasets.Dataset | datasets.DatasetDict,
+    protector: UCProtector | None = None,
+    epsilon: float | None = None,
+    method: str | None = None,
+    surrogate: str | None = None,
+    n_clusters: int | None = None,
+    image_column: str = "image",
+    split: str | None = None,
+    config_name: str = "default",
+    private: bool | None = None,
+    revision: str | None = None,
+    create_pr: bool = False,
+    token: str | None = None,
+    max_shard_size: int | str | None = None,
+    commit_message: str | None = None,
+    progress: bool = True,
+) -> PushResult:
+    """Verify ``protected`` against ``clean``, then push it to a Hub dataset repo with a card.
+
+    Every protected image must be stored losslessly (PNG), keep its size and mode, differ
+    from its clean original by at most ``ceil(epsilon * 255)`` levels and differ at all;
+    otherwise nothing is pushed and :class:`ProtectionCheckError` names the images. The
+    method, surrogate, epsilon and number of clusters come from ``protector`` or from the
+    explicit arguments. ``private``, ``revision``, ``create_pr``, ``token`` and
+    ``max_shard_size`` go to ``datasets``' ``push_to_hub``. The dataset card keeps what the
+    repo's card already has (license, text, other splits) and gains a protection section,
+    written in a second commit on the same branch or pull request.
+
+    Example:
+        >>> protected = ds.map(uc_protect, batched=True)  # doctest: +SKIP
+        >>> push_protected(protected, "me/pets-protected", clean=ds, protector=uc_protect)  # doctest: +SKIP
+    """
+    if repo_id.startswith("buckets/"):
+        raise ValueError(f"{repo_id!r} is a storage bucket; push_protected needs a dataset repo (it writes a dataset "
+                         "card), e.g. 'me/pets-protected'.")
+    info = _protection_info(protector, epsilon=epsilon, method=method, surrogate=surrogate, n_clusters=n_clusters)
+    prot_splits = _as_splits(protected, split, "protected")
+    clean_splits = _as_splits(clean, split, "clean")
+    if set(prot_splits) != set(clean_splits):
+        raise ValueError(f"protected has splits {sorted(prot_splits)} but clean has {sorted(clean_splits)}; "
+                         "pass the clean dataset the protected one was made from, with the same splits.")
+    for name, ds in prot_splits.items():
+        _refuse_protector_data(ds, name)
+
+    reports = {name: verify(clean_splits[name], ds, info["epsilon"], image_column=image_column, progress=progress)
+               for name, ds in prot_splits.items()}
+    _refuse_failed(reports, repo_id)
+
+    api = HfApi(token=token)
+    with _no_token_in_errors(token):
+        _refuse_protector_files_on_hub(api, repo_id, revision)
+        kwargs = dict(config_name=config_name, private=private, token=token, revision=revision, create_pr=create_pr,
+                      max_shard_size=max_shard_size, commit_message=commit_message)
+        if isinstance(protected, datasets.DatasetDict):
+            commit = protected.push_to_hub(repo_id, **kwargs)
+        else:
+            (name, ds), = prot_splits.items()
+            commit = ds.push_to_hub(repo_id, split=name, **kwargs)
+        target = commit.pr_revision if create_pr and commit.pr_revision else (revision or "main")
+        card_commit = _update_card(api, repo_id, target, parent=commit.oid, info=info, reports=reports,
+                                   config_name=config_name)
+    logger.info("Pushed %d protected split(s) to %s (%s): %s", len(reports), repo_id, target,
+                card_commit.commit_url)
+    return PushResult(repo_id=repo_id, revision=target, commit_url=card_commit.commit_url,
+                      pr_url=commit.pr_url if create_pr else None, method=info["method"],
+                      surrogate=info["surrogate"], epsilon=info["epsilon"], n_clusters=info["n_clusters"],
+                      uc_datasets_version=__version__,
+                      splits={_split_key(config_name, n): r.to_dict() for n, r in reports.items()})
+
+
+def _protection_info(protector: UCProtector | None, *, epsilon: float | None, method: str | None,
+                     surrogate: str | None, n_clusters: int | None) -> dict:
+    explicit = {"epsilon": epsilon, "method": method, "surrogate": surrogate, "n_clusters": n_clusters}
+    if protector is not None:
+        from_prot = {"epsilon": float(protector.config.epsilon), "method": protector.method,
+                     "surrogate": public_surrogate_name(str(protector.surrogate_info.get("name"))),
+                     "n_clusters": int(protector.config.n_clusters)}
+        explicit["surrogate"] = None if surrogate is None else public_surrogate_name(surrogate)
+        clash = [k for k, v in explicit.items() if v is not None and not (
+            math.isclose(v, from_prot[k], abs_tol=1e-9) if k == "epsilon" else v == from_prot[k])]
+        if clash:
+            raise ValueError(f"{', '.join(clash)} given explicitly differ from the protector's "
+                             f"({', '.join(f'{k}={from_prot[k]!r}' for k in clash)}); pass only the protector.")
+        return from_prot
+    missing = [k for k in ("epsilon", "surrogate", "n_clusters") if explicit[k] is None]
+    if missing:
+        raise ValueError(f"without a protector, pass {', '.join(missing)} explicitly (they go on the dataset card "
+                         "and epsilon is the bound checked before pushing), or pass protector=... "
+                         "(load_protector(path) loads a saved one).")
+    if not 0 < float(epsilon) <= 1:
+        raise ValueError(f"epsilon must be in (0, 1] pixel units (e.g. 8/255), got {epsilon!r}")
+    if method is None:
+        method = "UC-CLIP" if "clip" in surrogate.lower() else "UC"
+    return {"epsilon": float(epsilon), "method": method, "surrogate": public_surrogate_name(surrogate),
+            "n_clusters": int(n_clusters)}
+
+
+def public_surrogate_name(name: str) -> str:
+    """The surrogate as shown on a public card: a Hub id as is, a local path by its last part only.
+
+    Example:
+        >>> public_surrogate_name("/home/me/models/clip-b32")
+        'clip-b32 (local model)'
+    """
+    if name.startswith(("/", "./", "../", "~", "\\")) or re.match(r"^[A-Za-z]:[\\/]", name):
+        last = re.split(r"[\\/]", name.rstrip("/\\"))[-1]
+        return f"{last} (local model)"
+    return name
+
+
+def _as_splits(ds: datasets.Dataset | datasets.DatasetDict, split: str | None,
+               what: str) -> dict[str, datasets.Dataset]:
+    if isinstance(ds, datasets.DatasetDict):
+        if split is not None:
+            raise ValueError(f"split={split!r} only applies to a single Dataset; {what} is a DatasetDict, whose "
+                             "split names are used.")
+        return dict(ds)
+    if isinstance(ds, datasets.Dataset):
+        return {split or (str(ds.split) if ds.split is not None else "train"): ds}
+    raise TypeError(f"{what} must be a datasets.Dataset or DatasetDict, got {type(ds).__name__}. "
+                    "An IterableDataset cannot be verified row by row; materialise it first.")
+
+
+def _refuse_protector_data(ds: datasets.Dataset, split: str) -> None:
+    cols = [c for c in ds.column_names if c.lower() in PROTECTOR_COLUMNS or c.lower().startswith("uc_")]
+    if cols:
+        raise ProtectorLeakError(
+            f"Refusing to push: split {split!r} has column(s) {cols} that look like protector data (cluster "
+            "assignments, perturbations or centres). With them anyone can estimate each cluster's perturbation "
+            f"and subtract it. Drop them first: protected = protected.remove_columns({cols!r})."
+        )
+    dirs = {Path(f["filename"]).parent for f in ds.cache_files}
+    found = [str(d / name) for d in dirs for name in PROTECTOR_FILES if (d / name).exists()]
+    if found:
+        raise ProtectorLeakError(
+            f"Refusing to push: split {split!r} is stored next to a protector ({', '.join(found)}). A protector "
+            "must never sit with the data it protects. Move it to a private place (UCProtector.push_to_hub pushes "
+            "it to a private model repo) and save the dataset without it."
+        )
+
+
+def _refuse_failed(reports: dict[str, VerifyReport], repo_id: str) -> None:
+    bad = {n: r for n, r in reports.items() if not r.passed}
+    if not bad:
+        return
+    lines = []
+    for name, r in bad.items():
+        if r.violations:
+            shown = ", ".join(f"row {v['index']} ({v['reason']})" for v in r.violations[:_MAX_LISTED])
+            more = f" and {len(r.violations) - _MAX_LISTED} more" if len(r.violations) > _MAX_LISTED else ""
+            lines.append(f"  split {name!r}: {len(r.violations)} image(s) break the bound or the format: {shown}{more}")
+        if r.unchanged:
+            shown = ", ".join(f"row {i}" for i in r.unchanged[:_MAX_LISTED])
+            more = f" and {len(r.unchanged) - _MAX_LISTED} more" if len(r.unchanged) > _MAX_LISTED else ""
+            lines.append(f"  split {name!r}: {len(r.unchanged)} image(s) left unprotected (identical to the "
+                         f"original): {shown}{more}")
+    raise ProtectionCheckError(
+        f"Refusing to push to {repo_id}: the protected dataset fails verification against the clean one.\n"
+        + "\n".join(lines)
+        + "\nProtect these rows again with ds.map(protector, batched=True) and do not re-encode or edit protected "
+        "images afterwards (JPEG re-encoding and resizing break the bound).",
+        reports,
+    )
+
+
+def _refuse_protector_files_on_hub(api: HfApi, repo_id: str, revision: str | None) -> None:
+    try:
+        files = api.list_repo_files(repo_id, repo_type="dataset", revision=revision)
+    except RevisionNotFoundError:  # a new branch: it starts from main
+        files = api.list_repo_files(repo_id, repo_type="dataset")
+    except RepositoryNotFoundError:
+        return
+    found = [f for f in files if Path(f).name in PROTECTOR_FILES]
+    if found:
+        raise ProtectorLeakError(
+            f"Refusing to push: the dataset repo {repo_id} already holds protector file(s) {found}. Anyone who can "
+            "read the repo can undo the protection. Delete them (HfApi().delete_file(path, repo_id, "
+            "repo_type='dataset')), keep the protector in a private model repo (UCProtector.push_to_hub), then "
+            "push again. Deleted files stay in the git history: consider a new repo."
+        )
+
+
+# ---------------------------------------------------------------------------- dataset card
+def _split_key(config_name: str, split: str) -> str:
+    return split if config_name == "default" else f"{config_name}/{split}"
+
+
+def _eps_text(eps: float) -> str:
+    levels = eps * 255
+    return f"{round(levels)}/255" if math.isclose(levels, round(levels), abs_tol=1e-6) else f"{eps:.6g}"
+
+
+def _update_card(api: HfApi, repo_id: str, revision: str, *, parent: str, info: dict,
+                 reports: dict[str, VerifyReport], config_name: str):
+    try:
+        path = hf_hub_download(repo_id, "README.md", repo_type="dataset", revision=parent, token=api.token)
+        card = DatasetCard(Path(path).read_text(encoding="utf-8"))
+    except EntryNotFoundError:
+        card = DatasetCard("---\n---\n")
+    record = dict(card.data.get(CARD_KEY) or {})
+    splits = dict(record.get("splits") or {})
+    for name, r in reports.items():
+        splits[_split_key(config_name, name)] = {
+            "method": info["method"], "surrogate": info["surrogate"], "epsilon": info["epsilon"],
+            "epsilon_levels": r.epsilon_levels, "n_clusters": info["n_clusters"],
+            "uc_datasets_version": __version__, "n_images": r.n_images, "max_deviation": r.max_deviation,
+            "passed": r.passed, "verify": r.summary(),
+        }
+    card.data[CARD_KEY] = {"protected": True, "splits": dict(sorted(splits.items()))}
+    tags = list(card.data.get("tags") or [])
+    card.data["tags"] = tags + [t for t in CARD_TAGS if t not in tags]
+    card.text = _with_section(card.text, render_card_section(card.data[CARD_KEY]["splits"]))
+    return api.create_commit(
+        repo_id, [CommitOperationAdd("README.md", str(card).encode("utf-8"))], repo_type="dataset",
+        revision=revision, parent_commit=parent,
+        commit_message="Dataset card: images protected with Unlearnable Clusters (uc-datasets)",
+    )
+
+
+def render_card_section(splits: Mapping[str, Mapping]) -> str:
+    """The dataset-card section describing the protection of each split (Markdown)."""
+    rows = "\n".join(
+        f"| `{name}` | {s['method']} | `{s['surrogate']}` | {_eps_text(float(s['epsilon']))} | {s['n_clusters']} | "
+        f"{s['uc_datasets_version']} | {str(s['verify']).replace('|', '/')} |"
+        for name, s in splits.items()
+    )
+    eps_max = max(int(s["epsilon_levels"]) for s in splits.values())
+    return f"""{SECTION_START}
+## Protected images (Unlearnable Clusters)
+
+The images in this dataset are **protected**. Every image was changed by a small, bounded
+perturbation (at most {eps_max}/255 per colour value, L-infinity) made with Unlearnable Clusters
+(UC; Zhang et al., CVPR 2023) with the uc-datasets Python package. UC-CLIP is the
+variant that uses a CLIP image encoder as the surrogate; UC uses another ImageNet-style encoder.
+
+| split | method | surrogate | epsilon (L-inf) | clusters | uc-datasets | check against the originals |
+| --- | --- | --- | --- | --- | --- | --- |
+{rows}
+
+Images are stored as PNG (lossless), at their original size and mode.
+
+### If you found this dataset
+
+These pictures look normal, but they were altered very slightly on purpose so that image
+classifiers trained on them learn little that works on ordinary photos. Looking at them, sharing
+them or using them for other purposes is not affected. If you want to train a model on these
+images, ask the dataset owner for the original, unprotected data. The protection is not
+encryption or a watermark, and it is not guaranteed: the published research shows it lowers,
+not removes, what a model can learn.
+{SECTION_END}
+"""
+
+
+def _with_section(text: str, section: str) -> str:
+    pattern = re.compile(re.escape(SECTION_START) + r".*?" + re.escape(SECTION_END) + r"\n?", re.S)
+    if pattern.search(text):
+        return pattern.sub(lambda _: section, text, count=1)
+    body = text.lstrip("\n")
+    return "\n" + section + ("\n" + body if body else "")
+
+
+# ---------------------------------------------------------------------------- protector repos
+def push_protector(protector: UCProtector, repo_id: str, *, private: bool = True, allow_public: bool = False,
+                   token: str | None = None, revision: str | None = None,
+                   commit_message: str | None = None) -> str:
+    """Push ``protector`` to a **private** Hub model repo; returns the commit URL.
+
+    A protector undoes the protection of every image it protected, so the repo is created
+    private, and a push that would leave it public (``private=False``, or an existing public
+    repo) is refused unless ``allow_public=True`` is passed explicitly.
+
+    Example:
+        >>> uc_protect.push_to_hub("me/pets-protector")  # private model repo  # doctest: +SKIP
+        >>> load_protector("me/pets-protector")  # doctest: +SKIP
+    """
+    why = ("a protector is a secret: whoever holds it can subtract the perturbations and undo the protection of "
+           "every image it protected")
+    if not private and not allow_public:
+        raise PublicProtectorError(
+            f"Refusing to push the protector to a public repo: {why}. Keep private=True (the default). If you "
+            "really want it public, pass allow_public=True as well."
+        )
+    if not private:
+        logger.warning("Pushing the protector to a PUBLIC repo %s (allow_public=True): %s.", repo_id, why)
+    api = HfApi(token=token)
+    with _no_token_in_errors(token):
+        api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+        if not api.repo_info(repo_id, repo_type="model").private and not allow_public:
+            raise PublicProtectorError(
+                f"Refusing to push the protector to {repo_id}: that model repo already exists and is public, and "
+                f"{why}. Push to a new repo id, or make this one private first "
+                f"(HfApi().update_repo_settings({repo_id!r}, private=True))."
+            )
+        if revision is not None:
+            api.create_branch(repo_id, branch=revision, repo_type="model", exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            protector.save_pretrained(tmp)
+            Path(tmp, "README.md").write_text(_PROTECTOR_README.format(method=protector.method))
+            commit = api.upload_folder(repo_id=repo_id, folder_path=tmp, repo_type="model", revision=revision,
+                                       commit_message=commit_message or "Upload Unlearnable Clusters protector")
+    logger.info("Pushed the protector to %s model repo %s", "private" if private else "PUBLIC", repo_id)
+    return commit.commit_url
+
+
+_PROTECTOR_README = """---
+tags:
+- unlearnable-clusters
+---
+# Unlearnable Clusters protector ({method}) - keep this repository private
+
+This repository holds a fitted uc-datasets protector: the per-cluster perturbations and
+cluster centres. Whoever can read it can undo the protection of every image it protected.
+Do not make it public and do not copy it into the dataset repository.
+
+Load it with `uc_datasets.load_protector("<this repo id>")`.
+"""
+
+
+class _no_token_in_errors:
+    """Re-raise any error whose message contains ``token`` with the token masked."""
+
+    def __init__(self, token: str | None):
+        self.token = token
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc is None or not self.token or self.token not in str(exc):
+            return False
+        raise RuntimeError(f"{exc_type.__name__}: {str(exc).replace(self.token, '***')}") from None
+
+
+# ---------------------------------------------------------------------------- CLI
+def add_push_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the ``uc-datasets push`` arguments to ``parser``."""
+    parser.add_argument("protected", help="protected dataset: a save_to_disk directory, an image folder or a Hub id")
+    parser.add_argument("repo_id", help="target Hub dataset repo, e.g. me/pets-protected")
+    parser.add_argument("--clean", required=True,
+                        help="the clean dataset the protected one was made from (same rows and splits); every "
+                             "image is verified against it before anything is pushed")
+    parser.add_argument("--protector", help="saved protector (directory, or private Hub model repo) giving "
+                                            "method, surrogate, epsilon and clusters")
+    parser.add_argument("--epsilon", type=float,
+                        help="without --protector: L-inf bound in uint8 levels, e.g. 8 for 8/255")
+    parser.add_argument("--method", choices=["UC", "UC-CLIP"], help="without --protector: method for the card")
+    parser.add_argument("--surrogate", help="without --protector: surrogate model id for the card")
+    parser.add_argument("--n-clusters", type=int, help="without --protector: number of clusters for the card")
+    parser.add_argument("--image-column", default="image", help="image column (default: %(default)s)")
+    parser.add_argument("--split", default=None, help="push only this split (default: every split)")
+    parser.add_argument("--config-name", default="default", help="dataset config (subset) name")
+    parser.add_argument("--private", action="store_true", help="create the dataset repo private")
+    parser.add_argument("--revision", help="branch to push to (created if missing)")
+    parser.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing")
+    parser.add_argument("--max-shard-size", help="parquet shard size, e.g. 500MB")
+    parser.add_argument("--commit-message")
+    parser.add_argument("--token", help="Hub token (better: set HF_TOKEN or run `hf auth login`); never logged")
+    parser.add_argument("--output-dir", help="add a 'push' entry (no credentials) to run_summary.json here")
+    return parser
+
+
+def run_push(args: argparse.Namespace) -> int:
+    """Run ``uc-datasets push`` from parsed :func:`add_push_arguments` arguments; returns 0."""
+    from .sources import load_source
+
+    protector = None
+    if args.protector:
+        from .protector import load_protector
+
+        protector = load_protector(args.protector, token=args.token)
+    if args.epsilon is not None and not 0 < args.epsilon <= 255:
+        raise ValueError(f"--epsilon is in uint8 levels (e.g. 8 for 8/255); got {args.epsilon}")
+    protected = load_source(args.protected, split=args.split)
+    clean = load_source(args.clean, split=args.split)
+    result = push_protected(
+        protected, args.repo_id, clean=clean, protector=protector,
+        epsilon=None if args.epsilon is None else args.epsilon / 255, method=args.method, surrogate=args.surrogate,
+        n_clusters=args.n_clusters, image_column=args.image_column,
+        split=args.split if isinstance(protected, datasets.Dataset) else None, config_name=args.config_name,
+        private=True if args.private else None, revision=args.revision, create_pr=args.create_pr, token=args.token,
+        max_shard_size=args.max_shard_size, commit_message=args.commit_message,
+    )
+    if args.output_dir:
+        path = Path(args.output_dir, "run_summary.json")
+        summary = json.loads(path.read_text()) if path.is_file() else {}
+        summary["push"] = result.to_dict()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(summary, indent=2))
+    logger.info("Pushed: %s", result.pr_url or result.commit_url)
+    return 0
+
+
+__all__ = ["ProtectionCheckError", "ProtectorLeakError", "PublicProtectorError", "PushResult", "add_push_arguments",
+           "public_surrogate_name", "push_protected", "push_protector", "render_card_section", "run_push"]

@@ -1,0 +1,88 @@
+"""The main job: fit a protector on a dataset, protect it, verify it, write everything out."""
+
+from __future__ import annotations
+
+import json
+import logging
+import resource
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+
+from . import __version__
+from .preview import save_preview
+from .protector import UCProtector
+from .unlearnable_clusters import UnlearnableClusters
+from .verify import VerifyReport, verify
+
+logger = logging.getLogger(__name__)
+
+PROTECTOR_WARNING = (
+    "This directory is the SECRET protector of a protected dataset. Anyone who holds it can\n"
+    "subtract the protection. Never publish it, never push it to a public repo.\n"
+)
+
+
+@dataclass
+class ProtectOutputs:
+    """Where :func:`protect_dataset` wrote things, plus what it measured."""
+
+    output_dir: Path
+    protected_dir: Path
+    protector_dir: Path
+    preview: Path
+    summary: Path
+    report: VerifyReport
+    protector: UCProtector
+    protected: datasets.Dataset
+
+
+def protect_dataset(ds: datasets.Dataset, output_dir: str | Path, *, image_column: str = "image",
+                    progress: bool = True, map_batch_size: int = 64, **uc_kwargs) -> ProtectOutputs:
+    """Fit Unlearnable Clusters on ``ds``, protect it with ``ds.map``, verify, and save.
+
+    Writes ``protected/`` (``save_to_disk``), ``protector/`` (secret), ``preview.png``
+    (clean / perturbation / protected) and ``run_summary.json`` under ``output_dir``.
+
+    Example:
+        >>> out = protect_dataset(ds, "uc_output", surrogate="efficientnet-lite0", epochs=5)  # doctest: +SKIP
+        >>> out.report.passed  # doctest: +SKIP
+        True
+    """
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    uc = UnlearnableClusters(progress=progress, **uc_kwargs)
+    t0 = time.perf_counter()
+    protector = uc.fit(ds, image_column=image_column)
+    t1 = time.perf_counter()
+    protected = ds.map(protector, batched=True, batch_size=map_batch_size, desc="protecting")
+    t2 = time.perf_counter()
+    report = verify(ds, protected, protector.config.epsilon, image_column=image_column, progress=progress)
+    if not report.passed:
+        raise RuntimeError(f"verification failed, nothing was saved: {report.summary()}; "
+                           f"first problems: {(report.violations + report.unchanged)[:5]}")
+    protected_dir = out / "protected"
+    protected.save_to_disk(str(protected_dir))
+    protector_dir = out / "protector"
+    protector.save_pretrained(protector_dir)
+    (protector_dir / "SECRET_README.txt").write_text(PROTECTOR_WARNING)
+    preview = save_preview(ds, protected, protector.config.epsilon, out / "preview.png", image_column=image_column)
+    t3 = time.perf_counter()
+    summary = {
+        "uc_datasets_version": __version__,
+        "method": protector.method,
+        "surrogate": protector.surrogate_info["name"],
+        "config": protector.config.to_dict(),
+        "n_images": len(ds),
+        "verify": report.to_dict() | {"summary": report.summary()},
+        "seconds": {"fit": t1 - t0, "protect_map": t2 - t1, "verify_and_save": t3 - t2,
+                    **{f"fit_{k}": v for k, v in protector.metadata["stats"]["seconds"].items()}},
+        "fit_stats": {k: v for k, v in protector.metadata["stats"].items() if k != "seconds"},
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "paths": {"protected": str(protected_dir), "protector": str(protector_dir), "preview": str(preview)},
+    }
+    summary_path = out / "run_summary.json"
+    summary_path.write_text(json.dumps(summary, indent=2))
+    return ProtectOutputs(out, protected_dir, protector_dir, preview, summary_path, report, protector, protected)
