@@ -143,7 +143,7 @@ def train_perturbations(surrogate: Surrogate, data: WorkingSet, labels: np.ndarr
                         xp = augment(xp, aug_gen)
                     loss = feature_loss(surrogate(xp), targets[k].expand(x.shape[0], -1), cfg.loss).mean()
                     loss.backward()
-                    sums[k] += float(loss) * x.shape[0]
+                    sums[k] += float(loss.detach()) * x.shape[0]
                     counts[k] += x.shape[0]
             opt.step()
             sched.step()

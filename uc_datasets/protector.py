@@ -160,7 +160,7 @@ class UCProtector:
         return {
             "deltas": self.deltas,
             "centres": torch.from_numpy(self.centres),
-            "cache_keys": torch.from_numpy(np.ascontiguousarray(self.cache_keys)),
+            "cache_keys": torch.from_numpy(np.array(self.cache_keys, dtype=np.uint8, copy=True)),
             "cache_clusters": torch.from_numpy(np.ascontiguousarray(self.cache_clusters)),
         }
 
