@@ -1,0 +1,371 @@
+"""Hub publishing against a local Hub stand-in (tests/hub_server.py), through the real clients.
+
+Nothing here mocks uc_datasets, huggingface_hub or datasets: the server on 127.0.0.1 speaks
+the Hub HTTP API. A failing test shows the server's request log under "Captured log".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+import torch
+from huggingface_hub import DatasetCard, HfApi, hf_hub_download
+from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+from PIL import Image
+
+import uc_datasets
+from uc_datasets import UnlearnableClusters, load_protector
+from uc_datasets.hub import (
+    CARD_KEY,
+    ProtectionCheckError,
+    ProtectorLeakError,
+    PublicProtectorError,
+    add_push_arguments,
+    push_protected,
+    run_push,
+)
+
+from hub_server import HubServer, hub_environment
+
+TOKEN = "hf_UCtestFAKEtoken0123456789DoNotLeak"  # alice's; recognisable so a leak is easy to find
+BOB_TOKEN = "hf_UCtestFAKEbobToken9876543210"
+EPS = 8 / 255
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+# ---------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def tiny_clip(tmp_path_factory) -> str:
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    d = tmp_path_factory.mktemp("tiny_clip")
+    cfg = CLIPConfig(
+        text_config=dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                         vocab_size=99, max_position_embeddings=16, projection_dim=16),
+        vision_config=dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                           image_size=32, patch_size=4, projection_dim=16),
+        projection_dim=16)
+    torch.manual_seed(0)
+    CLIPModel(cfg).save_pretrained(d)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(d)
+    return str(d)
+
+
+def _images(n: int, seed: int) -> list[Image.Image]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        base = rng.integers(30, 220, size=3)  # a colour per image plus texture, so clusters differ
+        arr = np.clip(base + rng.integers(-30, 30, size=(24, 24, 3)), 0, 255).astype(np.uint8)
+        out.append(Image.fromarray(arr))
+    return out
+
+
+@pytest.fixture(scope="module")
+def clean() -> datasets.Dataset:
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["a", "b"])})
+    return datasets.Dataset.from_dict({"image": _images(40, 0), "label": [i % 2 for i in range(40)]},
+                                      features=features)
+
+
+@pytest.fixture(scope="module")
+def protector(tiny_clip, clean):
+    uc = UnlearnableClusters(surrogate=tiny_clip, n_clusters=4, epsilon=EPS, epochs=1, batch_size=16, ngf=8,
+                             n_blocks=1, seed=0, progress=False)
+    return uc.fit(clean, image_column="image")
+
+
+@pytest.fixture(scope="module")
+def protected(clean, protector) -> datasets.Dataset:
+    return clean.map(protector, batched=True)
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    """The Hub stand-in, with huggingface_hub and datasets pointed at it for this module only."""
+    home = tmp_path_factory.mktemp("hf_home")
+    with HubServer({TOKEN: "alice", BOB_TOKEN: "bob"}) as server, hub_environment(server, TOKEN, home):
+        yield server
+    assert not server.outside, f"the clients tried to reach hosts outside the stand-in: {server.outside}"
+
+
+def _arrays(ds) -> list[np.ndarray]:
+    return [np.asarray(ex["image"]) for ex in ds]
+
+
+def _repo_files(hub: HubServer, repo_id: str, rev: str = "main", rtype: str = "dataset") -> list[str]:
+    repo = hub.repos[(rtype, repo_id)]
+    return sorted(repo.resolve(rev).files)
+
+
+def _card(repo_id: str, revision: str = "main") -> DatasetCard:
+    path = hf_hub_download(repo_id, "README.md", repo_type="dataset", revision=revision)
+    return DatasetCard(open(path, encoding="utf-8").read())
+
+
+def _dict(clean, protected):
+    return (datasets.DatasetDict({"train": clean.select(range(30)), "test": clean.select(range(30, 40))}),
+            datasets.DatasetDict({"train": protected.select(range(30)), "test": protected.select(range(30, 40))}))
+
+
+# ---------------------------------------------------------------------------- round trips
+def test_round_trip_pixel_exact_png_and_streaming(hub, clean, protected, protector, tmp_path):
+    clean_dd, prot_dd = _dict(clean, protected)
+    result = push_protected(prot_dd, "alice/pets", clean=clean_dd, protector=protector, private=True,
+                            max_shard_size="20KB", progress=False)
+    assert result.revision == "main" and set(result.splits) == {"train", "test"}
+    assert all(s["passed"] for s in result.splits.values())
+    files = _repo_files(hub, "alice/pets")
+    shards = [f for f in files if f.endswith(".parquet")]
+    assert len([f for f in shards if "/train-" in f]) > 1  # max_shard_size reached push_to_hub
+    # Only the card, git attributes and parquet shards: nothing from the protector.
+    assert set(files) - set(shards) == {".gitattributes", "README.md"}
+    assert hub.repos[("dataset", "alice/pets")].private
+
+    back = datasets.load_dataset("alice/pets", cache_dir=str(tmp_path / "c"))
+    for split in ("train", "test"):
+        assert all(np.array_equal(a, b) for a, b in zip(_arrays(back[split]), _arrays(prot_dd[split])))
+        raw = back[split].cast_column("image", datasets.Image(decode=False))
+        assert all(r["image"]["bytes"][:8] == PNG_MAGIC for r in raw)  # still PNG inside the parquet
+        assert back[split]["label"] == prot_dd[split]["label"]
+
+    streamed = datasets.load_dataset("alice/pets", split="test", streaming=True)
+    got = _arrays(streamed)
+    assert len(got) == 10 and all(np.array_equal(a, b) for a, b in zip(got, _arrays(prot_dd["test"])))
+
+
+def test_private_dataset_is_not_readable_by_others(hub, clean, protected, protector):
+    push_protected(protected.select(range(8)), "alice/secret-ds", clean=clean.select(range(8)),
+                   protector=protector, private=True, progress=False)
+    with pytest.raises(RepositoryNotFoundError):
+        HfApi(token=BOB_TOKEN).dataset_info("alice/secret-ds")
+    with pytest.raises(RepositoryNotFoundError):
+        HfApi(token=False).dataset_info("alice/secret-ds")
+    assert HfApi().dataset_info("alice/secret-ds").private is True
+
+
+def test_card_says_what_protects_the_images(hub, clean, protected, protector):
+    push_protected(protected, "alice/card", clean=clean, protector=protector, progress=False)
+    card = _card("alice/card")
+    text = card.text
+    assert "**protected**" in text
+    assert "| `train` | UC-CLIP |" in text and protector.method == "UC-CLIP"
+    surrogate_path = protector.surrogate_info["name"]  # a local tiny CLIP: only its last part is shown
+    assert f"`{Path(surrogate_path).name} (local model)`" in text and surrogate_path not in str(card)
+    assert "| 8/255 | 4 |" in text and f"| {uc_datasets.__version__} |" in text
+    assert "PASSED: 40 images" in text and "max deviation" in text
+    assert "If you found this dataset" in text and "look normal" in text
+    record = card.data[CARD_KEY]["splits"]["train"]
+    assert record["method"] == "UC-CLIP" and record["n_clusters"] == 4 and record["epsilon_levels"] == 8
+    assert record["passed"] is True and record["uc_datasets_version"] == uc_datasets.__version__
+    assert "unlearnable-clusters" in card.data["tags"]
+    assert card.data["dataset_info"]  # datasets' own metadata is still there
+
+
+def test_card_edits_and_license_survive_a_second_push(hub, clean, protected, protector, tmp_path):
+    api = HfApi()
+    api.create_repo("alice/edited", repo_type="dataset")
+    api.upload_file(path_or_fileobj=b"---\nlicense: cc-by-4.0\npretty_name: My pets\n---\n# My pets\n\nOwner notes.\n",
+                    path_in_repo="README.md", repo_id="alice/edited", repo_type="dataset")
+    push_protected(protected.select(range(30)), "alice/edited", split="train", clean=clean.select(range(30)),
+                   protector=protector, progress=False)
+    card = _card("alice/edited")
+    assert card.data["license"] == "cc-by-4.0" and "Owner notes." in card.text
+    # The user edits the card on the Hub between pushes.
+    card.data["language"] = ["en"]
+    card.text += "\n## Collection\n\nTaken in my garden.\n"
+    api.upload_file(path_or_fileobj=str(card).encode(), path_in_repo="README.md", repo_id="alice/edited",
+                    repo_type="dataset")
+    push_protected(protected.select(range(30, 40)), "alice/edited", split="test",
+                   clean=clean.select(range(30, 40)), protector=protector, progress=False)
+    card = _card("alice/edited")
+    assert card.data["license"] == "cc-by-4.0" and card.data["pretty_name"] == "My pets"
+    assert card.data["language"] == ["en"]
+    assert "Owner notes." in card.text and "Taken in my garden." in card.text
+    assert set(card.data[CARD_KEY]["splits"]) == {"train", "test"}
+    assert card.text.count("If you found this dataset") == 1
+    assert "| `train` |" in card.text and "| `test` |" in card.text
+    back = datasets.load_dataset("alice/edited", cache_dir=str(tmp_path / "c"))
+    assert {k: len(v) for k, v in back.items()} == {"train": 30, "test": 10}
+
+
+def test_push_to_a_revision(hub, clean, protected, protector, tmp_path):
+    sub_clean, sub_prot = clean.select(range(12)), protected.select(range(12))
+    result = push_protected(sub_prot, "alice/rev", clean=sub_clean, protector=protector, revision="v2",
+                            progress=False)
+    assert result.revision == "v2"
+    assert not any(f.endswith(".parquet") for f in _repo_files(hub, "alice/rev", "main"))
+    assert "If you found this dataset" in _card("alice/rev", "v2").text
+    back = datasets.load_dataset("alice/rev", revision="v2", split="train", cache_dir=str(tmp_path / "c"))
+    assert all(np.array_equal(a, b) for a, b in zip(_arrays(back), _arrays(sub_prot)))
+
+
+def test_push_as_pull_request(hub, clean, protected, protector, tmp_path):
+    sub_clean, sub_prot = clean.select(range(12)), protected.select(range(12))
+    result = push_protected(sub_prot, "alice/pr", clean=sub_clean, protector=protector, create_pr=True,
+                            progress=False)
+    assert result.pr_url and result.pr_url.endswith("/discussions/1") and result.revision == "refs/pr/1"
+    assert not any(f.endswith(".parquet") for f in _repo_files(hub, "alice/pr", "main"))  # main untouched
+    assert "If you found this dataset" in _card("alice/pr", "refs/pr/1").text
+    back = datasets.load_dataset("alice/pr", revision="refs/pr/1", split="train", cache_dir=str(tmp_path / "c"))
+    assert all(np.array_equal(a, b) for a, b in zip(_arrays(back), _arrays(sub_prot)))
+
+
+# ---------------------------------------------------------------------------- refusals
+def test_refuses_unprotected_and_out_of_bound_images(hub, clean, protected, protector):
+    clean_rows = clean.select(range(10))
+
+    def damage(batch, idx):
+        out = []
+        for img, i, c in zip(batch["image"], idx, clean_rows.select(idx)["image"]):
+            if i == 3:
+                out.append(Image.fromarray(np.asarray(c)))  # left unprotected
+            elif i == 5:  # over the bound
+                out.append(Image.fromarray(np.clip(np.asarray(img).astype(int) + 20, 0, 255).astype(np.uint8)))
+            else:
+                out.append(Image.fromarray(np.asarray(img)))
+        return {"image": out}
+
+    broken = protected.select(range(10)).map(damage, batched=True, with_indices=True)
+    with pytest.raises(ProtectionCheckError, match=r"(?s)row 5 \(deviation \d+ > 8 levels\).*unprotected.*row 3") \
+            as err:
+        push_protected(broken, "alice/broken", clean=clean_rows, protector=protector, progress=False)
+    assert not err.value.reports["train"].passed
+    assert ("dataset", "alice/broken") not in hub.repos  # nothing was pushed, not even the repo
+
+
+def test_refuses_protector_columns_and_files(hub, clean, protected, protector, tmp_path):
+    sub_clean, sub_prot = clean.select(range(6)), protected.select(range(6))
+    with pytest.raises(ProtectorLeakError, match=r"uc_cluster.*remove_columns"):
+        push_protected(sub_prot.add_column("uc_cluster", [0] * 6), "alice/leak", clean=sub_clean,
+                       protector=protector, progress=False)
+    # A dataset saved in the same directory as its protector.
+    d = tmp_path / "saved"
+    sub_prot.save_to_disk(str(d))
+    protector.save_pretrained(d)
+    with pytest.raises(ProtectorLeakError, match="stored next to a protector"):
+        push_protected(datasets.load_from_disk(str(d)), "alice/leak", clean=sub_clean, protector=protector,
+                       progress=False)
+    # A target repo that already holds a protector file.
+    api = HfApi()
+    api.create_repo("alice/leak", repo_type="dataset")
+    api.upload_file(path_or_fileobj=str(d / "protector.safetensors"), path_in_repo="protector/protector.safetensors",
+                    repo_id="alice/leak", repo_type="dataset")
+    with pytest.raises(ProtectorLeakError, match="already holds protector file"):
+        push_protected(sub_prot, "alice/leak", clean=sub_clean, protector=protector, progress=False)
+    assert not any(f.endswith(".parquet") for f in _repo_files(hub, "alice/leak"))
+
+
+# ---------------------------------------------------------------------------- protector repos
+def test_protector_private_push_and_load_identical(hub, clean, protector):
+    protector.push_to_hub("alice/pets-protector")
+    repo = hub.repos[("model", "alice/pets-protector")]
+    assert repo.private
+    assert {"config.json", "protector.safetensors"} <= set(repo.resolve("main").files)
+    with pytest.raises(RepositoryNotFoundError):  # privacy is real: others and anonymous users see nothing
+        HfApi(token=BOB_TOKEN).model_info("alice/pets-protector")
+    with pytest.raises(RepositoryNotFoundError):
+        HfApi(token=False).model_info("alice/pets-protector")
+    with pytest.raises(FileNotFoundError, match="neither a local protector directory nor a Hub model repo"):
+        load_protector("alice/pets-protector", token=BOB_TOKEN)
+
+    loaded = load_protector("alice/pets-protector")
+    assert torch.equal(loaded.deltas, protector.deltas)
+    assert np.array_equal(loaded.centres, protector.centres)
+    fit_imgs, new_imgs = list(clean.select(range(8))["image"]), _images(4, seed=99)  # cache and surrogate paths
+    for imgs in (fit_imgs, new_imgs):
+        a, b = loaded.protect_images(imgs), protector.protect_images(imgs)
+        assert all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(a, b))
+
+
+def test_public_protector_push_is_refused(hub, protector):
+    with pytest.raises(PublicProtectorError, match=r"(?s)public.*secret.*undo the protection.*allow_public=True"):
+        protector.push_to_hub("alice/public-protector", private=False)
+    assert ("model", "alice/public-protector") not in hub.repos
+    HfApi().create_repo("alice/already-public", repo_type="model", private=False)
+    with pytest.raises(PublicProtectorError, match="already exists and is public"):
+        protector.push_to_hub("alice/already-public")
+    assert not any(f.endswith(".safetensors") for f in _repo_files(hub, "alice/already-public", rtype="model"))
+
+
+def test_explicit_public_override(hub, protector, caplog):
+    with caplog.at_level(logging.WARNING, logger="uc_datasets.hub"):
+        protector.push_to_hub("alice/opted-public", private=False, allow_public=True)
+    assert not hub.repos[("model", "alice/opted-public")].private
+    assert "PUBLIC" in caplog.text
+
+
+# ---------------------------------------------------------------------------- tokens and CLI
+def test_token_never_appears_in_logs_errors_card_or_summary(hub, clean, protected, protector, tmp_path, caplog,
+                                                              capsys):
+    sub_clean, sub_prot = clean.select(range(8)), protected.select(range(8))
+    clean_dir, prot_dir, prot_path, out = (tmp_path / "clean", tmp_path / "prot", tmp_path / "protector",
+                                           tmp_path / "out")
+    sub_clean.save_to_disk(str(clean_dir))
+    sub_prot.save_to_disk(str(prot_dir))
+    protector.save_pretrained(prot_path)
+    out.mkdir()
+    (out / "run_summary.json").write_text(json.dumps({"method": "UC-CLIP"}))
+    parser = add_push_arguments(argparse.ArgumentParser())
+    errors = []
+    with caplog.at_level(logging.DEBUG):
+        assert run_push(parser.parse_args([str(prot_dir), "alice/tok", "--clean", str(clean_dir), "--protector",
+                                           str(prot_path), "--token", TOKEN, "--output-dir", str(out)])) == 0
+        push_protected(sub_prot, "alice/tok", split="test", clean=sub_clean, protector=protector, token=TOKEN,
+                       progress=False)
+        for call in (
+            lambda: push_protected(sub_prot, "bob/not-yours", clean=sub_clean, protector=protector, token=TOKEN,
+                                   progress=False),
+            lambda: push_protected(sub_prot, "alice/tok", clean=sub_clean, protector=protector,
+                                   token=TOKEN + "x", progress=False),
+            lambda: protector.push_to_hub("alice/tok-prot", private=False, token=TOKEN),
+            lambda: push_protected(sub_clean, "alice/tok", clean=sub_clean, protector=protector, token=TOKEN,
+                                   progress=False),  # nothing protected: refused by verify
+        ):
+            with pytest.raises((HfHubHTTPError, ValueError, PermissionError, RuntimeError)) as err:
+                call()
+            errors.append(f"{err.value!r} {err.value} {err.getrepr()}")
+    summary = (out / "run_summary.json").read_text()
+    assert json.loads(summary)["push"]["repo_id"] == "alice/tok" and json.loads(summary)["method"] == "UC-CLIP"
+    card = str(_card("alice/tok"))
+    captured = capsys.readouterr()
+    assert "| `test` |" in card and "| `train` |" in card
+    for where, text in {"logs": caplog.text, "errors": "\n".join(errors), "card": card, "run_summary.json": summary,
+                        "stdout/stderr": captured.out + captured.err, "server log": hub.log_text(10_000)}.items():
+        assert TOKEN not in text, f"the token leaked into {where}"
+    assert "alice/tok" in caplog.text  # the logs were captured at all
+
+
+def test_argument_errors_come_before_any_request(clean, protected, protector):
+    with pytest.raises(ValueError, match="without a protector, pass epsilon"):
+        push_protected(protected, "alice/x", clean=clean, progress=False)
+    with pytest.raises(ValueError, match="differ from the protector"):
+        push_protected(protected, "alice/x", clean=clean, protector=protector, epsilon=16 / 255, progress=False)
+    with pytest.raises(ValueError, match="splits"):
+        push_protected(datasets.DatasetDict({"train": protected}), "alice/x",
+                       clean=datasets.DatasetDict({"test": clean}), protector=protector, progress=False)
+
+
+def test_hub_environment_restores_what_it_patched(tmp_path):
+    import socket
+
+    import datasets.config as dconfig
+    from huggingface_hub import constants
+
+    before = (constants.ENDPOINT, constants.HF_HUB_OFFLINE, constants.HF_HUB_CACHE, dconfig.HF_ENDPOINT,
+              dconfig.HF_HUB_OFFLINE, socket.getaddrinfo, os.environ.get("HF_TOKEN"), os.environ.get("HF_ENDPOINT"))
+    with HubServer({}) as server, hub_environment(server, "hf_x", tmp_path):
+        assert constants.ENDPOINT == dconfig.HF_ENDPOINT == server.url and os.environ["HF_TOKEN"] == "hf_x"
+        with pytest.raises(OSError, match="blocked"):
+            socket.getaddrinfo("huggingface.co", 443)
+        assert server.outside == ["huggingface.co"]
+    after = (constants.ENDPOINT, constants.HF_HUB_OFFLINE, constants.HF_HUB_CACHE, dconfig.HF_ENDPOINT,
+             dconfig.HF_HUB_OFFLINE, socket.getaddrinfo, os.environ.get("HF_TOKEN"), os.environ.get("HF_ENDPOINT"))
+    assert after == before
