@@ -1,4 +1,4 @@
-"""``uc-datasets``: protect, verify and demo from the command line."""
+"""``uc-datasets``: protect, verify, push, evaluate and demo from the command line."""
 
 from __future__ import annotations
 
@@ -106,7 +106,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-column", default="image")
     p.add_argument("--epsilon", type=float, default=16.0, help="bound in uint8 levels (default: %(default)s)")
     p.set_defaults(func=_run_verify)
+    from .hub import add_push_arguments, run_push
+
+    p = sub.add_parser("push", help="verify and publish a protected dataset to the Hub (protector stays private)")
+    add_push_arguments(p)
+    p.set_defaults(func=run_push)
+    from .evaluation import add_evaluate_arguments
+
+    p = sub.add_parser("evaluate", help="play the hacker: relabel, train victims on clean vs protected data")
+    add_evaluate_arguments(p)
+    p.set_defaults(func=_run_evaluate)
     return parser
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import run_evaluate
+
+    run_evaluate(args)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
