@@ -258,6 +258,7 @@ def dataset_to_tensors(
     *,
     image_size: int | None = None,
     desc: str = "Loading images",
+    progress: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Decode a split into uint8 images ``(N, 3, H, W)`` and int64 labels (or None).
 
@@ -281,7 +282,7 @@ def dataset_to_tensors(
     arrays: list[np.ndarray] = []
     sizes: set[tuple[int, int]] = set()
     batches = dataset.select_columns([image_column]).iter(batch_size=256)
-    with tqdm(total=len(dataset), desc=desc, unit="img", leave=False) as bar:
+    with tqdm(total=len(dataset), desc=desc, unit="img", leave=False, disable=not progress) as bar:
         for batch in batches:
             for image in batch[image_column]:
                 array = _to_rgb_array(image)
@@ -373,6 +374,7 @@ def load_evaluation_data(
     test_split: str = "test",
     class_names: Sequence[str] | None = None,
     image_size: int | None = None,
+    progress: bool = True,
 ) -> tuple[EvaluationData, dict[str, str]]:
     """Load and check the clean/protected pair (paths, Hub ids or dataset objects); returns the
     tensors and the protection metadata (``method``/``surrogate`` from the protected dataset's
@@ -401,14 +403,15 @@ def load_evaluation_data(
         )
     names = get_class_names(clean_train, label_column, class_names)
     train_images, train_labels = dataset_to_tensors(
-        clean_train, image_column, label_column, image_size=image_size, desc="clean train"
+        clean_train, image_column, label_column, image_size=image_size, desc="clean train", progress=progress
     )
     test_images, test_labels = dataset_to_tensors(
-        clean_test, image_column, label_column, image_size=image_size, desc="clean test"
+        clean_test, image_column, label_column, image_size=image_size, desc="clean test", progress=progress
     )
     has_labels = label_column in protected_train.column_names
     protected_images, protected_labels = dataset_to_tensors(
-        protected_train, image_column, label_column if has_labels else None, image_size=image_size, desc="protected"
+        protected_train, image_column, label_column if has_labels else None,
+        image_size=image_size, desc="protected", progress=progress,
     )
     if protected_labels is not None and not torch.equal(protected_labels, train_labels):
         row = int((protected_labels != train_labels).nonzero()[0])
@@ -436,7 +439,8 @@ def protected_mask(
     Example:
         >>> protected_mask(4, 0.5, seed=0).sum().item()
         2
-        >>> protected_mask(4, 0.5, seed=0, by="class", labels=torch.tensor([0, 0, 1, 1])).tolist() in ([True, True, False, False], [False, False, True, True])
+        >>> mask = protected_mask(4, 0.5, seed=0, by="class", labels=torch.tensor([0, 0, 1, 1]))
+        >>> mask.tolist() in ([True, True, False, False], [False, False, True, True])
         True
     """
     generator = torch.Generator().manual_seed(seed)
@@ -507,7 +511,8 @@ def run_sweep(
         )
         defense = get_defense(spec)
         victim = train_victim(
-            victim, images, labels, config.train_config(seed), defense=defense, accelerator=accelerator, progress=progress
+            victim, images, labels, config.train_config(seed),
+            defense=defense, accelerator=accelerator, progress=progress,
         )
         predictions = predict(
             victim, data.test_images, batch_size=2 * config.batch_size, defense=defense, accelerator=accelerator
@@ -708,7 +713,8 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     """
     data = parser.add_argument_group("data")
     data.add_argument("--clean", required=True, help="clean DatasetDict: save_to_disk directory or Hub id")
-    data.add_argument("--protected", required=True, help="protected dataset (train split aligned row by row with the clean one)")
+    data.add_argument("--protected", required=True,
+                      help="protected dataset; its train split is the clean one, perturbed, row by row")
     data.add_argument("--image-column", default="image")
     data.add_argument("--label-column", default="label")
     data.add_argument("--train-split", default="train")
@@ -780,32 +786,16 @@ def run_evaluate(args: argparse.Namespace) -> dict:
 
     Example:
         >>> p = argparse.ArgumentParser(); add_evaluate_arguments(p)
-        >>> results = run_evaluate(p.parse_args(["--clean", "c", "--protected", "p", "--epochs", "5"]))  # doctest: +SKIP
+        >>> args = p.parse_args(["--clean", "clean_dir", "--protected", "protected_dir", "--epochs", "5"])
+        >>> results = run_evaluate(args)  # doctest: +SKIP
     """
-    accelerator = Accelerator()
-    data, metadata = load_evaluation_data(
-        args.clean,
-        args.protected,
-        image_column=args.image_column,
-        label_column=args.label_column,
-        train_split=args.train_split,
-        test_split=args.test_split,
-        class_names=args.class_names,
-        image_size=args.image_size,
-    )
-    provenance = {}
-    for key in ("method", "surrogate"):
-        cli_value = getattr(args, key)
-        if key in metadata and cli_value is not None and cli_value != metadata[key]:
-            logger.warning("--%s %r differs from the protected dataset's %r; using the dataset's.", key, cli_value, metadata[key])
-        provenance[key] = metadata.get(key) or cli_value or "unknown"
+    # Options are checked before any data is read; what depends on the data is filled in after.
     config = EvaluationConfig(
         victims=args.victims,
         defenses=args.defenses,
         protected_fractions=args.protected_fraction,
         mix_by=args.mix_by,
         seeds=args.seeds,
-        n_values=_n_values(args, len(data.class_names)),
         include_original=not args.no_original,
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -818,9 +808,29 @@ def run_evaluate(args: argparse.Namespace) -> dict:
         encoder=args.encoder,
         relabel_seed=args.relabel_seed,
         dataset=args.dataset_name or _source_name(args.clean),
-        method=provenance["method"],
-        surrogate=provenance["surrogate"],
     )
+    accelerator = Accelerator()
+    data, metadata = load_evaluation_data(
+        args.clean,
+        args.protected,
+        image_column=args.image_column,
+        label_column=args.label_column,
+        train_split=args.train_split,
+        test_split=args.test_split,
+        class_names=args.class_names,
+        image_size=args.image_size,
+        progress=not args.no_progress,
+    )
+    config.n_values = _n_values(args, len(data.class_names))
+    if config.n_values == [] and not config.include_original:
+        raise ValueError("Nothing to evaluate: no n values and --no-original.")
+    for key in ("method", "surrogate"):
+        cli_value = getattr(args, key)
+        if key in metadata and cli_value is not None and cli_value != metadata[key]:
+            logger.warning(
+                "--%s %r differs from the protected dataset's %r; using the dataset's.", key, cli_value, metadata[key]
+            )
+        setattr(config, key, metadata.get(key) or cli_value or "unknown")
     logger.info(
         "Evaluating %s: %d train / %d test images at %d px, %d classes; method %s, surrogate %s",
         config.dataset, len(data.train_labels), len(data.test_labels), data.image_size,

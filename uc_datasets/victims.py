@@ -461,7 +461,9 @@ def train_victim(
             bar.update(1)
             bar.set_postfix(loss=f"{loss_value:.3f}")
     bar.close()
-    logger.debug("Trained %s (%d steps, defence %s): last loss %.4f", raw_model.name, total_steps, defense.name, loss_value)
+    logger.debug(
+        "Trained %s (%d steps, defence %s): last loss %.4f", raw_model.name, total_steps, defense.name, loss_value
+    )
     trained = accelerator.unwrap_model(model)
     accelerator.free_memory()
     return trained

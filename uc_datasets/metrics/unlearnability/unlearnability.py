@@ -40,7 +40,8 @@ Examples:
 _CITATION = """
 @inproceedings{zhang2023unlearnable,
   title={Unlearnable Clusters: Towards Label-agnostic Unlearnable Examples},
-  author={Zhang, Jiaming and Ma, Xingjun and Yi, Qi and Sang, Jitao and Jiang, Yu-Gang and Wang, Yaowei and Xu, Changsheng},
+  author={Zhang, Jiaming and Ma, Xingjun and Yi, Qi and Sang, Jitao and Jiang, Yu-Gang
+          and Wang, Yaowei and Xu, Changsheng},
   booktitle={CVPR},
   year={2023}
 }

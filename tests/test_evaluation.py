@@ -1,0 +1,304 @@
+"""The evaluation sweep, its outputs and the recipe, on a tiny offline dataset pair."""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+from datasets import Image as ImageFeature
+from PIL import Image
+
+from uc_datasets.evaluation import (
+    ROW_KEYS,
+    add_evaluate_arguments,
+    dataset_to_tensors,
+    load_evaluation_data,
+    protected_mask,
+    read_protection_metadata,
+    read_run_summary,
+    results_table,
+    run_evaluate,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+NAMES = ["apple", "banana", "car", "truck", "dog", "cat"]
+PER_CLASS_TRAIN, PER_CLASS_TEST = 8, 4
+TINY = ["--encoder", "offline", "--width", "0.0625", "--epochs", "1", "--batch-size", "16", "--no-progress"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models train faster on one thread, and far faster when other jobs share the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def grey_image(label: int, rng: np.random.Generator, size: int = 8) -> Image.Image:
+    array = np.full((size, size), 30 + 40 * label, dtype=np.int16) + rng.integers(0, 20, (size, size))
+    return Image.fromarray(array.astype(np.uint8), mode="L")
+
+
+def split(labels, images, label_feature) -> Dataset:
+    features = Features({"image": ImageFeature(), "label": label_feature})
+    return Dataset.from_dict({"image": images, "label": labels}, features=features)
+
+
+def make_pair(root: Path, *, protected_description: str = "", int_labels: bool = False, size: int = 8):
+    """Save a clean DatasetDict (grey PNGs) and a protected train split (RGB PNGs, bounded noise)."""
+    rng = np.random.default_rng(0)
+    label_feature = Value("int64") if int_labels else ClassLabel(names=NAMES)
+    train_labels = [c for c in range(len(NAMES)) for _ in range(PER_CLASS_TRAIN)]
+    test_labels = [c for c in range(len(NAMES)) for _ in range(PER_CLASS_TEST)]
+    train_images = [grey_image(c, rng, size) for c in train_labels]
+    clean = DatasetDict(
+        train=split(train_labels, train_images, label_feature),
+        test=split(test_labels, [grey_image(c, rng, size) for c in test_labels], label_feature),
+    )
+    noisy = []
+    for image in train_images:
+        array = np.asarray(image.convert("RGB"), dtype=np.int16) + rng.integers(-16, 17, (size, size, 3))
+        noisy.append(Image.fromarray(np.clip(array, 0, 255).astype(np.uint8), mode="RGB"))
+    protected = DatasetDict(train=split(train_labels, noisy, label_feature))
+    protected["train"].info.description = protected_description
+    clean.save_to_disk(str(root / "clean"))
+    protected.save_to_disk(str(root / "protected"))
+    return root / "clean", root / "protected"
+
+
+def parse(argv) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_evaluate_arguments(parser)
+    return parser.parse_args([str(a) for a in argv])
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pair")
+    description = json.dumps({"uc_datasets": {"method": "UC-CLIP", "surrogate": "tiny-clip"}})
+    return make_pair(root, protected_description=description)
+
+
+@pytest.fixture(scope="module")
+def sweep(pair, tmp_path_factory):
+    clean, protected = pair
+    out = tmp_path_factory.mktemp("out")
+    args = parse(["--clean", clean, "--protected", protected, "--n-range", 2, 3,
+                  "--protected-fraction", 0.0, 0.5, 1.0, "--output-dir", out, *TINY])
+    return run_evaluate(args), out
+
+
+# --- the sweep and its outputs --------------------------------------------------------------
+
+
+def test_rows_schema(sweep):
+    results, _ = sweep
+    rows = results["rows"]
+    assert len(rows) == 3 * 3  # (original, n=2, n=3) x fractions (0, 0.5, 1)
+    for row in rows:
+        assert set(row) == set(ROW_KEYS)
+        assert row["dataset"] == "clean"
+        assert (row["method"], row["surrogate"]) == ("UC-CLIP", "tiny-clip")
+        assert (row["victim"], row["width"], row["epochs"], row["defense"], row["seed"]) == (
+            "resnet18", 0.0625, 1, "none", 0)
+        for key in ("clean_acc", "protected_acc", "chance"):
+            assert 0.0 <= row[key] <= 1.0
+    assert Counter((r["relabel"], r["n_classes"]) for r in rows) == {
+        ("original", 6): 3, ("bert-kmeans", 2): 3, ("bert-kmeans", 3): 3}
+    assert sorted({r["protected_fraction"] for r in rows}) == [0.0, 0.5, 1.0]
+
+
+def test_chance_and_scores_are_consistent(sweep):
+    results, _ = sweep
+    relabelings = results["config"]["relabelings"]
+    test_labels = [c for c in range(len(NAMES)) for _ in range(PER_CLASS_TEST)]
+    for row in results["rows"]:
+        mapping = relabelings[str(row["n_classes"])]["mapping"]
+        counts = Counter(mapping[label] for label in test_labels)
+        assert row["chance"] == max(counts.values()) / len(test_labels)
+        if row["clean_acc"] > row["chance"]:
+            expected = (row["protected_acc"] - row["chance"]) / (row["clean_acc"] - row["chance"])
+            assert row["protection_score"] == pytest.approx(expected)
+        else:
+            assert row["protection_score"] is None
+        if row["protected_fraction"] == 0.0:
+            assert row["protected_acc"] == row["clean_acc"]  # nothing protected: the clean run
+
+
+def test_relabelling_recorded_in_config(sweep):
+    config = sweep[0]["config"]
+    assert config["relabelings"]["3"]["groups"] == ["apple | banana", "car | truck", "dog | cat"]
+    assert config["relabelings"]["3"]["mapping"] == [0, 0, 1, 1, 2, 2]
+    assert config["relabelings"]["6"]["method"] == "original"
+    assert config["class_names"] == NAMES
+    assert (config["num_train"], config["num_test"], config["image_size"]) == (48, 24, 8)
+    assert config["encoder"] == "offline" and config["width"] == 0.0625
+
+
+def test_files_written(sweep):
+    results, out = sweep
+    assert results["outputs"] == {
+        "results_json": str(out / "results.json"), "table": str(out / "results.md"),
+        "plot": str(out / "accuracy_vs_n.png")}
+    on_disk = json.loads((out / "results.json").read_text())
+    assert on_disk == {"config": results["config"], "rows": results["rows"]}
+    table = (out / "results.md").read_text().splitlines()
+    assert sum(line.startswith("| resnet18 |") for line in table) == 9
+    png = (out / "accuracy_vs_n.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+
+
+def test_results_table_format():
+    row = {"victim": "resnet18", "defense": "mixup", "protected_fraction": 0.5, "relabel": "bert-kmeans",
+           "n_classes": 5, "seed": 1, "clean_acc": 0.6231, "protected_acc": 0.1221, "chance": 0.2,
+           "protection_score": None}
+    lines = results_table([row]).splitlines()
+    assert lines[2] == "| resnet18 | mixup | 0.5 | bert-kmeans | 5 | 1 | 62.31 | 12.21 | 20.00 | n/a |"
+    assert lines[1].count("---") == 10
+
+
+# --- the recipe, run as a script ------------------------------------------------------------
+
+
+def test_recipe_runs_with_plain_python(tmp_path):
+    clean, protected = make_pair(tmp_path, int_labels=True)
+    out = tmp_path / "out"
+    command = [sys.executable, str(REPO / "recipes" / "evaluate.py"), "--clean", clean, "--protected", protected,
+               "--class-names", *NAMES, "--n-range", 3, 3, "--no-original", "--method", "UC",
+               "--surrogate", "efficientnet-lite0", "--output-dir", out, *TINY]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([str(c) for c in command], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"results_json: {out / 'results.json'}" in done.stdout
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert [(r["relabel"], r["n_classes"], r["method"], r["surrogate"]) for r in rows] == [
+        ("bert-kmeans", 3, "UC", "efficientnet-lite0")]
+    assert (out / "accuracy_vs_n.png").is_file() and (out / "results.md").is_file()
+
+
+# --- bad input ------------------------------------------------------------------------------
+
+
+def save(ds, path: Path) -> Path:
+    ds.save_to_disk(str(path))
+    return path
+
+
+def test_mismatched_lengths(pair, tmp_path):
+    clean, protected = pair
+    short = save(DatasetDict.load_from_disk(str(protected))["train"].select(range(47)), tmp_path / "short")
+    with pytest.raises(ValueError, match="47 rows but the clean train split has 48.*row by row"):
+        run_evaluate(parse(["--clean", clean, "--protected", short, *TINY]))
+
+
+def test_misaligned_labels(pair, tmp_path):
+    clean, protected = pair
+    shuffled = DatasetDict.load_from_disk(str(protected))["train"].shuffle(seed=0)
+    with pytest.raises(ValueError, match="differ first at row"):
+        run_evaluate(parse(["--clean", clean, "--protected", save(shuffled, tmp_path / "shuffled"), *TINY]))
+
+
+def test_missing_columns_and_splits(pair):
+    clean, protected = pair
+    with pytest.raises(ValueError, match="Image column 'img' not found.*--image-column"):
+        run_evaluate(parse(["--clean", clean, "--protected", protected, "--image-column", "img", *TINY]))
+    with pytest.raises(ValueError, match="Label column 'target' not found"):
+        run_evaluate(parse(["--clean", clean, "--protected", protected, "--label-column", "target", *TINY]))
+    with pytest.raises(ValueError, match="no split 'validation'.*--test-split"):
+        run_evaluate(parse(["--clean", clean, "--protected", protected, "--test-split", "validation", *TINY]))
+
+
+def test_n_out_of_range(pair):
+    clean, protected = pair
+    with pytest.raises(ValueError, match=r"n=9 groups: n must be in \[2, 5\]"):
+        run_evaluate(parse(["--clean", clean, "--protected", protected, "--n-range", 2, 9, *TINY]))
+    with pytest.raises(ValueError, match="LOW <= HIGH"):
+        run_evaluate(parse(["--clean", clean, "--protected", protected, "--n-range", 4, 3, *TINY]))
+
+
+def test_empty_and_single_datasets(pair, tmp_path):
+    clean, protected = pair
+    ds = DatasetDict.load_from_disk(str(clean))
+    # (datasets cannot load_from_disk an empty split, so this one stays in memory)
+    with pytest.raises(ValueError, match="clean test: the dataset is empty"):
+        load_evaluation_data(DatasetDict(train=ds["train"], test=ds["test"].select([])), str(protected))
+    single = save(ds["train"], tmp_path / "single")
+    with pytest.raises(ValueError, match="single Dataset.*'test'"):
+        run_evaluate(parse(["--clean", single, "--protected", protected, *TINY]))
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        run_evaluate(parse(["--clean", tmp_path / "nope", "--protected", protected, *TINY]))
+
+
+def test_plain_int_labels_need_class_names(tmp_path):
+    clean, protected = make_pair(tmp_path, int_labels=True)
+    with pytest.raises(ValueError, match="--class-names"):
+        run_evaluate(parse(["--clean", clean, "--protected", protected, *TINY]))
+
+
+def test_different_image_sizes_need_image_size(pair, tmp_path):
+    clean, _ = pair
+    _, big = make_pair(tmp_path, size=16)
+    with pytest.raises(ValueError, match="--image-size"):
+        run_evaluate(parse(["--clean", clean, "--protected", big, *TINY]))
+
+
+def test_bad_options(pair):
+    clean, protected = pair
+    with pytest.raises(ValueError, match="protected fraction must be in"):
+        run_evaluate(parse(["--clean", clean, "--protected", protected, "--protected-fraction", 1.5, *TINY]))
+    with pytest.raises(ValueError, match="Unknown defence"):
+        run_evaluate(parse(["--clean", clean, "--protected", protected, "--defenses", "blur", *TINY]))
+    with pytest.raises(ValueError, match="Unknown victim"):
+        run_evaluate(parse(["--clean", clean, "--protected", protected, "--victims", "vit", *TINY]))
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def test_protected_mask_exact_counts():
+    mask = protected_mask(10, 0.3, seed=0)
+    assert mask.dtype == torch.bool and int(mask.sum()) == 3
+    assert torch.equal(mask, protected_mask(10, 0.3, seed=0))
+    assert int(protected_mask(10, 0.0, seed=0).sum()) == 0 and bool(protected_mask(10, 1.0, seed=0).all())
+    labels = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    by_class = protected_mask(8, 0.5, seed=1, by="class", labels=labels)
+    assert int(by_class.sum()) == 4
+    protected_classes = set(labels[by_class].tolist())
+    assert len(protected_classes) == 2 and not set(labels[~by_class].tolist()) & protected_classes
+
+
+def test_metadata_readers(tmp_path):
+    ds = Dataset.from_dict({"x": [1]})
+    ds.info.description = json.dumps({"method": "UC", "surrogate": "resnet50"})
+    assert read_protection_metadata(ds) == {"method": "UC", "surrogate": "resnet50"}
+    ds.info.description = "Protected with uc-datasets.\nMethod: UC-CLIP\nsurrogate = openai/clip-vit-base-patch32"
+    assert read_protection_metadata(ds) == {"method": "UC-CLIP", "surrogate": "openai/clip-vit-base-patch32"}
+    ds.info.description = ""
+    assert read_protection_metadata(DatasetDict(train=ds)) == {}
+    (tmp_path / "protected").mkdir()
+    (tmp_path / "run_summary.json").write_text(json.dumps({"method": "UC", "surrogate": "efficientnet-lite0"}))
+    assert read_run_summary(str(tmp_path / "protected")) == {"method": "UC", "surrogate": "efficientnet-lite0"}
+
+
+def test_dataset_to_tensors_modes_and_resize():
+    grey = Image.fromarray(np.array([[0, 255], [128, 64]], dtype=np.uint8), mode="L")
+    rgba = Image.fromarray(np.full((2, 2, 4), 100, dtype=np.uint8), mode="RGBA")
+    deep = Image.fromarray(np.full((2, 2), 65535, dtype=np.uint16)).convert("I;16")
+    ds = Dataset.from_dict({"image": [grey, rgba, deep], "label": [0, 1, 2]},
+                           features=Features({"image": ImageFeature(), "label": Value("int64")}))
+    images, labels = dataset_to_tensors(ds)
+    assert images.dtype == torch.uint8 and tuple(images.shape) == (3, 3, 2, 2)
+    assert images[0, :, 0, 1].tolist() == [255, 255, 255] and images[0, 2, 1, 0] == 128
+    assert images[1].unique().tolist() == [100]
+    assert images[2].unique().tolist() == [255]
+    assert labels.tolist() == [0, 1, 2]
+    resized, _ = dataset_to_tensors(ds, image_size=4, label_column=None)
+    assert tuple(resized.shape) == (3, 3, 4, 4)
