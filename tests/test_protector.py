@@ -196,3 +196,23 @@ def test_bad_column_in_map(fitted):
     ds, prot = fitted
     with pytest.raises(KeyError, match="set protector.image_column"):
         prot({"img": [ds[0]["image"]]})
+
+
+def test_real_grey_digits_stay_grey_and_bounded(tiny_clip, digits_ds):
+    prot = UnlearnableClusters(surrogate=tiny_clip, **{**FAST_FIT, "epochs": 1}).fit(digits_ds)
+    assert prot.working_hw == (16, 16)
+    out = digits_ds.map(prot, batched=True)
+    assert {r["image"].mode for r in out} == {"L"}
+    report = verify(digits_ds, out, 8 / 255, progress=False)
+    assert report.passed and report.max_deviation == 8
+
+
+def test_map_with_worker_processes_matches(fitted):
+    ds, prot = fitted
+    prot.use_cache = False  # workers must reload the surrogate and assign the same clusters
+    try:
+        a = ds.map(prot, batched=True, batch_size=10, load_from_cache_file=False)
+        b = ds.map(prot, batched=True, batch_size=10, num_proc=2, load_from_cache_file=False)
+    finally:
+        prot.use_cache = True
+    assert all(np.array_equal(x, y) for x, y in zip(_arrays(a), _arrays(b)))

@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "protector.safetensors"
 PROTECTOR_TYPE = "unlearnable-clusters"
+_IMPORT_PID = os.getpid()
 
 
 class SurrogateMismatchError(RuntimeError):
@@ -241,6 +242,11 @@ class UCProtector:
 
 
 def _restore_protector(cfg_json: str, tensor_bytes: bytes, state: dict) -> UCProtector:
+    if os.getpid() != _IMPORT_PID and torch.get_num_threads() > 1:
+        # A forked worker (``ds.map(..., num_proc=n)``): torch's OpenMP pool inherited from
+        # the parent is not fork-safe and hangs at the first parallel op. One thread per
+        # worker is also what num_proc parallelism wants.
+        torch.set_num_threads(1)
     prot = UCProtector._from_parts(json.loads(cfg_json), st_load(tensor_bytes))
     prot.use_cache = state["use_cache"]
     prot.max_pixels = state["max_pixels"]
