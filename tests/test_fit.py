@@ -4,7 +4,7 @@ import torch
 
 from tests.conftest import FAST_FIT
 from uc_datasets import UnlearnableClusters
-from uc_datasets.fit import augment, feature_loss, perturb
+from uc_datasets.fit import augment, augment_params, feature_loss, perturb
 
 
 def test_losses_exact():
@@ -29,9 +29,16 @@ def test_perturb_clamps_and_uses_luminance_for_grey():
 
 def test_augment_keeps_shape_and_is_seeded():
     x = torch.rand(4, 3, 20, 20)
-    a = augment(x, torch.Generator().manual_seed(0))
-    b = augment(x, torch.Generator().manual_seed(0))
-    assert a.shape == x.shape and torch.equal(a, b)
+    p1 = augment_params(4, (20, 20), torch.Generator().manual_seed(0))
+    p2 = augment_params(4, (20, 20), torch.Generator().manual_seed(0))
+    assert p1[:2] == p2[:2] and torch.equal(p1[2], p2[2])
+    a = augment(x, *p1)
+    assert a.shape == x.shape and torch.equal(a, augment(x, *p2))
+    same = augment(x, 0, 0, torch.zeros(4, dtype=torch.bool))
+    up = torch.nn.functional.interpolate(x, size=(23, 23), mode="bilinear", align_corners=False)
+    assert torch.equal(same, up[..., :20, :20])  # exact crop of the upscaled batch
+    flipped = augment(x, 0, 0, torch.tensor([True, False, False, False]))
+    assert torch.equal(flipped[0], same[0].flip(-1)) and torch.equal(flipped[1], same[1])
 
 
 @pytest.mark.parametrize("loss", ["kl", "cosine", "mse"])

@@ -60,22 +60,68 @@ def uc_kwargs_from_args(args: argparse.Namespace) -> dict:
                 working_size=args.working_size, seed=args.seed, device=args.device)
 
 
-def _run_protect(args: argparse.Namespace) -> int:
+def add_recipe_arguments(p: argparse.ArgumentParser) -> None:
+    """Extra arguments of ``recipes/protect.py`` (run under ``accelerate launch``)."""
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --output-dir")
+    p.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"], default="no",
+                   help="autocast the surrogate on GPU (default: %(default)s)")
+    p.add_argument("--num-workers", type=int, default=0, help="DataLoader workers (default: %(default)s)")
+    p.add_argument("--no-tf32", action="store_true", help="keep full fp32 matmuls on Ampere+ GPUs")
+    p.add_argument("--channels-last", choices=["auto", "yes", "no"], default="auto",
+                   help="channels_last for convolutional surrogates on GPU (default: %(default)s)")
+    p.add_argument("--push-to-hub", metavar="REPO_ID", default=None,
+                   help="after verifying, push the protected dataset to this Hub dataset repo (private)")
+    p.add_argument("--hub-private", action=argparse.BooleanOptionalAction, default=True,
+                   help="make the pushed dataset repo private (default: yes)")
+
+
+def run_protect(args: argparse.Namespace, accelerator=None) -> int:
+    """Load the dataset, fit, protect, verify and save; optionally push. Used by the CLI and the recipe."""
+    import torch
+
     from .pipeline import protect_dataset
     from .sources import load_source
 
     t0 = time.perf_counter()
+    main = accelerator is None or accelerator.is_main_process
     ds = load_source(args.source, split=args.split)
     if args.max_samples is not None:
         ds = ds.select(range(min(args.max_samples, len(ds))))
-    out = protect_dataset(ds, args.output_dir, image_column=args.image_column, **uc_kwargs_from_args(args))
+    kwargs = uc_kwargs_from_args(args)
+    cuda = torch.cuda.is_available() and (accelerator is None or accelerator.device.type == "cuda")
+    if cuda and not getattr(args, "no_tf32", False):
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    cl = getattr(args, "channels_last", "no")
+    kwargs["channels_last"] = cl == "yes" or (cl == "auto" and cuda)
+    if accelerator is not None:
+        kwargs.pop("device", None)
+    out = protect_dataset(ds, args.output_dir, image_column=args.image_column, accelerator=accelerator,
+                          resume=getattr(args, "resume", False), num_workers=getattr(args, "num_workers", 0),
+                          progress=main, **kwargs)
+    if not main:
+        return 0
     print(f"\n{out.report.summary()}")
     print(f"protected dataset : {out.protected_dir}   (datasets.load_from_disk)")
     print(f"preview grid      : {out.preview}   (rows: clean / perturbation x{127.5 / args.epsilon:.0f} / protected)")
     print(f"run summary       : {out.summary}")
     print(f"protector (SECRET): {out.protector_dir}   never publish it")
+    repo = getattr(args, "push_to_hub", None)
+    if repo:
+        from .hub import push_protected
+
+        result = push_protected(out.protected, repo, clean=ds, protector=out.protector,
+                                image_column=args.image_column, private=args.hub_private)
+        summary = json.loads(out.summary.read_text())
+        summary["push"] = result.to_dict()
+        out.summary.write_text(json.dumps(summary, indent=2))
+        print(f"pushed            : {result.pr_url or result.commit_url}")
     print(f"done in {time.perf_counter() - t0:.0f} s")
     return 0
+
+
+def _run_protect(args: argparse.Namespace) -> int:
+    return run_protect(args)
 
 
 def _run_verify(args: argparse.Namespace) -> int:

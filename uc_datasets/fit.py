@@ -8,10 +8,12 @@ reference code) trains each cluster's perturbation on every image, p passes an e
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
-import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,6 +23,16 @@ from torch import nn
 from .clustering import assign, kmeans, target_permutation
 from .config import UCConfig
 from .data import WorkingSet, grey_mask_like
+from .distributed import (
+    broadcast_array,
+    gather_rows,
+    is_main,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    shard_bounds,
+    world,
+)
 from .generator import Perturbation
 from .imaging import luminance
 from .surrogates import Surrogate
@@ -54,31 +66,229 @@ def perturb(x: torch.Tensor, delta: torch.Tensor, grey: torch.Tensor) -> torch.T
     return (x + torch.where(grey_mask_like(grey).to(x.device), lum, delta)).clamp(0.0, 1.0)
 
 
-def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Reference-style train augmentation at any size: upscale by 256/224, random crop back,
-    random horizontal flip per image. Differentiable in ``x``."""
+def augment_params(n: int, hw: tuple[int, int], gen: torch.Generator) -> tuple[int, int, torch.Tensor]:
+    """Random crop offsets (for the whole batch) and per-image flips of :func:`augment`."""
+    h, w = hw
+    bh, bw = max(h, round(h * 256 / 224)), max(w, round(w * 256 / 224))
+    top = int(torch.randint(0, bh - h + 1, (1,), generator=gen))
+    left = int(torch.randint(0, bw - w + 1, (1,), generator=gen))
+    return top, left, torch.rand(n, generator=gen) < 0.5
+
+
+def augment(x: torch.Tensor, top: int, left: int, flip: torch.Tensor) -> torch.Tensor:
+    """Reference-style train augmentation at any size: upscale by 256/224, crop back at
+    ``(top, left)``, flip the images where ``flip``. Differentiable in ``x``."""
     h, w = x.shape[-2:]
     bh, bw = max(h, round(h * 256 / 224)), max(w, round(w * 256 / 224))
     if (bh, bw) != (h, w):
         x = F.interpolate(x, size=(bh, bw), mode="bilinear", align_corners=False)
-        top = int(torch.randint(0, bh - h + 1, (1,), generator=gen))
-        left = int(torch.randint(0, bw - w + 1, (1,), generator=gen))
         x = x[..., top : top + h, left : left + w]
-    flip = (torch.rand(x.shape[0], generator=gen) < 0.5).to(x.device).view(-1, 1, 1, 1)
-    return torch.where(flip, x.flip(-1), x)
+    return torch.where(flip.to(x.device).view(-1, 1, 1, 1), x.flip(-1), x)
+
+
+class _SingleProcess:
+    """The few ``Accelerator`` methods the loops use, for a plain single process."""
+
+    num_processes, process_index, is_main_process = 1, 0, True
+
+    def __init__(self, device: torch.device):
+        self.device = device
+
+    def prepare(self, *objs):
+        return objs if len(objs) > 1 else objs[0]
+
+    def backward(self, loss: torch.Tensor) -> None:
+        loss.backward()
+
+    def autocast(self):
+        return contextlib.nullcontext()
+
+    def reduce(self, t: torch.Tensor, reduction: str = "sum") -> torch.Tensor:
+        return t
+
+    def wait_for_everyone(self) -> None:
+        pass
+
+
+def _loader(data: WorkingSet, batches: list[list[int]], *, num_workers: int, pin: bool):
+    return torch.utils.data.DataLoader(data, batch_sampler=batches, num_workers=num_workers, pin_memory=pin)
 
 
 @torch.no_grad()
 def compute_features(surrogate: Surrogate, data: WorkingSet, *, batch_size: int, device: torch.device,
-                     progress: bool = True) -> np.ndarray:
-    """Surrogate embeddings (N, D) of every working-set image, in order, in batches."""
+                     accelerator=None, num_workers: int = 0, progress: bool = True) -> np.ndarray:
+    """Surrogate embeddings (N, D) of every working-set image, in order, in batches.
+
+    With several processes each computes a contiguous shard; the shards are gathered back
+    in the original order with no row duplicated or dropped.
+    """
     from tqdm.auto import tqdm
 
-    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False)
-    out = []
-    for x, _, _ in tqdm(loader, desc="surrogate features", disable=not progress):
-        out.append(surrogate(x.to(device).float().div_(255)).cpu())
-    return torch.cat(out).numpy()
+    rank, ws = world(accelerator)
+    a, b = shard_bounds(len(data), rank, ws)
+    batches = [list(range(i, min(i + batch_size, b))) for i in range(a, b, batch_size)]
+    out = [torch.zeros(0, surrogate.embed_dim, device=device)]
+    autocast = accelerator.autocast() if accelerator is not None else contextlib.nullcontext()
+    with autocast:
+        for x, _, _ in tqdm(_loader(data, batches, num_workers=num_workers, pin=device.type == "cuda"),
+                            desc="surrogate features", disable=not (progress and is_main(accelerator))):
+            out.append(surrogate(x.to(device, non_blocking=True).float().div_(255)).float())
+    return gather_rows(accelerator, torch.cat(out), len(data)).cpu().numpy()
+
+
+class PerturbationBank(nn.Module):
+    """All clusters' perturbations as one module: ``forward()`` -> deltas (p, 3, h, w).
+
+    One module so that ``accelerator.prepare`` wraps it once for data parallelism.
+    """
+
+    def __init__(self, hw: tuple[int, int], cfg: UCConfig):
+        super().__init__()
+        self.perts = nn.ModuleList(
+            Perturbation(hw, cfg.epsilon, cfg.parametrization, ngf=cfg.ngf, n_blocks=cfg.n_blocks,
+                         seed=cfg.seed * 100_003 + k)
+            for k in range(cfg.n_clusters)
+        )
+
+    def forward(self) -> torch.Tensor:
+        return torch.stack([p() for p in self.perts])
+
+
+def _epoch_batches(n: int, batch_size: int, ws: int, seed: int, epoch: int) -> list[np.ndarray]:
+    """Global batches of an epoch: a permutation seeded by (seed, epoch), cut in ``batch_size``.
+
+    A last batch smaller than the number of processes is dropped (each process needs one image).
+    """
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 7919 + epoch)).numpy()
+    batches = [order[i : i + batch_size] for i in range(0, n, batch_size)]
+    return [b for b in batches if len(b) >= ws]
+
+
+def _run_key(cfg: UCConfig, n: int, hw: tuple[int, int]) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps([cfg.to_dict(), n, list(hw)], sort_keys=True).encode()).hexdigest()[:16]
+
+
+def train_perturbations(surrogate: Surrogate, data: WorkingSet, labels: np.ndarray, centres: np.ndarray,
+                        permutation: np.ndarray, cfg: UCConfig, *, device: torch.device, accelerator=None,
+                        checkpoint_root: str | Path | None = None, resume: bool = False, num_workers: int = 0,
+                        progress: bool = True) -> tuple[torch.Tensor, list[list[float]], dict]:
+    """Optimise one perturbation per cluster; return deltas (p, 3, h, w), loss curves, stats.
+
+    Data-parallel over the processes of ``accelerator``: each global batch (same on every
+    process) is split into contiguous shards, the loss of a shard is scaled so that the
+    all-reduced gradient equals the single-process gradient of the whole batch, and all
+    randomness is derived from (seed, epoch, step). So 1 and N processes, and a resumed and
+    an uninterrupted run, follow the same trajectory up to float summation order.
+
+    With ``checkpoint_root`` the state is saved after every epoch (``save_state``) and
+    ``resume=True`` continues from the newest complete checkpoint.
+    """
+    from tqdm.auto import tqdm
+
+    acc = accelerator if accelerator is not None else _SingleProcess(device)
+    rank, ws = world(accelerator)
+    p = cfg.n_clusters
+    bank = PerturbationBank(data.hw, cfg).to(device)
+    opt = torch.optim.Adam(bank.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    bank, opt = acc.prepare(bank, opt)
+    steps_per_epoch = len(_epoch_batches(len(data), cfg.batch_size, ws, cfg.seed, 0))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs * steps_per_epoch),
+                                                       eta_min=cfg.min_lr)
+    labels_t = torch.as_tensor(labels, dtype=torch.long)
+    targets = torch.as_tensor(centres[permutation], dtype=torch.float32, device=device)  # (p, D)
+    curves: list[list[float]] = [[] for _ in range(p)]
+    start_epoch, n_images, seconds = 0, 0, 0.0
+    key = _run_key(cfg, len(data), data.hw)
+    if checkpoint_root is not None and resume:
+        ckpt = latest_checkpoint(Path(checkpoint_root))
+        if ckpt is not None:
+            state = load_checkpoint(ckpt, bank, opt)
+            if state.get("run_key") != key:
+                raise ValueError(f"checkpoint {ckpt} is from a different configuration or dataset; use a new "
+                                 "output directory or run without --resume.")
+            start_epoch, curves = state["epoch"], state["curves"]
+            n_images, seconds = state["n_images"], state["train_seconds"]
+            sched.load_state_dict(state["scheduler"])
+            logger.info("resumed from %s at epoch %d/%d", ckpt, start_epoch, cfg.epochs)
+    bar = tqdm(total=cfg.epochs * steps_per_epoch, initial=start_epoch * steps_per_epoch,
+               desc="training perturbations", disable=not (progress and is_main(accelerator)))
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.perf_counter()
+        sums = torch.zeros(p, dtype=torch.float64, device=device)
+        counts = torch.zeros(p, dtype=torch.float64, device=device)
+        gbatches = _epoch_batches(len(data), cfg.batch_size, ws, cfg.seed, epoch)
+        local = [gb[slice(*shard_bounds(len(gb), rank, ws))].tolist() for gb in gbatches]
+        loader = _loader(data, local, num_workers=num_workers, pin=device.type == "cuda")
+        for step, (x, grey, idx) in enumerate(loader):
+            gb = gbatches[step]
+            a, b = shard_bounds(len(gb), rank, ws)
+            top, left, flips = augment_params(len(gb), data.hw, torch.Generator().manual_seed(
+                cfg.seed * 1_000_003 + epoch * 100_003 + step))
+            x = x.to(device, non_blocking=True).float().div_(255)
+            c = labels_t[idx].to(device)
+            scale = ws / len(gb)  # sum over the shard / global batch, times ws (gradients are averaged)
+            opt.zero_grad(set_to_none=True)
+            deltas = bank()  # (p, 3, h, w), through the data-parallel wrapper
+            d_leaf = deltas.detach().requires_grad_(True)
+            for k in ([None] if cfg.train_on == "members" else range(p)):
+                d = d_leaf[c] if k is None else d_leaf[k].expand_as(x)
+                xp = perturb(x, d, grey)
+                if cfg.augment:
+                    xp = augment(xp, top, left, flips[a:b])
+                with acc.autocast():
+                    feats = surrogate(xp)
+                tgt = targets[c] if k is None else targets[k].expand(x.shape[0], -1)
+                per_sample = feature_loss(feats.float(), tgt, cfg.loss)
+                acc.backward(per_sample.sum() * scale)
+                ks = c if k is None else torch.full_like(c, k)
+                sums.index_add_(0, ks, per_sample.detach().double())
+                counts.index_add_(0, ks, torch.ones_like(ks, dtype=torch.float64))
+            deltas.backward(d_leaf.grad)  # second stage: into the generators, all-reduced
+            opt.step()
+            sched.step()
+            n_images += len(gb) * (p if cfg.train_on == "all" else 1)
+            bar.update(1)
+        sums, counts = acc.reduce(sums, "sum"), acc.reduce(counts, "sum")
+        for k in range(p):
+            curves[k].append(float(sums[k] / counts[k]) if counts[k] > 0 else float("nan"))
+        mean = float(sums.sum() / counts.sum().clamp(min=1))
+        seconds += time.perf_counter() - t0
+        bar.set_postfix(epoch=epoch + 1, loss=f"{mean:.4g}")
+        logger.info("epoch %d/%d: mean loss %.5g", epoch + 1, cfg.epochs, mean)
+        if checkpoint_root is not None:
+            save_checkpoint(accelerator, Path(checkpoint_root), epoch + 1, {
+                "epoch": epoch + 1, "curves": curves, "n_images": n_images, "train_seconds": seconds,
+                "run_key": key, "scheduler": sched.state_dict()}, model=bank, optimizer=opt)
+    bar.close()
+    with torch.no_grad():
+        module = bank.module if hasattr(bank, "module") else bank
+        deltas = module().float().cpu()
+    stats = {"train_seconds": seconds, "surrogate_fwd_bwd_images_per_second": n_images / max(seconds, 1e-9)}
+    return deltas, curves, stats
+
+
+@torch.no_grad()
+def attack_success(surrogate: Surrogate, data: WorkingSet, labels: np.ndarray, deltas: torch.Tensor,
+                   centres: np.ndarray, permutation: np.ndarray, *, batch_size: int, device: torch.device,
+                   accelerator=None, progress: bool = True) -> float:
+    """Fraction of fit images whose perturbed embedding is nearest their target centre."""
+    from tqdm.auto import tqdm
+
+    rank, ws = world(accelerator)
+    a, b = shard_bounds(len(data), rank, ws)
+    batches = [list(range(i, min(i + batch_size, b))) for i in range(a, b, batch_size)]
+    hits = torch.zeros(1, dtype=torch.float64, device=device)
+    d = deltas.to(device)
+    for x, grey, idx in tqdm(_loader(data, batches, num_workers=0, pin=False), desc="checking attack",
+                             disable=not (progress and is_main(accelerator))):
+        c = torch.as_tensor(labels[idx.numpy()], dtype=torch.long)
+        f = surrogate(perturb(x.to(device).float().div_(255), d[c.to(device)], grey))
+        hits += int((assign(f.float().cpu().numpy(), centres) == permutation[c.numpy()]).sum())
+    if accelerator is not None:
+        hits = accelerator.reduce(hits, "sum")
+    return float(hits) / len(data)
 
 
 @dataclass
@@ -93,115 +303,74 @@ class FitResult:
     stats: dict = field(default_factory=dict)
 
 
-def train_perturbations(surrogate: Surrogate, data: WorkingSet, labels: np.ndarray, centres: np.ndarray,
-                        permutation: np.ndarray, cfg: UCConfig, *, device: torch.device,
-                        progress: bool = True) -> tuple[torch.Tensor, list[list[float]], dict]:
-    """Optimise one perturbation per cluster; return deltas (p, 3, h, w), loss curves, stats."""
-    from tqdm.auto import tqdm
-
-    p = cfg.n_clusters
-    perts = nn.ModuleList(
-        Perturbation(data.hw, cfg.epsilon, cfg.parametrization, ngf=cfg.ngf, n_blocks=cfg.n_blocks,
-                     seed=cfg.seed * 100_003 + k)
-        for k in range(p)
-    ).to(device)
-    opt = torch.optim.Adam(perts.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    rng = torch.Generator().manual_seed(cfg.seed)
-    loader = torch.utils.data.DataLoader(data, batch_size=cfg.batch_size, shuffle=True, generator=rng,
-                                         drop_last=False)
-    passes = p if cfg.train_on == "all" else 1
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs * len(loader)),
-                                                       eta_min=cfg.min_lr)
-    labels_t = torch.as_tensor(labels, dtype=torch.long)
-    targets = torch.as_tensor(centres[permutation], dtype=torch.float32, device=device)  # (p, D)
-    curves: list[list[float]] = [[] for _ in range(p)]
-    aug_gen = torch.Generator().manual_seed(cfg.seed + 1)
-    n_images, t0 = 0, time.perf_counter()
-    bar = tqdm(total=cfg.epochs * len(loader), desc="training perturbations", disable=not progress)
-    for epoch in range(cfg.epochs):
-        sums = torch.zeros(p, dtype=torch.float64)
-        counts = torch.zeros(p, dtype=torch.float64)
-        for x, grey, idx in loader:
-            x = x.to(device).float().div_(255)
-            c = labels_t[idx]
-            opt.zero_grad(set_to_none=True)
-            if cfg.train_on == "members":
-                present = torch.unique(c)
-                d_all = torch.zeros(p, 3, *data.hw, device=device)
-                d_all = d_all.index_copy(0, present.to(device), torch.stack([perts[k]() for k in present.tolist()]))
-                xp = perturb(x, d_all[c.to(device)], grey)
-                if cfg.augment:
-                    xp = augment(xp, aug_gen)
-                per_sample = feature_loss(surrogate(xp), targets[c.to(device)], cfg.loss)
-                per_sample.mean().backward()
-                sums.index_add_(0, c, per_sample.detach().double().cpu())
-                counts.index_add_(0, c, torch.ones_like(c, dtype=torch.float64))
-            else:
-                for k in range(p):
-                    xp = perturb(x, perts[k]().expand_as(x), grey)
-                    if cfg.augment:
-                        xp = augment(xp, aug_gen)
-                    loss = feature_loss(surrogate(xp), targets[k].expand(x.shape[0], -1), cfg.loss).mean()
-                    loss.backward()
-                    sums[k] += float(loss.detach()) * x.shape[0]
-                    counts[k] += x.shape[0]
-            opt.step()
-            sched.step()
-            n_images += x.shape[0] * passes
-            bar.update(1)
-        for k in range(p):
-            curves[k].append(float(sums[k] / counts[k]) if counts[k] > 0 else float("nan"))
-        mean = float(sums.sum() / counts.sum().clamp(min=1))
-        bar.set_postfix(epoch=epoch + 1, loss=f"{mean:.4g}")
-        logger.info("epoch %d/%d: mean loss %.5g", epoch + 1, cfg.epochs, mean)
-    bar.close()
-    seconds = time.perf_counter() - t0
-    with torch.no_grad():
-        deltas = torch.stack([perts[k]() for k in range(p)]).float().cpu()
-    stats = {"train_seconds": seconds, "surrogate_fwd_bwd_images_per_second": n_images / max(seconds, 1e-9)}
-    return deltas, curves, stats
+CLUSTERS_FILE = "clusters.safetensors"
 
 
-@torch.no_grad()
-def attack_success(surrogate: Surrogate, data: WorkingSet, labels: np.ndarray, deltas: torch.Tensor,
-                   centres: np.ndarray, permutation: np.ndarray, *, batch_size: int, device: torch.device,
-                   progress: bool = True) -> float:
-    """Fraction of fit images whose perturbed embedding is nearest their target centre."""
-    from tqdm.auto import tqdm
+def _cluster(surrogate: Surrogate, data: WorkingSet, cfg: UCConfig, *, device: torch.device, accelerator,
+             cache_dir: Path | None, num_workers: int, progress: bool) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Features (sharded) -> K-means on the main process -> broadcast. Cached in ``cache_dir``."""
+    from safetensors.numpy import load_file as np_load
+    from safetensors.numpy import save_file as np_save
 
-    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False)
-    hits = 0
-    d = deltas.to(device)
-    for x, grey, idx in tqdm(loader, desc="checking attack", disable=not progress):
-        c = torch.as_tensor(labels[idx.numpy()], dtype=torch.long)
-        f = surrogate(perturb(x.to(device).float().div_(255), d[c.to(device)], grey))
-        hits += int((assign(f.cpu().numpy(), centres) == permutation[c.numpy()]).sum())
-    return hits / len(data)
+    key = _run_key(cfg, len(data), data.hw)
+    cached = cache_dir / CLUSTERS_FILE if cache_dir is not None else None
+    if cached is not None and cached.is_file():
+        from safetensors import safe_open
+
+        with safe_open(str(cached), "np") as f:
+            same = (f.metadata() or {}).get("run_key") == key
+        if same:
+            arrays = np_load(str(cached))
+            logger.info("reusing features and clusters cached in %s", cached)
+            return arrays["centres"], arrays["labels"], {"features": 0.0, "kmeans": 0.0, "cached": True}
+    t0 = time.perf_counter()
+    feats = compute_features(surrogate, data, batch_size=cfg.feature_batch_size, device=device,
+                             accelerator=accelerator, num_workers=num_workers, progress=progress)
+    t1 = time.perf_counter()
+    centres = labels = None
+    if is_main(accelerator):  # K-means runs once, on the main process
+        centres, labels = kmeans(feats, cfg.n_clusters, seed=cfg.seed)
+        if cached is not None:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            np_save({"features": feats, "centres": centres, "labels": labels}, str(cached),
+                    metadata={"run_key": key})
+    centres, labels = broadcast_array(accelerator, centres), broadcast_array(accelerator, labels)
+    t2 = time.perf_counter()
+    return centres, labels, {"features": t1 - t0, "kmeans": t2 - t1,
+                             "surrogate_fwd_images_per_second": len(data) / max(t1 - t0, 1e-9)}
 
 
 def fit_clusters(surrogate: Surrogate, data: WorkingSet, cfg: UCConfig, *, device: torch.device,
-                 progress: bool = True) -> FitResult:
-    """The whole Unlearnable Clusters optimisation on a prepared working set."""
-    t0 = time.perf_counter()
-    feats = compute_features(surrogate, data, batch_size=cfg.feature_batch_size, device=device, progress=progress)
-    t1 = time.perf_counter()
-    centres, labels = kmeans(feats, cfg.n_clusters, seed=cfg.seed)
+                 accelerator=None, output_dir: str | Path | None = None, resume: bool = False,
+                 num_workers: int = 0, progress: bool = True) -> FitResult:
+    """The whole Unlearnable Clusters optimisation on a prepared working set.
+
+    With ``output_dir``, features and clusters are cached there and training state is
+    checkpointed after every epoch; ``resume=True`` continues a killed run.
+    """
+    out = Path(output_dir) if output_dir is not None else None
+    centres, labels, seconds = _cluster(surrogate, data, cfg, device=device, accelerator=accelerator,
+                                        cache_dir=out, num_workers=num_workers, progress=progress)
     perm = target_permutation(cfg.n_clusters, cfg.permutation, seed=cfg.seed)
-    t2 = time.perf_counter()
     logger.info("cluster sizes: %s", np.bincount(labels, minlength=cfg.n_clusters).tolist())
+    t2 = time.perf_counter()
     deltas, curves, stats = train_perturbations(surrogate, data, labels, centres, perm, cfg, device=device,
-                                                progress=progress)
+                                                accelerator=accelerator, checkpoint_root=out, resume=resume,
+                                                num_workers=num_workers, progress=progress)
     t3 = time.perf_counter()
     success = attack_success(surrogate, data, labels, deltas, centres, perm, batch_size=cfg.feature_batch_size,
-                             device=device, progress=progress)
+                             device=device, accelerator=accelerator, progress=progress)
     t4 = time.perf_counter()
     logger.info("perturbed images nearest their target centre: %.1f%%", 100 * success)
+    fwd_ips = seconds.pop("surrogate_fwd_images_per_second", None)
+    cached = seconds.pop("cached", False)
     stats.update(
         n_images=len(data),
         working_hw=list(data.hw),
         cluster_sizes=np.bincount(labels, minlength=cfg.n_clusters).tolist(),
         attack_success=success,
-        seconds={"features": t1 - t0, "kmeans": t2 - t1, "train": t3 - t2, "attack_check": t4 - t3},
-        surrogate_fwd_images_per_second=len(data) / max(t1 - t0, 1e-9),
+        seconds={**seconds, "train": t3 - t2, "attack_check": t4 - t3},
+        surrogate_fwd_images_per_second=fwd_ips,
+        clusters_from_cache=cached,
     )
     return FitResult(deltas, centres, labels, perm, curves, stats)

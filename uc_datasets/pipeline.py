@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import resource
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
+import torch
 
 from . import __version__
 from .preview import save_preview
@@ -21,7 +23,8 @@ logger = logging.getLogger(__name__)
 
 PROTECTOR_WARNING = (
     "This directory is the SECRET protector of a protected dataset. Anyone who holds it can\n"
-    "subtract the protection. Never publish it, never push it to a public repo.\n"
+    "subtract the protection. Never publish it, never push it to a public repo. The fit caches\n"
+    "next to it (../clusters.safetensors, ../checkpoints/) are secret too.\n"
 )
 
 
@@ -40,11 +43,17 @@ class ProtectOutputs:
 
 
 def protect_dataset(ds: datasets.Dataset, output_dir: str | Path, *, image_column: str = "image",
-                    progress: bool = True, map_batch_size: int = 64, **uc_kwargs) -> ProtectOutputs:
+                    progress: bool = True, map_batch_size: int = 64, accelerator=None, resume: bool = False,
+                    num_workers: int = 0, extra_summary: dict | None = None, **uc_kwargs) -> ProtectOutputs | None:
     """Fit Unlearnable Clusters on ``ds``, protect it with ``ds.map``, verify, and save.
 
     Writes ``protected/`` (``save_to_disk``), ``protector/`` (secret), ``preview.png``
-    (clean / perturbation / protected) and ``run_summary.json`` under ``output_dir``.
+    (clean / perturbation / protected) and ``run_summary.json`` under ``output_dir``, plus
+    the fit's caches (``clusters.safetensors``, ``checkpoints/``: secret too).
+
+    With an ``accelerator`` every process fits data-parallel; ``ds.map`` runs under
+    ``main_process_first()`` and only the main process verifies and writes (the others
+    return None).
 
     Example:
         >>> out = protect_dataset(ds, "uc_output", surrogate="efficientnet-lite0", epochs=5)  # doctest: +SKIP
@@ -53,12 +62,19 @@ def protect_dataset(ds: datasets.Dataset, output_dir: str | Path, *, image_colum
     """
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    main = accelerator is None or accelerator.is_main_process
     uc = UnlearnableClusters(progress=progress, **uc_kwargs)
     t0 = time.perf_counter()
-    protector = uc.fit(ds, image_column=image_column)
+    protector = uc.fit(ds, image_column=image_column, accelerator=accelerator, output_dir=str(out), resume=resume,
+                       num_workers=num_workers)
     t1 = time.perf_counter()
-    protected = ds.map(protector, batched=True, batch_size=map_batch_size, desc="protecting")
+    first = accelerator.main_process_first() if accelerator is not None else contextlib.nullcontext()
+    with first:
+        protected = ds.map(protector, batched=True, batch_size=map_batch_size, desc="protecting")
     t2 = time.perf_counter()
+    if not main:
+        accelerator.wait_for_everyone()
+        return None
     report = verify(ds, protected, protector.config.epsilon, image_column=image_column, progress=progress)
     if not report.passed:
         raise RuntimeError(f"verification failed, nothing was saved: {report.summary()}; "
@@ -81,8 +97,14 @@ def protect_dataset(ds: datasets.Dataset, output_dir: str | Path, *, image_colum
                     **{f"fit_{k}": v for k, v in protector.metadata["stats"]["seconds"].items()}},
         "fit_stats": {k: v for k, v in protector.metadata["stats"].items() if k != "seconds"},
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_cuda_mib": (torch.cuda.max_memory_allocated() / 2**20) if torch.cuda.is_available() else None,
+        "num_processes": 1 if accelerator is None else accelerator.num_processes,
+        "mixed_precision": None if accelerator is None else str(accelerator.mixed_precision),
+        **(extra_summary or {}),
         "paths": {"protected": str(protected_dir), "protector": str(protector_dir), "preview": str(preview)},
     }
     summary_path = out / "run_summary.json"
     summary_path.write_text(json.dumps(summary, indent=2))
+    if accelerator is not None:
+        accelerator.wait_for_everyone()
     return ProtectOutputs(out, protected_dir, protector_dir, preview, summary_path, report, protector, protected)

@@ -214,6 +214,7 @@ class Surrogate(nn.Module):
         self._embed_fn = embed_fn
         self.name = name
         self.kind = kind
+        self.channels_last = False
         self.eval()
         self.model.requires_grad_(False)
         with torch.no_grad():
@@ -226,7 +227,15 @@ class Surrogate(nn.Module):
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         x = self.preprocess(pixels)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         return self._embed_fn(self.model, x).flatten(1).float()
+
+    def use_channels_last(self) -> Surrogate:
+        """Switch a convolutional surrogate to channels_last (faster on recent GPUs)."""
+        self.model.to(memory_format=torch.channels_last)
+        self.channels_last = True
+        return self
 
     @property
     def weights_sha256(self) -> str:

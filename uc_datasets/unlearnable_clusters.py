@@ -47,34 +47,54 @@ class UnlearnableClusters:
     """
 
     def __init__(self, *, surrogate: str | Surrogate = "openai/clip-vit-base-patch32", device: str | None = None,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, progress: bool = True, **kwargs):
+                 max_pixels: int = DEFAULT_MAX_PIXELS, progress: bool = True, channels_last: bool = False,
+                 **kwargs):
         self._surrogate = surrogate if isinstance(surrogate, Surrogate) else None
         name = surrogate.name if isinstance(surrogate, Surrogate) else surrogate
         self.config = UCConfig(surrogate=name, **kwargs)
         self.device = torch.device(device) if device else default_device()
         self.max_pixels = max_pixels
         self.progress = progress
+        self.channels_last = channels_last
 
     def load_surrogate(self) -> Surrogate:
         """The surrogate this estimator fits with (loaded once)."""
         if self._surrogate is None:
             self._surrogate = load_surrogate(self.config.surrogate, image_size=self.config.surrogate_image_size)
+            if self.channels_last and self._surrogate.kind not in ("clip", "siglip", "vit", "deit", "dinov2"):
+                self._surrogate.use_channels_last()
         return self._surrogate.to(self.device)
 
-    def fit(self, ds: datasets.Dataset, image_column: str = "image") -> UCProtector:
-        """Fit on every image of ``ds[image_column]`` and return the protector."""
+    def fit(self, ds: datasets.Dataset, image_column: str = "image", *, accelerator=None,
+            output_dir: str | None = None, resume: bool = False, num_workers: int = 0) -> UCProtector:
+        """Fit on every image of ``ds[image_column]`` and return the protector.
+
+        Args:
+            ds: the images to protect (a ``datasets.Dataset``).
+            image_column: the image column.
+            accelerator: an ``accelerate.Accelerator`` to fit data-parallel over its
+                processes (``recipes/protect.py`` makes one); None for a single process.
+            output_dir: where to cache features/clusters and checkpoint every epoch.
+            resume: continue from the newest checkpoint in ``output_dir``.
+            num_workers: DataLoader workers for decoding (useful on GPU machines).
+        """
         cfg = self.config
         check_image_column(ds, image_column)
         if len(ds) < cfg.n_clusters:
             raise ValueError(f"{len(ds)} images cannot make n_clusters={cfg.n_clusters} clusters; "
                              "use fewer clusters or more images.")
         seed_everything(cfg.seed)
-        sizes, n_grey = scan_sizes(ds, image_column, max_pixels=self.max_pixels, progress=self.progress)
+        sizes, n_grey = scan_sizes(ds, image_column, max_pixels=self.max_pixels,
+                                   progress=self.progress and (accelerator is None or accelerator.is_main_process))
         hw = choose_working_hw(sizes, cfg.working_size)
         logger.info("%d images, %d distinct sizes, %d grey; working resolution %s", len(ds), len(sizes), n_grey, hw)
+        if accelerator is not None:
+            self.device = accelerator.device
         surrogate = self.load_surrogate()
-        data = WorkingSet(ds, image_column, hw, max_pixels=self.max_pixels, progress=self.progress)
-        result = fit_clusters(surrogate, data, cfg, device=self.device, progress=self.progress)
+        show = self.progress and (accelerator is None or accelerator.is_main_process)
+        data = WorkingSet(ds, image_column, hw, max_pixels=self.max_pixels, progress=show)
+        result = fit_clusters(surrogate, data, cfg, device=self.device, accelerator=accelerator,
+                              output_dir=output_dir, resume=resume, num_workers=num_workers, progress=show)
         keys = np.frombuffer(b"".join(data.content_keys()), dtype=np.uint8).reshape(-1, 16)
         metadata = {
             "loss_curves": result.loss_curves,

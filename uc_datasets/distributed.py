@@ -1,0 +1,130 @@
+"""Multi-process helpers on top of accelerate: sharded features, broadcast, checkpoints.
+
+Everything here also works in a single plain process (``accelerator=None`` or a
+one-process ``Accelerator``), so the library has one code path.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_DIR = "checkpoints"
+TRAINER_STATE = "trainer_state.json"
+
+
+def world(accelerator) -> tuple[int, int]:
+    """``(rank, world_size)``; ``(0, 1)`` without an accelerator."""
+    if accelerator is None:
+        return 0, 1
+    return accelerator.process_index, accelerator.num_processes
+
+
+def is_main(accelerator) -> bool:
+    return accelerator is None or accelerator.is_main_process
+
+
+def shard_bounds(n: int, rank: int, world_size: int) -> tuple[int, int]:
+    """Contiguous ``[start, stop)`` of rank ``rank``: shards differ in size by at most one.
+
+    Example:
+        >>> [shard_bounds(5, r, 2) for r in range(2)]
+        [(0, 3), (3, 5)]
+    """
+    base, extra = divmod(n, world_size)
+    start = rank * base + min(rank, extra)
+    return start, start + base + (1 if rank < extra else 0)
+
+
+def gather_rows(accelerator, local: torch.Tensor, n_total: int) -> torch.Tensor:
+    """All-gather contiguous per-rank row shards into the original order, dropping padding.
+
+    Each rank holds rows ``shard_bounds(n_total, rank, world)``. Shards are padded to the
+    largest size for the collective and the padding is removed, so no row is duplicated
+    or dropped.
+    """
+    rank, ws = world(accelerator)
+    if ws == 1:
+        return local
+    sizes = [shard_bounds(n_total, r, ws) for r in range(ws)]
+    longest = max(b - a for a, b in sizes)
+    pad = torch.zeros(longest - local.shape[0], *local.shape[1:], dtype=local.dtype, device=local.device)
+    gathered = accelerator.gather(torch.cat([local, pad]).contiguous())  # (ws * longest, ...)
+    parts = [gathered[r * longest : r * longest + (b - a)] for r, (a, b) in enumerate(sizes)]
+    return torch.cat(parts)
+
+
+def broadcast_array(accelerator, array: np.ndarray | None) -> np.ndarray:
+    """The main process's array, on every process."""
+    if accelerator is None or accelerator.num_processes == 1:
+        return array
+    from accelerate.utils import broadcast_object_list
+
+    box = [array if accelerator.is_main_process else None]
+    broadcast_object_list(box, from_process=0)
+    return box[0]
+
+
+# ----------------------------------------------------------------------------------------
+# checkpoints
+
+
+def save_checkpoint(accelerator, root: Path, epoch: int, trainer_state: dict, *, model: torch.nn.Module,
+                    optimizer: torch.optim.Optimizer, keep: int = 2) -> Path:
+    """``accelerator.save_state`` of epoch ``epoch`` plus our ``trainer_state.json``.
+
+    Without an accelerator the same two files accelerate writes (``model.safetensors``,
+    ``optimizer.bin``) are written directly. The JSON is written last, by the main process:
+    a checkpoint without it is incomplete (killed mid-save) and is ignored on resume. Older
+    checkpoints beyond ``keep`` are removed.
+    """
+    path = Path(root) / CHECKPOINT_DIR / f"epoch_{epoch:05d}"
+    if accelerator is None:
+        from safetensors.torch import save_file
+
+        path.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path / "model.safetensors"))
+        torch.save(optimizer.state_dict(), path / "optimizer.bin")
+    else:
+        accelerator.save_state(str(path), safe_serialization=True)
+        accelerator.wait_for_everyone()
+    if is_main(accelerator):
+        tmp = path / (TRAINER_STATE + ".tmp")
+        tmp.write_text(json.dumps(trainer_state))
+        tmp.replace(path / TRAINER_STATE)
+        done = sorted(p for p in path.parent.glob("epoch_*") if (p / TRAINER_STATE).is_file())
+        for old in done[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    if accelerator is not None:
+        accelerator.wait_for_everyone()
+    return path
+
+
+def latest_checkpoint(root: Path) -> Path | None:
+    """The newest complete checkpoint under ``root``, or None."""
+    done = sorted(p for p in (Path(root) / CHECKPOINT_DIR).glob("epoch_*") if (p / TRAINER_STATE).is_file())
+    return done[-1] if done else None
+
+
+def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    """Restore model and optimizer written by :func:`save_checkpoint`; return the trainer state.
+
+    Reads the safetensors weights and the optimizer state with ``weights_only=True``; the RNG
+    pickles accelerate writes are not read (all our randomness is derived from the seed, the
+    epoch and the step, so it needs no saved state).
+    """
+    path = Path(path)
+    state = load_file(str(path / "model.safetensors"))
+    target = model.module if hasattr(model, "module") else model
+    target.load_state_dict(state)
+    opt_state = torch.load(path / "optimizer.bin", map_location="cpu", weights_only=True)
+    optimizer.load_state_dict(opt_state)
+    return json.loads((path / TRAINER_STATE).read_text())
