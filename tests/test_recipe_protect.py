@@ -96,3 +96,15 @@ def test_kill_and_resume_gives_the_uninterrupted_protector(tiny_clip, tmp_path):
     assert torch.equal(a.deltas, b.deltas)
     assert a.metadata["loss_curves"] == b.metadata["loss_curves"]
     assert json.loads((killed / "run_summary.json").read_text())["verify"]["passed"]
+
+
+def test_accelerate_launch_without_config_and_bf16(data41, tiny_clip, tmp_path):
+    """A new user's first try: `accelerate launch` with no config file, mixed precision on."""
+    env = dict(_env(), HF_HOME=str(tmp_path / "hf_home"))  # no accelerate config anywhere
+    run = subprocess.run([ACCELERATE, "launch", RECIPE, *_args(data41, tiny_clip, tmp_path / "o", "--epochs", "1",
+                                                              "--mixed-precision", "bf16")],
+                         env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    summary = json.loads((tmp_path / "o" / "run_summary.json").read_text())
+    assert summary["mixed_precision"] == "bf16" and summary["verify"]["passed"]
+    assert summary["verify"]["max_deviation"] <= 8  # the bank stays float32 under autocast

@@ -151,7 +151,11 @@ class PerturbationBank(nn.Module):
         )
 
     def forward(self) -> torch.Tensor:
-        return torch.stack([p() for p in self.perts])
+        # Always float32, even when accelerate wraps this forward in autocast for mixed
+        # precision: a bf16 clamp at epsilon can round above epsilon.
+        device_type = next(self.parameters()).device.type
+        with torch.autocast(device_type=device_type, enabled=False):
+            return torch.stack([p() for p in self.perts]).float()
 
 
 def _epoch_batches(n: int, batch_size: int, ws: int, seed: int, epoch: int) -> list[np.ndarray]:
