@@ -19,6 +19,11 @@ def test_protect_from_disk_writes_everything(tiny_clip, tmp_path, capsys):
     assert "PASSED" in out and "SECRET" in out and "preview.png" in out
     protected = datasets.load_from_disk(str(tmp_path / "out" / "protected"))
     assert len(protected) == 12
+    from uc_datasets.evaluation import read_protection_metadata
+
+    meta = read_protection_metadata(protected)
+    assert meta["method"] == "UC-CLIP" and meta["surrogate"].endswith("(local model)")
+    assert tiny_clip not in protected.info.description  # local paths stay private
     summary = json.loads((tmp_path / "out" / "run_summary.json").read_text())
     assert summary["verify"]["passed"] and summary["config"]["n_clusters"] == 3
     assert summary["verify"]["max_deviation"] <= 8

@@ -14,6 +14,7 @@ import datasets
 import torch
 
 from . import __version__
+from .hub import public_surrogate_name
 from .preview import save_preview
 from .protector import UCProtector
 from .unlearnable_clusters import UnlearnableClusters
@@ -80,6 +81,10 @@ def protect_dataset(ds: datasets.Dataset, output_dir: str | Path, *, image_colum
         raise RuntimeError(f"verification failed, nothing was saved: {report.summary()}; "
                            f"first problems: {(report.violations + report.unchanged)[:5]}")
     protected_dir = out / "protected"
+    protected.info.description = json.dumps({"uc_datasets": {
+        "protected": True, "method": protector.method,
+        "surrogate": public_surrogate_name(protector.surrogate_info["name"]),  # no local paths in public metadata
+        "epsilon": protector.config.epsilon, "n_clusters": protector.config.n_clusters, "version": __version__}})
     protected.save_to_disk(str(protected_dir))
     protector_dir = out / "protector"
     protector.save_pretrained(protector_dir)
