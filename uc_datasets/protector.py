@@ -6,6 +6,11 @@ with :meth:`UCProtector.save_pretrained`, never publish it.
 Files: ``config.json`` (settings, surrogate identity, permutation, loss curves, stats) and
 ``protector.safetensors`` (deltas, centres and the fit-set assignment cache). Loading
 never unpickles.
+
+:class:`BaseProtector` owns what every protector shares (the ``datasets.map`` callable,
+lossless application, save/load, the pickle fingerprint, the private Hub push);
+:class:`UCProtector` and the baseline protectors of :mod:`uc_datasets.attacks` subclass it.
+:func:`load_protector` picks the class from ``protector_type`` in ``config.json``.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -41,7 +47,151 @@ class SurrogateMismatchError(RuntimeError):
     """The surrogate loaded at map time is not the one the protector was fitted with."""
 
 
-class UCProtector:
+#: protector_type (config.json) -> class; filled by :func:`register_protector_type`.
+PROTECTOR_TYPES: dict[str, type[BaseProtector]] = {}
+
+
+def register_protector_type(cls: type[BaseProtector]) -> type[BaseProtector]:
+    """Class decorator: make ``load_protector`` (and unpickling) build ``cls`` for its ``protector_type``."""
+    PROTECTOR_TYPES[cls.protector_type] = cls
+    return cls
+
+
+def protector_class(protector_type: str | None) -> type[BaseProtector]:
+    """The protector class saved under ``protector_type``; raises ``ValueError`` for unknown types."""
+    if protector_type not in PROTECTOR_TYPES:
+        import importlib
+
+        importlib.import_module(f"{__package__}.attacks")  # registers the baseline protector types
+    if protector_type not in PROTECTOR_TYPES:
+        raise ValueError(f"unknown protector_type {protector_type!r} in {CONFIG_NAME}; known: "
+                         f"{sorted(PROTECTOR_TYPES)}. Was it saved by a newer uc-datasets?")
+    return PROTECTOR_TYPES[protector_type]
+
+
+class BaseProtector:
+    """What every fitted protector shares: the ``datasets.map`` callable, save/load, fingerprint, Hub push.
+
+    A subclass sets ``protector_type`` and implements :meth:`perturbations_for` (one
+    perturbation ``(3, h, w)`` per image), :meth:`_config_dict`, :meth:`_tensors`,
+    :meth:`_from_parts` and :attr:`method`; it must have ``config`` (with ``epsilon``),
+    ``image_column``, ``working_hw``, ``metadata``, ``max_pixels`` and ``version``.
+    ``label_column`` names a column the map callable also needs (None: images only).
+    """
+
+    protector_type: ClassVar[str] = ""
+    label_column: str | None = None
+
+    # ------------------------------------------------------------------ map interface
+    def __call__(self, examples: dict) -> dict:
+        """Protect a batch (``batched=True``) or a single example of a ``datasets.map``."""
+        if self.image_column not in examples:
+            raise KeyError(
+                f"column {self.image_column!r} not in the mapped examples {list(examples)}; set "
+                f"protector.image_column to the image column."
+            )
+        col = examples[self.image_column]
+        batched = isinstance(col, list)
+        labels = None
+        if self.label_column is not None:
+            if self.label_column not in examples:
+                raise KeyError(
+                    f"this {self.method} protector is label-consistent: it needs the label column "
+                    f"{self.label_column!r} in the mapped examples, which have {list(examples)}. Do not remove "
+                    f"it before ds.map(protector), or set protector.label_column to the label column."
+                )
+            labels = examples[self.label_column] if batched else [examples[self.label_column]]
+        if batched:
+            return {self.image_column: self.protect_images(col, labels=labels)}
+        return {self.image_column: self.protect_images([col], labels=labels)[0]}
+
+    def protect_images(self, images: Sequence[object], *, start: int = 0,
+                       labels: Sequence[object] | None = None) -> list[Image.Image]:
+        """Protect a list of images (PIL, bytes dicts or paths); returns new PNG-bound images.
+
+        ``labels`` (one per image) is needed only by protectors with a ``label_column``.
+        """
+        natives = [load_native(v, index=start + i, image_column=self.image_column, max_pixels=self.max_pixels)
+                   for i, v in enumerate(images)]
+        deltas = self.perturbations_for(natives, labels=labels)
+        eps = self.config.epsilon
+        return [apply_delta(img, d, eps) for img, d in zip(natives, deltas)]
+
+    def perturbations_for(self, images: Sequence[Image.Image], *,
+                          labels: Sequence[object] | None = None) -> list[torch.Tensor]:
+        """The perturbation ``(3, h, w)`` at the working resolution of each supported-mode image."""
+        raise NotImplementedError
+
+    @property
+    def method(self) -> str:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ persistence
+    def _config_dict(self) -> dict:
+        raise NotImplementedError
+
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    @classmethod
+    def _from_parts(cls, cfg: dict, tensors: dict[str, torch.Tensor], *,
+                    surrogate: Surrogate | None = None) -> BaseProtector:
+        raise NotImplementedError
+
+    def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
+        """Write ``config.json`` and ``protector.safetensors``. Keep the directory private."""
+        d = Path(save_directory)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / CONFIG_NAME).write_text(json.dumps(self._config_dict(), indent=2, sort_keys=True))
+        save_file(self._tensors(), str(d / WEIGHTS_NAME), metadata={"format": "pt"})
+        logger.info("Saved protector to %s (a secret: do not publish it)", d)
+        return d
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, *, surrogate: Surrogate | None = None) -> BaseProtector:
+        """Load a protector saved with :meth:`save_pretrained` (safetensors + JSON only)."""
+        d = Path(path)
+        if not (d / CONFIG_NAME).is_file() or not (d / WEIGHTS_NAME).is_file():
+            raise FileNotFoundError(
+                f"{d} is not a saved protector: expected {CONFIG_NAME} and {WEIGHTS_NAME} in it."
+            )
+        cfg = json.loads((d / CONFIG_NAME).read_text())
+        target = protector_class(cfg.get("protector_type")) if cls is BaseProtector else cls
+        return target._from_parts(cfg, load_file(str(d / WEIGHTS_NAME)), surrogate=surrogate)
+
+    # ------------------------------------------------------------------ pickling / fingerprint
+    def _pickle_state(self) -> dict:
+        """Runtime settings that travel with a pickle but are not saved (e.g. ``max_pixels``)."""
+        return {"max_pixels": self.max_pixels}
+
+    def _set_pickle_state(self, state: dict) -> None:
+        for k, v in state.items():
+            setattr(self, k, v)
+
+    def __reduce__(self):
+        # datasets fingerprints map functions by pickling them. Pickle only what defines the
+        # output (config, perturbations, centres, cache, surrogate digest, package version),
+        # as deterministic bytes, never the surrogate's weights. Worker processes
+        # (num_proc) rebuild the protector from the same bytes and reload the surrogate.
+        cfg = json.dumps(self._config_dict(), sort_keys=True)
+        return (_restore_protector, (cfg, save(self._tensors()), self._pickle_state()))
+
+    def push_to_hub(self, repo_id: str, *, private: bool = True, allow_public: bool = False, token: str | None = None,
+                    revision: str | None = None, commit_message: str | None = None) -> str:
+        """Push to a **private** Hub model repo (a public push needs ``allow_public=True``); returns the commit URL.
+
+        Example:
+            >>> uc_protect.push_to_hub("me/pets-protector")  # doctest: +SKIP
+            >>> uc_protect = load_protector("me/pets-protector")  # doctest: +SKIP
+        """
+        from .hub import push_protector
+
+        return push_protector(self, repo_id, private=private, allow_public=allow_public, token=token,
+                              revision=revision, commit_message=commit_message)
+
+
+@register_protector_type
+class UCProtector(BaseProtector):
     """A fitted Unlearnable Clusters protector; ``ds.map(protector, batched=True)`` protects.
 
     Each image is assigned to the nearest cluster centre of its surrogate embedding (or
@@ -53,6 +203,8 @@ class UCProtector:
         >>> protected = ds.map(uc_protect, batched=True)  # doctest: +SKIP
         >>> uc_protect.save_pretrained("protector/")  # a secret: never publish it  # doctest: +SKIP
     """
+
+    protector_type: ClassVar[str] = PROTECTOR_TYPE
 
     def __init__(self, config: UCConfig, deltas: torch.Tensor, centres: np.ndarray, permutation: np.ndarray,
                  *, surrogate_info: dict, image_column: str = "image", working_hw: Sequence[int] = (224, 224),
@@ -85,24 +237,10 @@ class UCProtector:
             raise ValueError("inconsistent protector: a perturbation exceeds epsilon")
 
     # ------------------------------------------------------------------ map interface
-    def __call__(self, examples: dict) -> dict:
-        """Protect a batch (``batched=True``) or a single example of a ``datasets.map``."""
-        if self.image_column not in examples:
-            raise KeyError(
-                f"column {self.image_column!r} not in the mapped examples {list(examples)}; set "
-                f"protector.image_column to the image column."
-            )
-        col = examples[self.image_column]
-        if isinstance(col, list):
-            return {self.image_column: self.protect_images(col)}
-        return {self.image_column: self.protect_images([col])[0]}
-
-    def protect_images(self, images: Sequence[object], *, start: int = 0) -> list[Image.Image]:
-        """Protect a list of images (PIL, bytes dicts or paths); returns new PNG-bound images."""
-        natives = [load_native(v, index=start + i, image_column=self.image_column, max_pixels=self.max_pixels)
-                   for i, v in enumerate(images)]
-        clusters = self.assign(natives)
-        return [apply_delta(img, self.deltas[c], self.config.epsilon) for img, c in zip(natives, clusters)]
+    def perturbations_for(self, images: Sequence[Image.Image], *,
+                          labels: Sequence[object] | None = None) -> list[torch.Tensor]:
+        """The perturbation of each image's cluster (labels are not used: UC is label-free)."""
+        return [self.deltas[c] for c in self.assign(images)]
 
     def assign(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Cluster of each supported-mode image: the fit-set cache, else the nearest centre."""
@@ -170,25 +308,10 @@ class UCProtector:
         """``UC-CLIP`` for a CLIP surrogate, ``UC`` otherwise (the paper's names)."""
         return "UC-CLIP" if self.surrogate_info.get("kind") == "clip" else "UC"
 
-    def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
-        """Write ``config.json`` and ``protector.safetensors``. Keep the directory private."""
-        d = Path(save_directory)
-        d.mkdir(parents=True, exist_ok=True)
-        (d / CONFIG_NAME).write_text(json.dumps(self._config_dict(), indent=2, sort_keys=True))
-        save_file(self._tensors(), str(d / WEIGHTS_NAME), metadata={"format": "pt"})
-        logger.info("Saved protector to %s (a secret: do not publish it)", d)
-        return d
-
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, *, surrogate: Surrogate | None = None) -> UCProtector:
         """Load a protector saved with :meth:`save_pretrained` (safetensors + JSON only)."""
-        d = Path(path)
-        if not (d / CONFIG_NAME).is_file() or not (d / WEIGHTS_NAME).is_file():
-            raise FileNotFoundError(
-                f"{d} is not a saved protector: expected {CONFIG_NAME} and {WEIGHTS_NAME} in it."
-            )
-        return cls._from_parts(json.loads((d / CONFIG_NAME).read_text()), load_file(str(d / WEIGHTS_NAME)),
-                               surrogate=surrogate)
+        return super().from_pretrained(path, surrogate=surrogate)
 
     @classmethod
     def _from_parts(cls, cfg: dict, tensors: dict[str, torch.Tensor], *,
@@ -213,52 +336,35 @@ class UCProtector:
         )
 
     # ------------------------------------------------------------------ pickling / fingerprint
-    def __reduce__(self):
-        # datasets fingerprints map functions by pickling them. Pickle only what defines the
-        # output (config, perturbations, centres, cache, surrogate digest, package version),
-        # as deterministic bytes, never the surrogate's weights. Worker processes
-        # (num_proc) rebuild the protector from the same bytes and reload the surrogate.
-        cfg = json.dumps(self._config_dict(), sort_keys=True)
-        state = {"use_cache": self.use_cache, "max_pixels": self.max_pixels}
-        return (_restore_protector, (cfg, save(self._tensors()), state))
+    def _pickle_state(self) -> dict:
+        return {"use_cache": self.use_cache, "max_pixels": self.max_pixels}
 
     def __repr__(self) -> str:
         c = self.config
         return (f"UCProtector(method={self.method}, surrogate={self.surrogate_info.get('name')!r}, "
                 f"n_clusters={c.n_clusters}, epsilon={c.epsilon_levels}/255, working_hw={self.working_hw})")
 
-    def push_to_hub(self, repo_id: str, *, private: bool = True, allow_public: bool = False, token: str | None = None,
-                    revision: str | None = None, commit_message: str | None = None) -> str:
-        """Push to a **private** Hub model repo (a public push needs ``allow_public=True``); returns the commit URL.
 
-        Example:
-            >>> uc_protect.push_to_hub("me/pets-protector")  # doctest: +SKIP
-            >>> uc_protect = load_protector("me/pets-protector")  # doctest: +SKIP
-        """
-        from .hub import push_protector
-
-        return push_protector(self, repo_id, private=private, allow_public=allow_public, token=token,
-                              revision=revision, commit_message=commit_message)
-
-
-def _restore_protector(cfg_json: str, tensor_bytes: bytes, state: dict) -> UCProtector:
+def _restore_protector(cfg_json: str, tensor_bytes: bytes, state: dict) -> BaseProtector:
     if os.getpid() != _IMPORT_PID and torch.get_num_threads() > 1:
         # A forked worker (``ds.map(..., num_proc=n)``): torch's OpenMP pool inherited from
         # the parent is not fork-safe and hangs at the first parallel op. One thread per
         # worker is also what num_proc parallelism wants.
         torch.set_num_threads(1)
-    prot = UCProtector._from_parts(json.loads(cfg_json), st_load(tensor_bytes))
-    prot.use_cache = state["use_cache"]
-    prot.max_pixels = state["max_pixels"]
+    cfg = json.loads(cfg_json)
+    prot = protector_class(cfg.get("protector_type"))._from_parts(cfg, st_load(tensor_bytes))
+    prot._set_pickle_state(state)
     return prot
 
 
 def load_protector(path: str | os.PathLike, *, surrogate: Surrogate | None = None, token: str | None = None,
-                   revision: str | None = None) -> UCProtector:
+                   revision: str | None = None) -> BaseProtector:
     """Load a protector from a directory written by ``save_pretrained``, or from a Hub model repo.
 
     A ``path`` that is not an existing directory is taken as a Hub model repo id (pushed by
-    :meth:`UCProtector.push_to_hub`; ``token`` reads private repos).
+    :meth:`UCProtector.push_to_hub`; ``token`` reads private repos). The class (UC or one
+    of the :mod:`uc_datasets.attacks` baselines) follows ``protector_type`` in ``config.json``;
+    ``surrogate`` passes an already loaded surrogate (UC) or label classifier (baselines).
 
     Example:
         >>> uc_protect = load_protector("protector/")  # doctest: +SKIP
@@ -276,4 +382,4 @@ def load_protector(path: str | os.PathLike, *, surrogate: Surrogate | None = Non
                 f"{str(path)!r} is neither a local protector directory nor a Hub model repo you can read "
                 f"({type(e).__name__}). Check the path, or the repo id and that your token can read the private repo."
             ) from e
-    return UCProtector.from_pretrained(path, surrogate=surrogate)
+    return BaseProtector.from_pretrained(path, surrogate=surrogate)

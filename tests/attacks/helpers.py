@@ -1,0 +1,37 @@
+"""Constants and helpers shared by the baseline tests (fixtures are in conftest.py)."""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+
+EPS = 8 / 255
+#: Tiny settings for every method (fits take well under a second on 2 cores).
+COMMON = dict(epsilon=EPS, seed=0, progress=False)
+TINY = {
+    "eminn": dict(steps=2, train_steps=2, max_rounds=2, model_width=0.125, batch_size=8),
+    "eminn-classwise": dict(steps=1, train_steps=2, max_rounds=2, model_width=0.125, batch_size=8),
+    "emaxn": dict(steps=3, train_epochs=1, model_width=0.125, batch_size=8),
+    "advpoison": dict(steps=3, train_epochs=1, model_width=0.125, batch_size=8),
+    "synper": dict(grid=4),
+}
+BASELINES = tuple(TINY)
+SAMPLEWISE = ("eminn", "emaxn", "advpoison")
+CLASSWISE = ("eminn-classwise", "synper")
+
+
+def arrays(ds) -> list[np.ndarray]:
+    return [np.asarray(r["image"]) for r in ds]
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Run torch on one thread inside the block, then restore the previous setting."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)

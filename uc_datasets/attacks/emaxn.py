@@ -1,0 +1,69 @@
+"""EMaxN: error-maximising noise on a trained classifier (sample-wise).
+
+A classifier is trained on the clean images, then every image gets the untargeted PGD
+perturbation that *maximises* its cross-entropy w.r.t. its label: ordinary adversarial
+examples, used as training-time noise (the "error-maximising" comparison of Huang et al.
+2021 and of the UC paper's Table 1).
+
+Defaults: epsilon 16/255 (the paper's), 20 PGD steps of ``epsilon / 10`` (1.6/255) from a
+uniform random start, on a ResNet-18 trained 30 epochs (SGD lr 0.1, momentum 0.9, weight
+decay 5e-4, cosine, crop + flip). The number of classifier epochs is our choice.
+
+Example:
+    >>> from uc_datasets.attacks import emaxn
+    >>> prot = emaxn.fit(ds)  # label-agnostic: ImageNet classes of efficientnet-lite0  # doctest: +SKIP
+    >>> protected = ds.map(prot, batched=True)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+
+import datasets
+import torch
+
+from ..imaging import DEFAULT_MAX_PIXELS
+from ..surrogates import EFFICIENTNET_LITE0, Surrogate
+from ._adversarial import fit_adversarial
+from .base import BaselineProtector
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["fit"]
+
+
+def fit(ds: datasets.Dataset, *, image_column: str = "image", label_column: str | None = None,
+        epsilon: float = 16 / 255, steps: int = 20, step_size: float | None = None, random_start: bool = True,
+        train_epochs: int = 30, model: str = "resnet18", model_width: float = 1.0, lr: float = 0.1,
+        batch_size: int = 256, surrogate: str | Surrogate | None = EFFICIENTNET_LITE0,
+        surrogate_image_size: int | None = None, working_size: int = 224, seed: int = 0,
+        device: str | torch.device | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
+        progress: bool = True) -> BaselineProtector:
+    """Fit sample-wise error-maximising noise on every image of ``ds[image_column]``.
+
+    Args:
+        ds, image_column: the dataset to protect and its image column.
+        label_column: None for label-agnostic mode (classes predicted by ``surrogate``), or
+            the label column for label-consistent mode.
+        epsilon: L-inf bound in [0, 1] pixel units (16/255).
+        steps, step_size: PGD steps (20) and step (default ``epsilon / 10``).
+        random_start: start PGD uniformly in the ball (True) or at zero.
+        train_epochs: epochs of clean training of the classifier (30).
+        model, model_width, lr, batch_size: the classifier (``build_victim`` name, channel
+            multiplier), its SGD learning rate and the batch size.
+        surrogate, surrogate_image_size: label-agnostic classifier and its input size override.
+        working_size, seed, device, max_pixels, progress: as for :func:`uc_datasets.attacks.eminn.fit`.
+
+    Returns:
+        A sample-wise :class:`~uc_datasets.attacks.base.BaselineProtector`, ``deltas`` ``(n_images, 3, h, w)``.
+
+    Example:
+        >>> prot = fit(ds, label_column="label", steps=20)  # doctest: +SKIP
+    """
+    return fit_adversarial(
+        "emaxn", ds, image_column=image_column, label_column=label_column, epsilon=epsilon, steps=steps,
+        step_size=step_size, random_start=random_start, train_epochs=train_epochs, model=model,
+        model_width=model_width, lr=lr, batch_size=batch_size, surrogate=surrogate,
+        surrogate_image_size=surrogate_image_size, working_size=working_size, seed=seed, device=device,
+        max_pixels=max_pixels, progress=progress, targeted=False,
+    )
