@@ -67,3 +67,18 @@ def test_console_script_help():
     out = subprocess.run([sys.executable, "-m", "uc_datasets.cli", "protect", "--help"], capture_output=True,
                          text=True, check=True).stdout
     assert "--n-clusters" in out and "--epsilon" in out and "--output-dir" in out
+
+
+def test_protect_with_a_baseline_method(tmp_path, capsys):
+    ds = image_dataset(structured_images(12), labels=[i % 3 for i in range(12)])
+    ds.save_to_disk(str(tmp_path / "in"))
+    rc = main(["protect", str(tmp_path / "in"), "--method", "eminn", "--label-column", "label", "--epsilon", "8",
+               "--batch-size", "8", "--method-arg", "steps=2", "--method-arg", "max_rounds=1",
+               "--method-arg", "train_steps=1", "--method-arg", "model_width=0.0625",
+               "--output-dir", str(tmp_path / "out")])
+    assert rc == 0
+    summary = json.loads((tmp_path / "out" / "run_summary.json").read_text())
+    assert summary["method"] == "EMinN" and summary["verify"]["passed"]
+    assert summary["config"]["params"]["steps"] == 2
+    assert main(["protect", str(tmp_path / "in"), "--method", "nope", "--output-dir", str(tmp_path / "x")]) == 2
+    assert "unknown method" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import logging
 import sys
@@ -10,6 +11,7 @@ import time
 
 logger = logging.getLogger("uc_datasets")
 
+DEFAULT_SURROGATE = "openai/clip-vit-base-patch32"
 #: The embedded default of ``uc-datasets demo``: offline, under 5 minutes on 2 cores.
 DEMO_DEFAULTS = dict(source="fashion-mnist", split="train", max_samples=2000, surrogate="efficientnet-lite0",
                      surrogate_image_size=64, n_clusters=10, epochs=5, batch_size=250,
@@ -18,7 +20,7 @@ DEMO_DEFAULTS = dict(source="fashion-mnist", split="train", max_samples=2000, su
 
 def add_fit_arguments(p: argparse.ArgumentParser, defaults: dict | None = None) -> None:
     """Arguments shared by ``protect``, ``demo`` and ``recipes/protect.py``."""
-    d = {"source": None, "split": "train", "max_samples": None, "surrogate": "openai/clip-vit-base-patch32",
+    d = {"source": None, "split": "train", "max_samples": None, "surrogate": None,
          "surrogate_image_size": None, "n_clusters": 10, "epochs": 50, "batch_size": 256,
          "output_dir": "uc_output", **(defaults or {})}
     if d["source"] is None:
@@ -29,7 +31,8 @@ def add_fit_arguments(p: argparse.ArgumentParser, defaults: dict | None = None) 
     p.add_argument("--image-column", default="image", help="image column (default: %(default)s)")
     p.add_argument("--max-samples", type=int, default=d["max_samples"], help="protect only the first N rows")
     p.add_argument("--surrogate", default=d["surrogate"],
-                   help="transformers vision model (Hub id or path) or 'efficientnet-lite0' (default: %(default)s)")
+                   help="transformers vision model (Hub id or path) or 'efficientnet-lite0' (default: "
+                        f"{d['surrogate'] or f'{DEFAULT_SURROGATE} for uc, efficientnet-lite0 for the baselines'})")
     p.add_argument("--surrogate-image-size", type=int, default=d["surrogate_image_size"],
                    help="override the surrogate's input size (faster on CPU)")
     p.add_argument("--n-clusters", type=int, default=d["n_clusters"], help="p, the number of clusters")
@@ -45,15 +48,47 @@ def add_fit_arguments(p: argparse.ArgumentParser, defaults: dict | None = None) 
     p.add_argument("--working-size", type=int, default=224,
                    help="perturbation size when images differ in size (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--method", default="uc", help="uc (default) or a baseline: eminn, eminn-classwise, emaxn, "
+                   "advpoison, synper (see uc_datasets.attacks)")
+    p.add_argument("--label-column", default=None,
+                   help="baselines only: use this label column (label-consistent mode) instead of the "
+                        "surrogate's predicted classes")
+    p.add_argument("--method-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra keyword of the method, e.g. --method-arg steps=10 (repeatable)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--output-dir", default=d["output_dir"], help="where to write (default: %(default)s)")
 
 
 def uc_kwargs_from_args(args: argparse.Namespace) -> dict:
-    """The UnlearnableClusters keywords of parsed fit arguments."""
+    """The fit keywords of parsed fit arguments: UnlearnableClusters', or a baseline's.
+
+    For a baseline (``--method``), only the options it accepts are forwarded, plus its
+    ``--method-arg KEY=VALUE`` extras.
+    """
     if not 0 < args.epsilon <= 255:
         raise SystemExit(f"error: --epsilon is in uint8 levels (e.g. 16 for 16/255); got {args.epsilon}")
-    return dict(surrogate=args.surrogate, surrogate_image_size=args.surrogate_image_size,
+    kwargs = _uc_kwargs(args)
+    extra = {}
+    for item in getattr(args, "method_arg", []):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--method-arg expects KEY=VALUE, got {item!r}")
+        try:
+            extra[key.replace("-", "_")] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            extra[key.replace("-", "_")] = value
+    method = getattr(args, "method", "uc")
+    if method != "uc":
+        from .attacks import method_arguments
+
+        accepted = set(method_arguments(method))
+        kwargs = {k: v for k, v in kwargs.items() if k in accepted and v is not None}
+    return {**kwargs, **extra}
+
+
+def _uc_kwargs(args: argparse.Namespace) -> dict:
+    surrogate = args.surrogate or (DEFAULT_SURROGATE if getattr(args, "method", "uc") == "uc" else None)
+    return dict(surrogate=surrogate, surrogate_image_size=args.surrogate_image_size,
                 n_clusters=args.n_clusters, epsilon=args.epsilon / 255, epochs=args.epochs,
                 batch_size=args.batch_size, lr=args.lr, loss=args.loss, train_on=args.train_on,
                 parametrization=args.parametrization, permutation=args.permutation,
@@ -96,9 +131,12 @@ def run_protect(args: argparse.Namespace, accelerator=None) -> int:
     kwargs["channels_last"] = cl == "yes" or (cl == "auto" and cuda)
     if accelerator is not None:
         kwargs.pop("device", None)
+    method = getattr(args, "method", "uc")
+    if method != "uc":
+        kwargs.pop("channels_last", None)
     out = protect_dataset(ds, args.output_dir, image_column=args.image_column, accelerator=accelerator,
                           resume=getattr(args, "resume", False), num_workers=getattr(args, "num_workers", 0),
-                          progress=main, **kwargs)
+                          progress=main, method=method, label_column=getattr(args, "label_column", None), **kwargs)
     if not main:
         return 0
     print(f"\n{out.report.summary()}")

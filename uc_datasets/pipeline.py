@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import resource
@@ -45,14 +46,17 @@ class ProtectOutputs:
 
 def protect_dataset(ds: datasets.Dataset, output_dir: str | Path, *, image_column: str = "image",
                     progress: bool = True, map_batch_size: int = 64, accelerator=None, resume: bool = False,
-                    num_workers: int = 0, extra_summary: dict | None = None, **uc_kwargs) -> ProtectOutputs | None:
+                    num_workers: int = 0, extra_summary: dict | None = None, method: str = "uc",
+                    label_column: str | None = None, **uc_kwargs) -> ProtectOutputs | None:
     """Fit Unlearnable Clusters on ``ds``, protect it with ``ds.map``, verify, and save.
 
     Writes ``protected/`` (``save_to_disk``), ``protector/`` (secret), ``preview.png``
     (clean / perturbation / protected) and ``run_summary.json`` under ``output_dir``, plus
     the fit's caches (``clusters.safetensors``, ``checkpoints/``: secret too).
 
-    With an ``accelerator`` every process fits data-parallel; ``ds.map`` runs under
+    ``method`` picks a baseline of :mod:`uc_datasets.attacks` instead of UC (``label_column``
+    switches a baseline to label-consistent mode); ``uc_kwargs`` are then its keywords.
+    With an ``accelerator`` every process fits data-parallel (UC only); ``ds.map`` runs under
     ``main_process_first()`` and only the main process verifies and writes (the others
     return None).
 
@@ -64,10 +68,18 @@ def protect_dataset(ds: datasets.Dataset, output_dir: str | Path, *, image_colum
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     main = accelerator is None or accelerator.is_main_process
-    uc = UnlearnableClusters(progress=progress, **uc_kwargs)
     t0 = time.perf_counter()
-    protector = uc.fit(ds, image_column=image_column, accelerator=accelerator, output_dir=str(out), resume=resume,
-                       num_workers=num_workers)
+    if method == "uc":
+        uc = UnlearnableClusters(progress=progress, **uc_kwargs)
+        protector = uc.fit(ds, image_column=image_column, accelerator=accelerator, output_dir=str(out),
+                           resume=resume, num_workers=num_workers)
+    else:
+        if accelerator is not None and accelerator.num_processes > 1:
+            raise ValueError(f"method {method!r} (a baseline) fits in one process; run it with plain python "
+                             "or `accelerate launch` with one process.")
+        from .attacks import fit_method
+
+        protector = fit_method(method, ds, image_column=image_column, label_column=label_column, **uc_kwargs)
     t1 = time.perf_counter()
     first = accelerator.main_process_first() if accelerator is not None else contextlib.nullcontext()
     with first:
@@ -95,7 +107,7 @@ def protect_dataset(ds: datasets.Dataset, output_dir: str | Path, *, image_colum
         "uc_datasets_version": __version__,
         "method": protector.method,
         "surrogate": protector.surrogate_info["name"],
-        "config": protector.config.to_dict(),
+        "config": dataclasses.asdict(protector.config),
         "n_images": len(ds),
         "verify": report.to_dict() | {"summary": report.summary()},
         "seconds": {"fit": t1 - t0, "protect_map": t2 - t1, "verify_and_save": t3 - t2,
