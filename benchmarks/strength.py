@@ -1,0 +1,650 @@
+"""Protection strength on Fashion-MNIST: ResNet-18 victims on clean, UC-protected and control data.
+
+The train split (a class-balanced subset, Debian package ``dataset-fashion-mnist``) is
+protected with Unlearnable Clusters and the offline ImageNet surrogate (EfficientNet-Lite0),
+at the library's defaults (``train_on="members"``, KL loss, generator, p = 10, eps 16/255).
+ResNet-18 victims (transformers config, small stem) are trained from scratch on the clean
+and on each protected train set and tested on the clean test split, relabelled the same way:
+the original 10 classes and the BERT-embedding K-means relabellings into n = 2..9 (offline
+all-MiniLM-L6-v2 encoder). Controls at the same epsilon, added in uint8 levels like the
+protector does, one grey pattern U(-eps, eps) per key:
+
+* ``random-per-image``: an independent draw for every image;
+* ``random-per-cluster``: one fixed draw per UC cluster (what UC's training adds beyond it);
+* ``random-per-class``: one fixed draw per TRUE class (the label-keyed shortcut, an upper bound).
+
+For the UC clusters (and, from the same surrogate features, for K-means with other p) the
+agreement of clusters and labels is reported for every labelling: NMI and the train accuracy
+of the best cluster -> label rule (majority label of each cluster). With ``--defenses``
+(default: mixup, cutmix, cutout, gaussian smoothing, JPEG-10, grayscale) victims are also
+trained on clean and protected data under each defence, for n = 10.
+
+``--compare-defaults`` instead fits the default-choice variants (train_on members/all, loss
+kl/cosine, generator/direct, p = 5/10/20) on the same data and victims and writes
+``defaults.json``. ``--estimate`` measures the throughputs briefly and prints the predicted
+run time of the chosen profile and mode without running it.
+
+Nothing is selected on the test split: every setting is fixed by the profile before the run.
+
+    python benchmarks/strength.py --profile smoke            # seconds (used by the tests)
+    python benchmarks/strength.py --profile cpu              # under 45 minutes on 2 cores
+    python benchmarks/strength.py --profile cpu --compare-defaults
+    python benchmarks/strength.py --profile paper            # GPU settings (reference protocol)
+
+Writes ``benchmarks/results/strength.json`` (or ``defaults.json``) in the results.json schema
+of ``uc_datasets.evaluation`` (``{"config": ..., "rows": [...]}``, extra row keys ``p``,
+``nmi``, ``cluster_rule_acc``, ...) and prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import logging
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common  # noqa: E402
+
+if TYPE_CHECKING:
+    import datasets
+    import numpy as np
+    import torch
+
+    from uc_datasets import UCProtector
+    from uc_datasets.relabel import Relabeling
+
+logger = logging.getLogger("strength")
+
+EPSILON = 16 / 255
+SURROGATE = "efficientnet-lite0"
+DATASET = "fashion-mnist"
+CONTROLS = ("random-per-image", "random-per-cluster", "random-per-class")
+PAPER_DEFENSES = ("mixup", "cutmix", "cutout", "gaussian", "jpeg", "grayscale")
+
+
+@dataclass(frozen=True)
+class StrengthProfile:
+    """Every size and setting of one run; fixed before the run, never chosen on test data."""
+
+    n_train: int
+    n_test: int
+    surrogate_image_size: int | None  # None: the surrogate's own 224 px
+    fit_epochs: int
+    fit_batch_size: int
+    victim_width: float
+    victim_epochs: int
+    victim_batch_size: int
+    victim_lr: float = 0.1
+    n_clusters: int = 10
+    n_values: tuple[int, ...] = (9, 8, 7, 6, 5, 4, 3, 2)
+    defenses: tuple[str, ...] = PAPER_DEFENSES
+    defense_methods: tuple[str, ...] = ("UC",)
+    seeds: tuple[int, ...] = (0,)
+    agreement_ps: tuple[int, ...] = (2, 5, 10, 20, 50, 100)
+    ngf: int = 64
+    n_blocks: int = 6
+    defaults_n_values: tuple[int, ...] = (5, 2)
+    defaults_ps: tuple[int, ...] = (5, 20)
+
+
+PROFILES = {
+    # Seconds: a handful of images and one victim epoch; checks the plumbing, not the method.
+    "smoke": StrengthProfile(n_train=40, n_test=20, surrogate_image_size=32, fit_epochs=1, fit_batch_size=20,
+                             victim_width=0.0625, victim_epochs=1, victim_batch_size=20, n_clusters=4, n_values=(5, 2),
+                             ngf=8, n_blocks=1, agreement_ps=(2, 4), defaults_n_values=(2,), defaults_ps=(3,)),
+    # Under 45 minutes on 2 cores (see benchmarks/README.md for the estimate and how it was made).
+    "cpu": StrengthProfile(n_train=2000, n_test=2000, surrogate_image_size=64, fit_epochs=10, fit_batch_size=100,
+                           victim_width=0.125, victim_epochs=6, victim_batch_size=64),
+    # GPU: the whole train split, the surrogate at 224 px, the reference protocol (UC 50 epochs,
+    # batch 256; ResNet-18 full width, 90 epochs, batch 512, SGD 0.1), 3 seeds, PGD added.
+    "paper": StrengthProfile(n_train=60_000, n_test=10_000, surrogate_image_size=None, fit_epochs=50,
+                             fit_batch_size=256, victim_width=1.0, victim_epochs=90, victim_batch_size=512,
+                             defenses=PAPER_DEFENSES + ("pgd",), defense_methods=("UC", "random-per-class"),
+                             seeds=(0, 1, 2), defaults_n_values=(9, 8, 7, 6, 5, 4, 3, 2)),
+}
+
+
+# --- data and protection -----------------------------------------------------------------
+
+
+@dataclass
+class TrainSets:
+    """Clean and protected training tensors (uint8, (N, 3, H, W)) with their cluster keys."""
+
+    clean: torch.Tensor
+    labels: torch.Tensor  # original class of every train image
+    test: torch.Tensor
+    test_labels: torch.Tensor
+    protected: dict[str, torch.Tensor] = field(default_factory=dict)  # method -> images
+    groups: dict[str, np.ndarray | None] = field(default_factory=dict)  # method -> pattern key per image
+    meta: dict[str, dict] = field(default_factory=dict)  # method -> extra row fields
+
+
+def load_data(profile: StrengthProfile) -> tuple[datasets.Dataset, TrainSets]:
+    """Balanced train/test subsets of Fashion-MNIST as datasets and uint8 tensors."""
+    from uc_datasets.evaluation import dataset_to_tensors
+
+    train_ds = _common.load_balanced_fashion_mnist("train", profile.n_train)
+    test_ds = _common.load_balanced_fashion_mnist("test", profile.n_test)
+    clean, labels = dataset_to_tensors(train_ds, desc="clean train", progress=False)
+    test, test_labels = dataset_to_tensors(test_ds, desc="clean test", progress=False)
+    logger.info("Fashion-MNIST: %d train / %d test images (balanced), %s px", len(labels), len(test_labels),
+                tuple(clean.shape[-2:]))
+    return train_ds, TrainSets(clean, labels, test, test_labels)
+
+
+def fit_and_protect(train_ds: datasets.Dataset, profile: StrengthProfile, *, progress: bool,
+                    **overrides: Any) -> tuple[UCProtector, torch.Tensor, dict]:
+    """Fit UC on the train subset, protect it with ``ds.map``, verify it.
+
+    Returns (protector, protected uint8 tensor, record with timings, stats and verify report).
+    """
+    from uc_datasets import UnlearnableClusters, verify
+    from uc_datasets.evaluation import dataset_to_tensors
+
+    settings = dict(surrogate=SURROGATE, surrogate_image_size=profile.surrogate_image_size,
+                    n_clusters=profile.n_clusters, epsilon=EPSILON, epochs=profile.fit_epochs,
+                    batch_size=profile.fit_batch_size, ngf=profile.ngf, n_blocks=profile.n_blocks, seed=0)
+    settings.update(overrides)
+    t0 = time.perf_counter()
+    protector = UnlearnableClusters(progress=progress, **settings).fit(train_ds)
+    t1 = time.perf_counter()
+    protected_ds = train_ds.map(protector, batched=True, load_from_cache_file=False, desc="protect")
+    t2 = time.perf_counter()
+    report = verify(train_ds, protected_ds, EPSILON, progress=False)
+    images, _ = dataset_to_tensors(protected_ds, label_column=None, desc="protected", progress=False)
+    stats = protector.metadata["stats"]
+    cfg = protector.config
+    passes = len(train_ds) * cfg.epochs * (cfg.n_clusters if cfg.train_on == "all" else 1)
+    logger.info("UC fit %.0f s (%s), attack success %.1f%%, verify: %s", t1 - t0,
+                {k: round(v, 1) for k, v in stats["seconds"].items()}, 100 * stats["attack_success"],
+                report.summary())
+    if not report.passed:
+        logger.error("verify FAILED: the protected set breaks the epsilon/lossless rules (recorded)")
+    record = {
+        "config": cfg.to_dict(), "fit_seconds": t1 - t0, "map_seconds": t2 - t1, "phase_seconds": stats["seconds"],
+        "surrogate_fwd_bwd_passes": passes, "attack_success": stats["attack_success"],
+        "cluster_sizes": stats["cluster_sizes"], "final_loss": [c[-1] for c in protector.metadata["loss_curves"]],
+        "verify": report.to_dict() | {"summary": report.summary()},
+    }
+    return protector, images, record
+
+
+def noise_control(clean: torch.Tensor, keys: np.ndarray, epsilon: float, seed: int) -> torch.Tensor:
+    """``clean + round(255 * U(-eps, eps))`` in uint8 levels, one pattern per distinct key.
+
+    Grey data (all channels equal) gets grey patterns, as the protector gives grey images
+    the luminance of delta. Returns uint8 images of the same shape.
+    """
+    import numpy as np
+    import torch
+
+    keys = torch.as_tensor(np.asarray(keys), dtype=torch.long)
+    n, c, h, w = clean.shape
+    grey = bool((clean[:, 0] == clean[:, 1]).all() and (clean[:, 1] == clean[:, 2]).all())
+    gen = torch.Generator().manual_seed(seed)
+    patterns = (torch.rand(int(keys.max()) + 1, 1 if grey else c, h, w, generator=gen) * 2 - 1) * epsilon
+    levels = torch.round(patterns * 255).to(torch.int16)
+    out = (clean.to(torch.int16) + levels[keys]).clamp(0, 255).to(torch.uint8)
+    if int((out.to(torch.int16) - clean.to(torch.int16)).abs().max()) > round(epsilon * 255):
+        raise RuntimeError("a noise control exceeds epsilon")  # cannot happen; guards the control
+    return out
+
+
+def add_controls(sets: TrainSets, clusters: np.ndarray, p: int) -> None:
+    """The three random-noise controls (see the module docstring), with their keys."""
+    import numpy as np
+
+    n = len(sets.labels)
+    keys = {"random-per-image": np.arange(n), "random-per-cluster": np.asarray(clusters),
+            "random-per-class": sets.labels.numpy()}
+    groups = {"random-per-image": n, "random-per-cluster": p, "random-per-class": int(sets.labels.max()) + 1}
+    for i, method in enumerate(CONTROLS):
+        sets.protected[method] = noise_control(sets.clean, keys[method], EPSILON, seed=1000 + i)
+        sets.groups[method] = None if method == "random-per-image" else keys[method]
+        sets.meta[method] = {"p": groups[method], "surrogate": SURROGATE if method == "random-per-cluster"
+                             else "none"}
+
+
+# --- labels and cluster agreement ----------------------------------------------------------
+
+
+def make_labelings(class_names: list[str], n_values: Sequence[int], encoder: str) -> list[Relabeling]:
+    """The original labelling, then BERT-embedding K-means relabellings into each n."""
+    from uc_datasets.relabel import embed_class_names, identity_relabeling, kmeans_relabeling
+
+    labelings = [identity_relabeling(class_names)]
+    if n_values:
+        emb = embed_class_names(class_names, encoder)
+        labelings += [kmeans_relabeling(class_names, n, embeddings=emb) for n in n_values]
+    for lab in labelings[1:]:
+        logger.info("n=%d: %s", lab.n_groups, " || ".join(lab.group_names))
+    return labelings
+
+
+def agreement(groups: Sequence[int] | np.ndarray, labels: Sequence[int] | np.ndarray) -> tuple[float, float]:
+    """NMI of groups and labels, and the accuracy of the best group -> label rule (majority).
+
+    Example:
+        >>> agreement([0, 0, 1, 1], [1, 1, 0, 1])[1]
+        0.75
+    """
+    import numpy as np
+    from sklearn.metrics import normalized_mutual_info_score
+
+    groups, labels = np.asarray(groups), np.asarray(labels)
+    table = np.zeros((groups.max() + 1, labels.max() + 1), dtype=np.int64)
+    np.add.at(table, (groups, labels), 1)
+    return float(normalized_mutual_info_score(labels, groups)), float(table.max(1).sum() / len(labels))
+
+
+def cluster_agreement(protector: UCProtector, train_ds: datasets.Dataset, labels: torch.Tensor,
+                      labelings: list[Relabeling], ps: Sequence[int], *, progress: bool) -> tuple[list[dict], bool]:
+    """K-means of the fit's surrogate features for every p in ``ps``; agreement with every labelling.
+
+    Also returns whether the p = n_clusters K-means reproduces the protector's clusters.
+    """
+    import numpy as np
+
+    from uc_datasets.clustering import kmeans
+    from uc_datasets.data import WorkingSet
+    from uc_datasets.fit import compute_features
+
+    surrogate = protector.surrogate
+    device = next(surrogate.parameters()).device
+    data = WorkingSet(train_ds, "image", protector.working_hw, progress=False)
+    feats = compute_features(surrogate, data, batch_size=protector.config.feature_batch_size, device=device,
+                             progress=progress)
+    out, same = [], None
+    for p in ps:
+        if p > len(labels):
+            continue
+        _, clusters = kmeans(feats, p, seed=protector.config.seed)
+        if p == protector.config.n_clusters:
+            same = bool(np.array_equal(clusters, protector.cache_clusters))
+        for lab in labelings:
+            nmi, rule = agreement(clusters, lab.map_labels(labels))
+            out.append({"p": p, "n_classes": lab.n_groups, "relabel": lab.method, "nmi": nmi,
+                        "cluster_rule_acc": rule})
+    logger.info("K-means on the fit features reproduces the protector's clusters: %s", same)
+    return out, bool(same)
+
+
+# --- victims ---------------------------------------------------------------------------------
+
+
+class VictimRunner:
+    """Trains a victim from scratch and scores it on the clean test split (library functions)."""
+
+    def __init__(self, profile: StrengthProfile, sets: TrainSets, *, progress: bool):
+        from accelerate import Accelerator
+
+        from uc_datasets.metrics import load_unlearnability
+        from uc_datasets.victims import TrainConfig
+
+        self.profile, self.sets, self.progress = profile, sets, progress
+        self.accelerator = Accelerator()
+        self.metric = load_unlearnability()
+        self.train_config = lambda seed: TrainConfig(profile.victim_epochs, profile.victim_batch_size,
+                                                     profile.victim_lr, augment="crop", seed=seed)
+        self.seconds = 0.0
+        self.trainings = 0
+        # train_victim/predict end with accelerate's free_memory(), a full gc.collect(); with
+        # the long-lived objects (data, modules) frozen out of the collector it is cheap.
+        gc.freeze()
+
+    def accuracy(self, images: torch.Tensor, labels: torch.Tensor, n_classes: int, defense: str, seed: int,
+                 test_labels: list[int], clean_acc: float | None = None) -> dict:
+        """Train on ``images``/``labels`` and return the metric's accuracy/chance/protection score."""
+        from uc_datasets.defenses import get_defense
+        from uc_datasets.victims import build_victim, predict, train_victim
+
+        t0 = time.perf_counter()
+        victim = build_victim("resnet18", n_classes, width=self.profile.victim_width,
+                              image_size=int(images.shape[-1]), seed=seed)
+        d = get_defense(defense)
+        victim = train_victim(victim, images, labels, self.train_config(seed), defense=d,
+                              accelerator=self.accelerator, progress=False)
+        pred = predict(victim, self.sets.test, batch_size=512, defense=d, accelerator=self.accelerator)
+        self.seconds += time.perf_counter() - t0
+        self.trainings += 1
+        return self.metric.compute(predictions=pred.tolist(), references=test_labels, clean_accuracy=clean_acc)
+
+
+def _row(profile: StrengthProfile, *, method: str, lab: Relabeling, defense: str, seed: int, clean: dict | None,
+         result: dict | None, extra: dict, error: str | None = None) -> dict:
+    row = {
+        "dataset": DATASET, "method": method, "surrogate": extra.pop("surrogate", SURROGATE), "victim": "resnet18",
+        "width": profile.victim_width, "epochs": profile.victim_epochs, "n_classes": lab.n_groups,
+        "relabel": lab.method, "defense": defense, "protected_fraction": 1.0, "seed": seed,
+        "clean_acc": clean["accuracy"] if clean else None,
+        "protected_acc": result["accuracy"] if result else None,
+        "chance": (result or clean or {}).get("chance"),
+        "protection_score": result["protection_score"] if result else None,
+        "epsilon": "16/255", "n_train": profile.n_train, "n_test": profile.n_test,
+    }
+    row.update(extra)
+    if error:
+        row["error"] = error
+    return row
+
+
+def sweep(profile: StrengthProfile, sets: TrainSets, labelings: list[Relabeling],
+          plan: list[tuple[str, list[str]]], *, progress: bool,
+          on_rows: Callable[[list[dict]], None] | None = None) -> list[dict]:
+    """For each seed, (defence, methods) in ``plan`` and labelling: one clean victim, one per method.
+
+    ``plan`` lists the defence and the methods trained under it; a defence other than
+    ``none`` runs on the original labels only. A failed training is recorded in its row.
+    """
+    from tqdm.auto import tqdm
+
+    runner = VictimRunner(profile, sets, progress=progress)
+    jobs = [(seed, defense, methods, lab) for seed in profile.seeds for defense, methods in plan
+            for lab in (labelings if defense == "none" else labelings[:1])]
+    bar = tqdm(total=sum(1 + len(m) for _, _, m, _ in jobs), desc="victims", disable=not progress)
+    rows: list[dict] = []
+    try:
+        _sweep_jobs(runner, sets, jobs, rows, bar, on_rows)
+    finally:
+        gc.unfreeze()
+        bar.close()
+    logger.info("%d victims trained in %.0f s (%.1f s each)", runner.trainings, runner.seconds,
+                runner.seconds / max(runner.trainings, 1))
+    return rows
+
+
+def _sweep_jobs(runner: VictimRunner, sets: TrainSets, jobs: list[tuple], rows: list[dict], bar: Any,
+                on_rows: Callable[[list[dict]], None] | None) -> None:
+    """Run ``jobs`` (seed, defence, methods, labelling), appending rows; ``on_rows`` after each job."""
+    import torch
+
+    profile = runner.profile
+    for seed, defense, methods, lab in jobs:
+        train_y = torch.from_numpy(lab.map_labels(sets.labels))
+        test_y = lab.map_labels(sets.test_labels).tolist()
+        clean, error = None, None
+        try:
+            clean = runner.accuracy(sets.clean, train_y, lab.n_groups, defense, seed, test_y)
+        except Exception as err:  # noqa: BLE001 - recorded as measured
+            logger.exception("clean victim failed")
+            error = f"clean victim: {type(err).__name__}: {err}"
+        bar.update(1)
+        for method in methods:
+            result, err_m = None, error
+            if clean is not None:
+                try:
+                    result = runner.accuracy(sets.protected[method], train_y, lab.n_groups, defense, seed, test_y,
+                                             clean_acc=clean["accuracy"])
+                except Exception as err:  # noqa: BLE001 - recorded as measured
+                    logger.exception("%s victim failed", method)
+                    err_m = f"{type(err).__name__}: {err}"
+            extra = dict(sets.meta.get(method, {}))
+            groups = sets.groups.get(method)
+            if groups is not None:
+                extra["nmi"], extra["cluster_rule_acc"] = agreement(groups, train_y.numpy())
+            else:
+                extra["nmi"] = extra["cluster_rule_acc"] = None
+            rows.append(_row(profile, method=method, lab=lab, defense=defense, seed=seed, clean=clean,
+                             result=result, extra=extra, error=err_m))
+            bar.update(1)
+            r = rows[-1]
+            logger.info("%s n=%d %s seed %d: clean %s, protected %s, chance %s", defense, lab.n_groups, method, seed,
+                        _pct(r["clean_acc"]), _pct(r["protected_acc"]), _pct(r["chance"]))
+        if on_rows is not None:
+            on_rows(rows)
+
+
+# --- reporting -------------------------------------------------------------------------------
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{100 * v:.1f}"
+
+
+def _num(v: float | None, spec: str = ".3f") -> str:
+    return "n/a" if v is None else format(v, spec)
+
+
+def results_markdown(rows: list[dict], *, variant_key: str | None = None) -> str:
+    """One line per row: defence, labels, method (or variant), agreement, accuracies, score;
+    with ``variant_key`` also the fit's attack success and seconds."""
+    head = ["defense", "labels", "n", variant_key or "method", "p", "NMI", "rule acc %", "clean %", "protected %",
+            "chance %", "score"] + (["attack success %", "fit s"] if variant_key else [])
+    body = []
+    for r in rows:
+        line = [r["defense"], r["relabel"], r["n_classes"], r[variant_key] if variant_key else r["method"],
+                r.get("p", ""), _num(r.get("nmi")), _pct(r.get("cluster_rule_acc")), _pct(r["clean_acc"]),
+                _pct(r["protected_acc"]), _pct(r["chance"]),
+                _num(r["protection_score"], ".2f") + (" (error)" if r.get("error") else "")]
+        if variant_key:
+            line += [_pct(r.get("attack_success")), _num(r.get("fit_seconds"), ".0f")]
+        body.append(line)
+    return _common.markdown_table(head, body)
+
+
+def agreement_markdown(entries: list[dict]) -> str:
+    """NMI / rule accuracy of K-means clusters (rows: p) against every labelling (columns: n)."""
+    ns = sorted({e["n_classes"] for e in entries}, reverse=True)
+    ps = sorted({e["p"] for e in entries})
+    cell = {(e["p"], e["n_classes"]): f"{e['nmi']:.2f} / {100 * e['cluster_rule_acc']:.0f}%" for e in entries}
+    return _common.markdown_table(["p \\ n (NMI / rule acc)"] + [str(n) for n in ns],
+                                  [[p] + [cell.get((p, n), "") for n in ns] for p in ps])
+
+
+def _payload(args: argparse.Namespace, profile: StrengthProfile, mode: str, extra_config: dict, rows: list[dict],
+             status: str, **sections: Any) -> dict:
+    from uc_datasets.evaluation import ROW_KEYS
+
+    missing = [k for r in rows for k in ROW_KEYS if k not in r]
+    assert not missing, f"rows miss schema keys {sorted(set(missing))}"
+    return {"config": {**_common.run_record(), "profile": args.profile, "mode": mode, "status": status,
+                       "dataset": DATASET, "surrogate": SURROGATE, "epsilon": "16/255", "victim": "resnet18",
+                       "selection": "none: every setting is fixed by the profile; the test split is only scored",
+                       **asdict(profile), **extra_config},
+            "rows": rows, **sections}
+
+
+# --- the two modes -----------------------------------------------------------------------------
+
+
+def run_strength(args: argparse.Namespace, profile: StrengthProfile) -> dict:
+    """UC at the defaults, the three controls, all labellings, defences at n = 10."""
+    from uc_datasets.sources import FASHION_MNIST_CLASSES
+
+    t_start = time.perf_counter()
+    train_ds, sets = load_data(profile)
+    protector, uc_images, fit_record = fit_and_protect(train_ds, profile, progress=args.progress)
+    sets.protected["UC"], sets.groups["UC"] = uc_images, protector.cache_clusters
+    sets.meta["UC"] = {"p": protector.config.n_clusters, "attack_success": fit_record["attack_success"]}
+    add_controls(sets, protector.cache_clusters, protector.config.n_clusters)
+    labelings = make_labelings(FASHION_MNIST_CLASSES, profile.n_values, args.encoder)
+    agree, same = cluster_agreement(protector, train_ds, sets.labels, labelings, profile.agreement_ps,
+                                    progress=args.progress)
+    methods = ["UC", *CONTROLS]
+    plan = [("none", methods)] + [(d, list(profile.defense_methods)) for d in profile.defenses]
+    extra = {"encoder": args.encoder, "uc_fit": fit_record, "kmeans_reproduces_fit_clusters": same,
+             "relabelings": {str(lab.n_groups): lab.to_dict() for lab in labelings}}
+    sections = {"cluster_agreement": agree}
+
+    def save(rows: list[dict], status: str = "partial") -> None:
+        _common.write_json(args.output, _payload(args, profile, "strength", extra, rows, status, **sections,
+                                                 timings={"total_seconds": time.perf_counter() - t_start}))
+
+    rows = sweep(profile, sets, labelings, plan, progress=args.progress, on_rows=save)
+    save(rows, "complete")
+    print(results_markdown(rows))
+    print(agreement_markdown(agree))
+    return _payload(args, profile, "strength", extra, rows, "complete", **sections)
+
+
+def default_variants(profile: StrengthProfile) -> list[tuple[str, dict]]:
+    """(name, UnlearnableClusters overrides): the defaults, then one change at a time."""
+    variants = [("defaults", {}), ("train_on=all", {"train_on": "all"}), ("loss=cosine", {"loss": "cosine"}),
+                ("parametrization=direct", {"parametrization": "direct"})]
+    variants += [(f"p={p}", {"n_clusters": p}) for p in profile.defaults_ps]
+    return variants
+
+
+def run_compare_defaults(args: argparse.Namespace, profile: StrengthProfile) -> dict:
+    """Each default-choice variant fitted on the same data; victims on the same labellings."""
+    from uc_datasets.sources import FASHION_MNIST_CLASSES
+
+    t_start = time.perf_counter()
+    train_ds, sets = load_data(profile)
+    labelings = make_labelings(FASHION_MNIST_CLASSES, profile.defaults_n_values, args.encoder)
+    fits = {}
+    for name, overrides in default_variants(profile):
+        logger.info("variant %s", name)
+        protector, images, record = fit_and_protect(train_ds, profile, progress=args.progress, **overrides)
+        cfg = protector.config
+        sets.protected[name], sets.groups[name] = images, protector.cache_clusters
+        sets.meta[name] = {"method": "UC", "variant": name, "p": cfg.n_clusters, "train_on": cfg.train_on,
+                           "loss": cfg.loss, "parametrization": cfg.parametrization,
+                           "attack_success": record["attack_success"], "fit_seconds": record["fit_seconds"]}
+        fits[name] = record
+    names = [name for name, _ in default_variants(profile)]
+    extra = {"encoder": args.encoder, "fits": fits, "variants": dict(default_variants(profile)),
+             "relabelings": {str(lab.n_groups): lab.to_dict() for lab in labelings}}
+
+    def save(rows: list[dict], status: str = "partial") -> None:
+        _common.write_json(args.output, _payload(args, profile, "compare-defaults", extra, rows, status,
+                                                 timings={"total_seconds": time.perf_counter() - t_start}))
+
+    rows = sweep(profile, sets, labelings, [("none", names)],
+                 progress=args.progress, on_rows=save)
+    save(rows, "complete")
+    print(results_markdown(rows, variant_key="variant"))
+    return _payload(args, profile, "compare-defaults", extra, rows, "complete")
+
+
+# --- estimate ----------------------------------------------------------------------------------
+
+
+def planned_work(profile: StrengthProfile, compare_defaults: bool) -> dict[str, float]:
+    """Work units of a run: surrogate fwd+bwd passes, forward passes, victim train/test images."""
+    n, seeds = profile.n_train, len(profile.seeds)
+    if compare_defaults:
+        variants = [ov for _, ov in default_variants(profile)]
+        fit_all = sum(n * profile.fit_epochs * profile.n_clusters for ov in variants if ov.get("train_on") == "all")
+        fit_members = sum(n * profile.fit_epochs for ov in variants if ov.get("train_on") != "all")
+        trainings = seeds * (1 + len(profile.defaults_n_values)) * (1 + len(variants))
+        forward = 2 * n * len(variants)  # features, attack check
+    else:
+        fit_all, fit_members = 0, n * profile.fit_epochs
+        trainings = seeds * ((1 + len(profile.n_values)) * (1 + 1 + len(CONTROLS))
+                             + len(profile.defenses) * (1 + len(profile.defense_methods)))
+        forward = 3 * n  # features, attack check, agreement features
+    return {"fit_passes": float(fit_members), "fit_passes_train_on_all": float(fit_all),
+            "forward_passes": float(forward), "trainings": float(trainings),
+            "victim_train_images": float(trainings * n * profile.victim_epochs),
+            "victim_test_images": float(trainings * profile.n_test)}
+
+
+def calibrate(profile: StrengthProfile, compare_defaults: bool = False) -> dict[str, float]:
+    """Measure throughputs at the profile's settings on a small slice (under a minute on a CPU).
+
+    Fits run one epoch at the profile's surrogate size, batch and p (the generator's cost
+    per step is included); with ``compare_defaults`` a ``train_on="all"`` fit is timed too.
+    """
+    import torch
+
+    from uc_datasets import UnlearnableClusters
+    from uc_datasets.victims import TrainConfig, build_victim, predict, train_victim
+
+    n_fit = min(profile.n_train, 4 * profile.fit_batch_size)
+    ds = _common.load_balanced_fashion_mnist("train", max(n_fit, 10 * profile.n_clusters))
+    uc = UnlearnableClusters(surrogate=SURROGATE, surrogate_image_size=profile.surrogate_image_size,
+                             n_clusters=profile.n_clusters, epochs=1, batch_size=profile.fit_batch_size,
+                             ngf=profile.ngf, n_blocks=profile.n_blocks, progress=False)
+    UnlearnableClusters(surrogate=SURROGATE, surrogate_image_size=profile.surrogate_image_size, n_clusters=2,
+                        epochs=1, batch_size=10, ngf=8, n_blocks=1, progress=False).fit(ds.select(range(20)))  # warm
+    sec = uc.fit(ds).metadata["stats"]["seconds"]
+    speed = {"fit_passes_per_second": len(ds) / sec["train"], "forward_per_second": len(ds) / sec["features"]}
+    if compare_defaults:
+        uc.config.train_on = "all"
+        small = ds.select(range(min(len(ds), max(profile.fit_batch_size, 10 * profile.n_clusters))))
+        sec_all = uc.fit(small).metadata["stats"]["seconds"]
+        speed["fit_passes_train_on_all_per_second"] = len(small) * profile.n_clusters / sec_all["train"]
+    n_vic = min(profile.n_train, 8 * profile.victim_batch_size)
+    x = torch.randint(0, 256, (n_vic, 3, 28, 28), dtype=torch.uint8)
+    victim = build_victim("resnet18", 10, width=profile.victim_width, image_size=28, seed=0)
+    train_victim(victim, x[: 2 * profile.victim_batch_size], torch.arange(2 * profile.victim_batch_size) % 10,
+                 TrainConfig(1, profile.victim_batch_size), progress=False)  # warm-up
+    t0 = time.perf_counter()
+    train_victim(victim, x, torch.arange(n_vic) % 10, TrainConfig(1, profile.victim_batch_size), progress=False)
+    t1 = time.perf_counter()
+    predict(victim, x, batch_size=512)
+    t2 = time.perf_counter()
+    return {**speed, "victim_train_images_per_second": n_vic / (t1 - t0),
+            "victim_test_images_per_second": n_vic / (t2 - t1)}
+
+
+def estimate(profile: StrengthProfile, compare_defaults: bool) -> dict:
+    """Predicted seconds of a run = planned work / calibrated throughput, per phase."""
+    work, speed = planned_work(profile, compare_defaults), calibrate(profile, compare_defaults)
+    seconds = {"fits": work["fit_passes"] / speed["fit_passes_per_second"],
+               "fits_train_on_all": work["fit_passes_train_on_all"]
+               / speed.get("fit_passes_train_on_all_per_second", 1.0),
+               "forward": work["forward_passes"] / speed["forward_per_second"],
+               "victim_training": work["victim_train_images"] / speed["victim_train_images_per_second"],
+               "victim_testing": work["victim_test_images"] / speed["victim_test_images_per_second"]}
+    seconds["total"] = sum(seconds.values())
+    rows = [[k, f"{v:.0f}", f"{v / 60:.1f}"] for k, v in seconds.items()]
+    print(_common.markdown_table(["phase", "seconds", "minutes"], rows))
+    logger.info("work %s; measured throughputs %s", work, {k: round(v, 1) for k, v in speed.items()})
+    logger.info("not included: imports, data loading, map/verify, K-means, defence image transforms "
+                "(together well under a minute at the cpu profile)")
+    return {"work": work, "throughput": speed, "seconds": seconds}
+
+
+# --- command line ------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--profile", choices=sorted(PROFILES), default="cpu")
+    p.add_argument("--compare-defaults", action="store_true",
+                   help="fit the default-choice variants instead (writes defaults.json)")
+    p.add_argument("--estimate", action="store_true", help="calibrate and print the predicted run time only")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="override the profile's seeds")
+    p.add_argument("--n-train", type=int, default=None, help="override the profile's train subset size")
+    p.add_argument("--fit-epochs", type=int, default=None, help="override the profile's UC epochs")
+    p.add_argument("--victim-epochs", type=int, default=None, help="override the profile's victim epochs")
+    p.add_argument("--defenses", nargs="*", default=None, help="override the profile's defences (n = 10)")
+    p.add_argument("--encoder", default="offline",
+                   help="class-name encoder for the relabelling: offline (all-MiniLM-L6-v2) or a Hub id/path")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, all cores)")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.add_argument("--output", default=None, help="default: benchmarks/results/strength.json or defaults.json")
+    args = p.parse_args(argv)
+    if args.output is None:
+        args.output = str(_common.RESULTS_DIR / ("defaults.json" if args.compare_defaults else "strength.json"))
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run the chosen mode at the chosen profile; returns what was written (or the estimate)."""
+    args = parse_args(argv)
+    _common.setup(args.threads)
+    profile = PROFILES[args.profile]
+    overrides = {"seeds": tuple(args.seeds) if args.seeds else None, "n_train": args.n_train,
+                 "fit_epochs": args.fit_epochs, "victim_epochs": args.victim_epochs,
+                 "defenses": tuple(args.defenses) if args.defenses is not None else None}
+    profile = replace(profile, **{k: v for k, v in overrides.items() if v is not None})
+    logger.info("profile %s: %s", args.profile, profile)
+    if args.estimate:
+        return estimate(profile, args.compare_defaults)
+    result = run_compare_defaults(args, profile) if args.compare_defaults else run_strength(args, profile)
+    logger.info("wrote %s", args.output)
+    return result
+
+
+if __name__ == "__main__":
+    main()

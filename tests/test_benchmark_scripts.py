@@ -1,0 +1,154 @@
+"""The benchmark scripts (strength, speed, reference schedule) run end to end at smoke size.
+
+Fashion-MNIST comes from the Debian package (``apt-get install -y dataset-fashion-mnist``);
+the surrogate is the offline EfficientNet-Lite0. The strength script runs in this process,
+the speed script as a subprocess (it starts its own child processes, as a user runs it).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks"
+
+pytest.importorskip("efficientnet_lite_pytorch", reason="needs the imagenet extra (offline surrogate)")
+if not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").is_file():
+    pytest.skip("needs: apt-get install -y dataset-fashion-mnist", allow_module_level=True)
+
+
+def _bench(name: str):
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
+    return importlib.import_module(name)
+
+
+def _check_record(config: dict) -> None:
+    assert config["command"] and config["date"]
+    machine = config["machine"]
+    for key in ("platform", "cpu_count", "torch", "device", "uc_datasets"):
+        assert machine[key], key
+
+
+@pytest.fixture(scope="module")
+def strength_results(tmp_path_factory):
+    strength = _bench("strength")
+    out = tmp_path_factory.mktemp("strength") / "strength.json"
+    returned = strength.main(["--profile", "smoke", "--no-progress", "--output", str(out)])
+    return strength, json.loads(out.read_text()), returned
+
+
+def test_strength_smoke_rows_follow_the_results_schema(strength_results):
+    strength, saved, returned = strength_results
+    from uc_datasets.evaluation import ROW_KEYS
+
+    profile = strength.PROFILES["smoke"]
+    config, rows = saved["config"], saved["rows"]
+    _check_record(config)
+    assert config["status"] == "complete" and returned["rows"] == rows
+    assert config["uc_fit"]["verify"]["passed"] and config["kmeans_reproduces_fit_clusters"] is True
+    assert all(set(ROW_KEYS) <= set(r) and "error" not in r for r in rows)
+    assert all(0 <= r["clean_acc"] <= 1 and 0 <= r["protected_acc"] <= 1 for r in rows)
+    methods = {"UC", *strength.CONTROLS}
+    plain = [r for r in rows if r["defense"] == "none"]
+    expected_n = {10, *profile.n_values}
+    assert {(r["method"], r["n_classes"]) for r in plain} == {(m, n) for m in methods for n in expected_n}
+    defended = {r["defense"] for r in rows if r["defense"] != "none"}
+    assert defended == set(strength.PAPER_DEFENSES) and all(
+        r["n_classes"] == 10 and r["method"] == "UC" for r in rows if r["defense"] != "none")
+    for r in plain:
+        if r["method"] == "UC":
+            assert r["p"] == profile.n_clusters and 0 <= r["nmi"] <= 1 and 0 < r["cluster_rule_acc"] <= 1
+        if r["method"] == "random-per-class":  # the true classes determine every labelling
+            assert r["cluster_rule_acc"] == 1.0
+        if r["method"] == "random-per-image":
+            assert r["nmi"] is None and r["p"] == profile.n_train
+    agreement = saved["cluster_agreement"]
+    assert {(a["p"], a["n_classes"]) for a in agreement} == {(p, n) for p in profile.agreement_ps for n in expected_n}
+    original_p = [a for a in agreement if a["p"] == profile.n_clusters and a["n_classes"] == 10]
+    uc_original = next(r for r in plain if r["method"] == "UC" and r["n_classes"] == 10)
+    assert original_p[0]["nmi"] == pytest.approx(uc_original["nmi"])
+
+
+def test_strength_compare_defaults_smoke(tmp_path):
+    strength = _bench("strength")
+    out = tmp_path / "defaults.json"
+    strength.main(["--profile", "smoke", "--compare-defaults", "--no-progress", "--output", str(out)])
+    saved = json.loads(out.read_text())
+    profile = strength.PROFILES["smoke"]
+    rows, fits = saved["rows"], saved["config"]["fits"]
+    names = [name for name, _ in strength.default_variants(profile)]
+    assert names[:4] == ["defaults", "train_on=all", "loss=cosine", "parametrization=direct"]
+    assert {r["variant"] for r in rows} == set(names) == set(fits)
+    assert {r["n_classes"] for r in rows} == {10, *profile.defaults_n_values}
+    assert all(r["method"] == "UC" and "attack_success" in r and "error" not in r for r in rows)
+    assert fits["train_on=all"]["surrogate_fwd_bwd_passes"] == profile.n_clusters * fits["defaults"][
+        "surrogate_fwd_bwd_passes"]
+    assert {r["p"] for r in rows} == {profile.n_clusters, *profile.defaults_ps}
+    assert all(f["verify"]["passed"] for f in fits.values())
+
+
+def test_noise_controls_stay_within_epsilon_and_grey():
+    strength = _bench("strength")
+    clean = torch.randint(0, 256, (6, 1, 5, 5), dtype=torch.uint8).expand(6, 3, 5, 5).contiguous()
+    keys = np.array([0, 1, 0, 1, 2, 2])
+    out = strength.noise_control(clean, keys, 16 / 255, seed=0)
+    diff = out.to(torch.int16) - clean.to(torch.int16)
+    assert int(diff.abs().max()) <= 16
+    assert torch.equal(out[:, 0], out[:, 1]) and torch.equal(out[:, 1], out[:, 2])
+    unclipped = (clean > 16) & (clean < 239)
+    same = unclipped[0] & unclipped[2]
+    assert torch.equal(diff[0][same], diff[2][same])  # one pattern per key
+    assert strength.agreement([0, 0, 1, 1], [1, 1, 0, 1]) == (pytest.approx(0.3437, abs=1e-3), 0.75)
+
+
+def test_reference_schedule_trains_each_cluster_on_every_image():
+    reference = _bench("reference_schedule")
+    common = _bench("_common")
+    from uc_datasets.surrogates import load_surrogate
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 3, 28, 28)
+    a = reference.reference_augment(x, gen)
+    b = reference.reference_augment(x, torch.Generator().manual_seed(0))
+    assert a.shape == x.shape and torch.equal(a, b)
+    ds = common.load_balanced_fashion_mnist("train", 10)
+    result = reference.fit_reference(ds, surrogate=load_surrogate("efficientnet-lite0", image_size=32),
+                                     n_clusters=2, epsilon=8 / 255, epochs=1, batch_size=4, ngf=4, n_blocks=1,
+                                     progress=False)
+    assert result.stats["surrogate_fwd_bwd_passes"] == 2 * 10  # p clusters x every image x 1 epoch
+    assert result.deltas.shape == (2, 3, 28, 28) and float(result.deltas.abs().max()) <= 8 / 255 + 1e-6
+    assert [len(c) for c in result.loss_curves] == [1, 1] and result.permutation.tolist() == [1, 0]
+    assert 0 <= result.stats["attack_success"] <= 1
+
+
+def test_speed_smoke_subprocess(tmp_path):
+    out = tmp_path / "speed.json"
+    proc = subprocess.run([sys.executable, str(BENCH / "speed.py"), "--profile", "smoke", "--threads", "1",
+                           "--no-progress", "--output", str(out)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| fit |" in proc.stdout and "| protect |" in proc.stdout
+    saved = json.loads(out.read_text())
+    _check_record(saved)
+    prof = saved["settings"]
+    fit, protect, ratios = saved["fit"], saved["protect"], saved["ratios"]
+    assert all("error" not in r for r in [*fit.values(), *protect.values()]), (fit, protect)
+    n, p, e = prof["n_images"], prof["n_clusters"], prof["epochs"]
+    assert fit["library"]["surrogate_fwd_bwd_passes"] == n * e
+    assert fit["library_all"]["surrogate_fwd_bwd_passes"] == fit["reference"]["surrogate_fwd_bwd_passes"] == p * n * e
+    for r in fit.values():
+        assert r["wall_seconds"] > 0 and r["surrogate_fwd_bwd_per_second"] > 0 and r["peak_rss_mib"] > 100
+    for r in protect.values():
+        assert r["seconds"] > 0 and r["peak_rss_mib"] >= r["rss_before_mib"] > 0
+    assert ratios["same_clusters_library_and_reference"] is True
+    assert ratios["cached_and_recomputed_outputs_identical"] is True
+    assert ratios["fit_wall_reference_over_library"] > 0 and ratios["map_cached_over_plain_seconds"] > 0
