@@ -369,3 +369,24 @@ def test_hub_environment_restores_what_it_patched(tmp_path):
     after = (constants.ENDPOINT, constants.HF_HUB_OFFLINE, constants.HF_HUB_CACHE, dconfig.HF_ENDPOINT,
              dconfig.HF_HUB_OFFLINE, socket.getaddrinfo, os.environ.get("HF_TOKEN"), os.environ.get("HF_ENDPOINT"))
     assert after == before
+
+
+def test_recipe_push_to_hub_flag(hub, clean, tiny_clip, tmp_path, capsys):
+    """`recipes/protect.py --push-to-hub` (via the function the recipe calls): verified, private, carded."""
+    from uc_datasets.cli import add_fit_arguments, add_recipe_arguments, run_protect
+
+    clean.select(range(12)).save_to_disk(str(tmp_path / "in"))
+    parser = argparse.ArgumentParser()
+    add_fit_arguments(parser)
+    add_recipe_arguments(parser)
+    args = parser.parse_args([str(tmp_path / "in"), "--surrogate", tiny_clip, "--n-clusters", "3", "--epsilon", "8",
+                              "--epochs", "1", "--batch-size", "8", "--output-dir", str(tmp_path / "out"),
+                              "--push-to-hub", "alice/from-recipe"])
+    assert run_protect(args) == 0
+    assert hub.repos[("dataset", "alice/from-recipe")].private
+    files = _repo_files(hub, "alice/from-recipe")
+    assert not any("protector" in f or "cluster" in f or "checkpoint" in f for f in files)
+    assert "Protected images" in str(_card("alice/from-recipe"))
+    summary = (tmp_path / "out" / "run_summary.json").read_text()
+    assert json.loads(summary)["push"]["repo_id"] == "alice/from-recipe" and TOKEN not in summary
+    assert "pushed" in capsys.readouterr().out
