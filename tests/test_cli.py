@@ -3,7 +3,6 @@ import subprocess
 import sys
 
 import datasets
-import numpy as np
 
 from tests.conftest import image_dataset, structured_images
 from uc_datasets.cli import main

@@ -279,8 +279,7 @@ def _forward_kwargs(model: nn.Module, resized: bool) -> dict:
 
 
 def _load_transformers(name: str, local_only: bool) -> tuple[nn.Module, PreprocessConfig, object, str]:
-    import transformers
-    from transformers import AutoConfig, AutoImageProcessor
+    from transformers import AutoConfig
 
     kw = {"local_files_only": local_only}
     config = AutoConfig.from_pretrained(name, **kw)
