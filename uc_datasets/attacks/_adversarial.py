@@ -15,10 +15,7 @@ from .base import (
     check_int,
     check_positive,
     check_two_classes,
-    default_device,
-    make_config,
-    prepare_fit,
-    seed_everything,
+    start_fit,
 )
 from .optim import build_model, error_rate, pgd, train_classifier
 
@@ -48,14 +45,10 @@ def fit_adversarial(method: str, ds: datasets.Dataset, *, image_column: str, lab
               "batch_size": batch_size}
     if targeted:
         params["target"] = "(y + 1) mod n_classes"
-    cfg = make_config(method, perturbation="samplewise", label_column=label_column, epsilon=epsilon,
-                      surrogate=surrogate, surrogate_image_size=surrogate_image_size, working_size=working_size,
-                      seed=seed, params=params)
-    device = torch.device(device) if device is not None else default_device()
-    seed_everything(seed)
-    data = prepare_fit(ds, image_column=image_column, label_column=label_column, surrogate=surrogate,
-                       surrogate_image_size=surrogate_image_size, working_size=working_size, device=device,
-                       max_pixels=max_pixels, progress=progress)
+    cfg, device, data = start_fit(method, ds, perturbation="samplewise", params=params, image_column=image_column,
+                                  label_column=label_column, epsilon=epsilon, surrogate=surrogate,
+                                  surrogate_image_size=surrogate_image_size, working_size=working_size, seed=seed,
+                                  device=device, max_pixels=max_pixels, progress=progress)
     name = _NAMES[method]
     check_two_classes(data, name)
     t0 = time.perf_counter()

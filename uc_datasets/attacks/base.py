@@ -458,3 +458,19 @@ def make_config(method: str, *, perturbation: str, label_column: str | None, eps
         surrogate=None if label_column is not None else name, surrogate_image_size=surrogate_image_size,
         working_size=working_size, seed=seed, params=params,
     )
+
+
+def start_fit(method: str, ds: datasets.Dataset, *, perturbation: str, params: dict, image_column: str,
+              label_column: str | None, epsilon: float, surrogate: str | Surrogate | None,
+              surrogate_image_size: int | None, working_size: int, seed: int, device: str | torch.device | None,
+              max_pixels: int, progress: bool) -> tuple[BaselineConfig, torch.device, FitData]:
+    """The opening every baseline fit shares: validated config, device, seeding, prepared data."""
+    cfg = make_config(method, perturbation=perturbation, label_column=label_column, epsilon=epsilon,
+                      surrogate=surrogate, surrogate_image_size=surrogate_image_size, working_size=working_size,
+                      seed=seed, params=params)
+    device = torch.device(device) if device is not None else default_device()
+    seed_everything(seed)
+    data = prepare_fit(ds, image_column=image_column, label_column=label_column, surrogate=surrogate,
+                       surrogate_image_size=surrogate_image_size, working_size=working_size, device=device,
+                       max_pixels=max_pixels, progress=progress)
+    return cfg, device, data

@@ -44,10 +44,7 @@ from .base import (
     check_int,
     check_positive,
     check_two_classes,
-    default_device,
-    make_config,
-    prepare_fit,
-    seed_everything,
+    start_fit,
 )
 from .optim import BatchStream, build_model, error_rate, perturb, pgd, sgd
 
@@ -119,14 +116,10 @@ def fit(ds: datasets.Dataset, *, image_column: str = "image", label_column: str 
     params = {"steps": steps, "step_size": step_size, "train_steps": train_steps, "stop_error": stop_error,
               "max_rounds": max_rounds, "model": model, "model_width": model_width, "lr": lr,
               "batch_size": batch_size, "init": "uniform"}
-    cfg = make_config("eminn", perturbation=perturbation, label_column=label_column, epsilon=epsilon,
-                      surrogate=surrogate, surrogate_image_size=surrogate_image_size, working_size=working_size,
-                      seed=seed, params=params)
-    device = torch.device(device) if device is not None else default_device()
-    seed_everything(seed)
-    data = prepare_fit(ds, image_column=image_column, label_column=label_column, surrogate=surrogate,
-                       surrogate_image_size=surrogate_image_size, working_size=working_size, device=device,
-                       max_pixels=max_pixels, progress=progress)
+    cfg, device, data = start_fit("eminn", ds, perturbation=perturbation, params=params, image_column=image_column,
+                                  label_column=label_column, epsilon=epsilon, surrogate=surrogate,
+                                  surrogate_image_size=surrogate_image_size, working_size=working_size, seed=seed,
+                                  device=device, max_pixels=max_pixels, progress=progress)
     check_two_classes(data, "EMinN")
     t0 = time.perf_counter()
     eps = cfg.epsilon

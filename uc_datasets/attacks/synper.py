@@ -43,10 +43,7 @@ from .base import (
     BaselineProtector,
     build_protector,
     check_int,
-    default_device,
-    make_config,
-    prepare_fit,
-    seed_everything,
+    start_fit,
 )
 
 logger = logging.getLogger(__name__)
@@ -141,14 +138,10 @@ def fit(ds: datasets.Dataset, *, image_column: str = "image", label_column: str 
     if isinstance(sample_std, bool) or not isinstance(sample_std, (int, float)) or not sample_std >= 0:
         raise ValueError(f"sample_std must be a number >= 0, got {sample_std!r}.")
     params = {"grid": grid, "sample_std": float(sample_std), "scaling": "per-image L-inf to epsilon"}
-    cfg = make_config("synper", perturbation="classwise", label_column=label_column, epsilon=epsilon,
-                      surrogate=surrogate, surrogate_image_size=surrogate_image_size, working_size=working_size,
-                      seed=seed, params=params)
-    device = torch.device(device) if device is not None else default_device()
-    seed_everything(seed)
-    data = prepare_fit(ds, image_column=image_column, label_column=label_column, surrogate=surrogate,
-                       surrogate_image_size=surrogate_image_size, working_size=working_size, device=device,
-                       max_pixels=max_pixels, progress=progress)
+    cfg, device, data = start_fit("synper", ds, perturbation="classwise", params=params, image_column=image_column,
+                                  label_column=label_column, epsilon=epsilon, surrogate=surrogate,
+                                  surrogate_image_size=surrogate_image_size, working_size=working_size, seed=seed,
+                                  device=device, max_pixels=max_pixels, progress=progress)
     t0 = time.perf_counter()
     centres = torch.randn(len(data.classes), 3, grid, grid, generator=torch.Generator().manual_seed(seed))
     if min(data.hw) < grid:
