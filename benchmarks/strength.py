@@ -7,11 +7,22 @@ ResNet-18 victims (transformers config, small stem) are trained from scratch on 
 and on each protected train set and tested on the clean test split, relabelled the same way:
 the original 10 classes and the BERT-embedding K-means relabellings into n = 2..9 (offline
 all-MiniLM-L6-v2 encoder). Controls at the same epsilon, added in uint8 levels like the
-protector does, one grey pattern U(-eps, eps) per key:
+protector does, one grey pattern per key, either uniform U(-eps, eps) or a random sign
+pattern of +-eps (three times the power of the uniform draw; the control of DESIGN.md's
+pre-product experiment):
 
-* ``random-per-image``: an independent draw for every image;
-* ``random-per-cluster``: one fixed draw per UC cluster (what UC's training adds beyond it);
-* ``random-per-class``: one fixed draw per TRUE class (the label-keyed shortcut, an upper bound).
+* ``random-per-image``: an independent uniform draw for every image;
+* ``random-per-cluster`` / ``sign-per-cluster``: one fixed draw per UC cluster (what UC's
+  training adds beyond the cluster structure);
+* ``random-per-class`` / ``sign-per-class``: one fixed draw per TRUE class (the label-keyed
+  shortcut, an upper bound: it only works for the labels it was keyed to).
+
+The sign controls and UC run under every labelling; the uniform ones at n = 10 only.
+
+The Table 1 baselines (EMinN sample- and class-wise, EMaxN, AdvPoison, SynPer; DeepConfuse is
+deferred) are fitted label-agnostic (ImageNet classes predicted by the same surrogate, the
+paper's setup) and run under every labelling; their label-consistent fits (true classes, the
+"same labels" column of Figure 2a) run at n = 10. See ``_baselines.py`` for their settings.
 
 For the UC clusters (and, from the same surrogate features, for K-means with other p) the
 agreement of clusters and labels is reported for every labelling: NMI and the train accuracy
@@ -50,6 +61,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common  # noqa: E402
+from _baselines import BASELINES, CONSISTENT, baseline_settings, fit_baseline  # noqa: E402
 
 if TYPE_CHECKING:
     import datasets
@@ -64,7 +76,9 @@ logger = logging.getLogger("strength")
 EPSILON = 16 / 255
 SURROGATE = "efficientnet-lite0"
 DATASET = "fashion-mnist"
-CONTROLS = ("random-per-image", "random-per-cluster", "random-per-class")
+#: Controls run under every labelling, and at n = 10 only.
+CONTROLS = ("sign-per-cluster", "sign-per-class")
+CONTROLS_N10 = ("random-per-image", "random-per-cluster", "random-per-class")
 PAPER_DEFENSES = ("mixup", "cutmix", "cutout", "gaussian", "jpeg", "grayscale")
 
 
@@ -91,22 +105,30 @@ class StrengthProfile:
     n_blocks: int = 6
     defaults_n_values: tuple[int, ...] = (5, 2)
     defaults_ps: tuple[int, ...] = (5, 20)
+    baselines: tuple[str, ...] = BASELINES
+    baseline_model_width: float = 0.125
+    baseline_max_rounds: tuple[int, int] = (5, 20)  # EMinN sample-wise, class-wise (reference: 50)
+    baseline_train_epochs: int = 10  # EMaxN / AdvPoison classifier (reference: 30)
+    advpoison_steps: int = 50  # (reference: 250)
 
 
 PROFILES = {
     # Seconds: a handful of images and one victim epoch; checks the plumbing, not the method.
     "smoke": StrengthProfile(n_train=40, n_test=20, surrogate_image_size=32, fit_epochs=1, fit_batch_size=20,
                              victim_width=0.0625, victim_epochs=1, victim_batch_size=20, n_clusters=4, n_values=(5, 2),
-                             ngf=8, n_blocks=1, agreement_ps=(2, 4), defaults_n_values=(2,), defaults_ps=(3,)),
+                             ngf=8, n_blocks=1, agreement_ps=(2, 4), defaults_n_values=(2,), defaults_ps=(3,),
+                             baseline_model_width=0.0625, baseline_max_rounds=(1, 1), baseline_train_epochs=1,
+                             advpoison_steps=2),
     # Under 45 minutes on 2 cores (see benchmarks/README.md for the estimate and how it was made).
     "cpu": StrengthProfile(n_train=2000, n_test=2000, surrogate_image_size=64, fit_epochs=10, fit_batch_size=100,
-                           victim_width=0.125, victim_epochs=6, victim_batch_size=64),
+                           victim_width=0.125, victim_epochs=12, victim_batch_size=64),
     # GPU: the whole train split, the surrogate at 224 px, the reference protocol (UC 50 epochs,
     # batch 256; ResNet-18 full width, 90 epochs, batch 512, SGD 0.1), 3 seeds, PGD added.
     "paper": StrengthProfile(n_train=60_000, n_test=10_000, surrogate_image_size=None, fit_epochs=50,
                              fit_batch_size=256, victim_width=1.0, victim_epochs=90, victim_batch_size=512,
                              defenses=PAPER_DEFENSES + ("pgd",), defense_methods=("UC", "random-per-class"),
-                             seeds=(0, 1, 2), defaults_n_values=(9, 8, 7, 6, 5, 4, 3, 2)),
+                             seeds=(0, 1, 2), defaults_n_values=(9, 8, 7, 6, 5, 4, 3, 2), baseline_model_width=1.0,
+                             baseline_max_rounds=(50, 50), baseline_train_epochs=30, advpoison_steps=250),
 }
 
 
@@ -176,8 +198,11 @@ def fit_and_protect(train_ds: datasets.Dataset, profile: StrengthProfile, *, pro
     return protector, images, record
 
 
-def noise_control(clean: torch.Tensor, keys: np.ndarray, epsilon: float, seed: int) -> torch.Tensor:
-    """``clean + round(255 * U(-eps, eps))`` in uint8 levels, one pattern per distinct key.
+def noise_control(clean: torch.Tensor, keys: np.ndarray, epsilon: float, seed: int,
+                  kind: str = "uniform") -> torch.Tensor:
+    """``clean + round(255 * pattern)`` in uint8 levels, one pattern per distinct key.
+
+    ``kind="uniform"`` draws U(-eps, eps) per pixel, ``"sign"`` draws +-eps per pixel.
 
     Grey data (all channels equal) gets grey patterns, as the protector gives grey images
     the luminance of delta. Returns uint8 images of the same shape.
@@ -189,7 +214,13 @@ def noise_control(clean: torch.Tensor, keys: np.ndarray, epsilon: float, seed: i
     n, c, h, w = clean.shape
     grey = bool((clean[:, 0] == clean[:, 1]).all() and (clean[:, 1] == clean[:, 2]).all())
     gen = torch.Generator().manual_seed(seed)
-    patterns = (torch.rand(int(keys.max()) + 1, 1 if grey else c, h, w, generator=gen) * 2 - 1) * epsilon
+    shape = (int(keys.max()) + 1, 1 if grey else c, h, w)
+    if kind == "uniform":
+        patterns = (torch.rand(shape, generator=gen) * 2 - 1) * epsilon
+    elif kind == "sign":
+        patterns = (torch.randint(0, 2, shape, generator=gen) * 2 - 1) * epsilon
+    else:
+        raise ValueError(f"kind must be 'uniform' or 'sign', got {kind!r}")
     levels = torch.round(patterns * 255).to(torch.int16)
     out = (clean.to(torch.int16) + levels[keys]).clamp(0, 255).to(torch.uint8)
     if int((out.to(torch.int16) - clean.to(torch.int16)).abs().max()) > round(epsilon * 255):
@@ -198,18 +229,47 @@ def noise_control(clean: torch.Tensor, keys: np.ndarray, epsilon: float, seed: i
 
 
 def add_controls(sets: TrainSets, clusters: np.ndarray, p: int) -> None:
-    """The three random-noise controls (see the module docstring), with their keys."""
+    """The random-noise controls (see the module docstring), with their keys."""
     import numpy as np
 
     n = len(sets.labels)
-    keys = {"random-per-image": np.arange(n), "random-per-cluster": np.asarray(clusters),
-            "random-per-class": sets.labels.numpy()}
-    groups = {"random-per-image": n, "random-per-cluster": p, "random-per-class": int(sets.labels.max()) + 1}
-    for i, method in enumerate(CONTROLS):
-        sets.protected[method] = noise_control(sets.clean, keys[method], EPSILON, seed=1000 + i)
-        sets.groups[method] = None if method == "random-per-image" else keys[method]
-        sets.meta[method] = {"p": groups[method], "surrogate": SURROGATE if method == "random-per-cluster"
-                             else "none"}
+    keys = {"image": np.arange(n), "cluster": np.asarray(clusters), "class": sets.labels.numpy()}
+    groups = {"image": n, "cluster": p, "class": int(sets.labels.max()) + 1}
+    for i, method in enumerate(CONTROLS_N10 + CONTROLS):
+        kind, key = method.split("-per-")
+        sets.protected[method] = noise_control(sets.clean, keys[key], EPSILON, seed=1000 + i,
+                                               kind="sign" if kind == "sign" else "uniform")
+        sets.groups[method] = None if key == "image" else keys[key]
+        sets.meta[method] = {"p": groups[key], "surrogate": SURROGATE if key == "cluster" else "none"}
+
+
+def add_baselines(sets: TrainSets, train_ds: datasets.Dataset, profile: StrengthProfile, *,
+                  progress: bool) -> dict[str, dict]:
+    """Fit every baseline label-agnostic and label-consistent; their protected sets and records.
+
+    A failed fit is logged and recorded; its method then has no rows.
+    """
+    records = {}
+    for method in profile.baselines:
+        settings = baseline_settings(method, epsilon=EPSILON, surrogate=SURROGATE,
+                                     surrogate_image_size=profile.surrogate_image_size,
+                                     model_width=profile.baseline_model_width, max_rounds=profile.baseline_max_rounds,
+                                     train_epochs=profile.baseline_train_epochs,
+                                     advpoison_steps=profile.advpoison_steps)
+        for consistent in (False, True):
+            name = method + (CONSISTENT if consistent else "")
+            try:
+                images, record = fit_baseline(method, train_ds, consistent=consistent, settings=settings,
+                                              epsilon=EPSILON, progress=progress)
+            except Exception as err:  # noqa: BLE001 - recorded as measured
+                logger.exception("%s fit failed", name)
+                records[name] = {"error": f"{type(err).__name__}: {err}"}
+                continue
+            sets.protected[name], sets.groups[name] = images, sets.labels.numpy() if consistent else None
+            sets.meta[name] = {"p": record["n_perturbations"], "label_source": record["label_source"],
+                               "surrogate": "none" if consistent else SURROGATE}
+            records[name] = record
+    return records
 
 
 # --- labels and cluster agreement ----------------------------------------------------------
@@ -335,20 +395,22 @@ def _row(profile: StrengthProfile, *, method: str, lab: Relabeling, defense: str
     return row
 
 
-def sweep(profile: StrengthProfile, sets: TrainSets, labelings: list[Relabeling],
-          plan: list[tuple[str, list[str]]], *, progress: bool,
-          on_rows: Callable[[list[dict]], None] | None = None) -> list[dict]:
-    """For each seed, (defence, methods) in ``plan`` and labelling: one clean victim, one per method.
+Plan = list[tuple[str, list[str], list["Relabeling"]]]
 
-    ``plan`` lists the defence and the methods trained under it; a defence other than
-    ``none`` runs on the original labels only. A failed training is recorded in its row.
+
+def sweep(profile: StrengthProfile, sets: TrainSets, plan: Plan, *, progress: bool,
+          on_rows: Callable[[list[dict]], None] | None = None) -> list[dict]:
+    """For each seed and (defence, methods, labellings) in ``plan``: per labelling one clean
+    victim (trained once per seed, defence and labelling, however often the plan names it)
+    and one victim per method. A failed training is recorded in its row.
     """
     from tqdm.auto import tqdm
 
     runner = VictimRunner(profile, sets, progress=progress)
-    jobs = [(seed, defense, methods, lab) for seed in profile.seeds for defense, methods in plan
-            for lab in (labelings if defense == "none" else labelings[:1])]
-    bar = tqdm(total=sum(1 + len(m) for _, _, m, _ in jobs), desc="victims", disable=not progress)
+    jobs = [(seed, defense, methods, lab) for seed in profile.seeds for defense, methods, labs in plan
+            for lab in labs]
+    n_clean = len({(seed, defense, lab.n_groups, lab.method) for seed, defense, _, lab in jobs})
+    bar = tqdm(total=n_clean + sum(len(m) for _, _, m, _ in jobs), desc="victims", disable=not progress)
     rows: list[dict] = []
     try:
         _sweep_jobs(runner, sets, jobs, rows, bar, on_rows)
@@ -366,16 +428,21 @@ def _sweep_jobs(runner: VictimRunner, sets: TrainSets, jobs: list[tuple], rows: 
     import torch
 
     profile = runner.profile
+    cleans: dict[tuple, tuple[dict | None, str | None]] = {}
     for seed, defense, methods, lab in jobs:
         train_y = torch.from_numpy(lab.map_labels(sets.labels))
         test_y = lab.map_labels(sets.test_labels).tolist()
-        clean, error = None, None
-        try:
-            clean = runner.accuracy(sets.clean, train_y, lab.n_groups, defense, seed, test_y)
-        except Exception as err:  # noqa: BLE001 - recorded as measured
-            logger.exception("clean victim failed")
-            error = f"clean victim: {type(err).__name__}: {err}"
-        bar.update(1)
+        key = (seed, defense, lab.n_groups, lab.method)
+        if key not in cleans:
+            clean, error = None, None
+            try:
+                clean = runner.accuracy(sets.clean, train_y, lab.n_groups, defense, seed, test_y)
+            except Exception as err:  # noqa: BLE001 - recorded as measured
+                logger.exception("clean victim failed")
+                error = f"clean victim: {type(err).__name__}: {err}"
+            cleans[key] = clean, error
+            bar.update(1)
+        clean, error = cleans[key]
         for method in methods:
             result, err_m = None, error
             if clean is not None:
@@ -464,12 +531,17 @@ def run_strength(args: argparse.Namespace, profile: StrengthProfile) -> dict:
     sets.protected["UC"], sets.groups["UC"] = uc_images, protector.cache_clusters
     sets.meta["UC"] = {"p": protector.config.n_clusters, "attack_success": fit_record["attack_success"]}
     add_controls(sets, protector.cache_clusters, protector.config.n_clusters)
+    baseline_fits = add_baselines(sets, train_ds, profile, progress=args.progress)
     labelings = make_labelings(FASHION_MNIST_CLASSES, profile.n_values, args.encoder)
     agree, same = cluster_agreement(protector, train_ds, sets.labels, labelings, profile.agreement_ps,
                                     progress=args.progress)
-    methods = ["UC", *CONTROLS]
-    plan = [("none", methods)] + [(d, list(profile.defense_methods)) for d in profile.defenses]
-    extra = {"encoder": args.encoder, "uc_fit": fit_record, "kmeans_reproduces_fit_clusters": same,
+    agnostic = [m for m in profile.baselines if m in sets.protected]
+    consistent = [m + CONSISTENT for m in profile.baselines if m + CONSISTENT in sets.protected]
+    plan: Plan = [("none", ["UC", *CONTROLS, *agnostic], labelings),
+                  ("none", [*CONTROLS_N10, *consistent], labelings[:1])]
+    plan += [(d, list(profile.defense_methods), labelings[:1]) for d in profile.defenses]
+    extra = {"encoder": args.encoder, "uc_fit": fit_record, "baseline_fits": baseline_fits,
+             "kmeans_reproduces_fit_clusters": same,
              "relabelings": {str(lab.n_groups): lab.to_dict() for lab in labelings}}
     sections = {"cluster_agreement": agree}
 
@@ -477,7 +549,7 @@ def run_strength(args: argparse.Namespace, profile: StrengthProfile) -> dict:
         _common.write_json(args.output, _payload(args, profile, "strength", extra, rows, status, **sections,
                                                  timings={"total_seconds": time.perf_counter() - t_start}))
 
-    rows = sweep(profile, sets, labelings, plan, progress=args.progress, on_rows=save)
+    rows = sweep(profile, sets, plan, progress=args.progress, on_rows=save)
     save(rows, "complete")
     print(results_markdown(rows))
     print(agreement_markdown(agree))
@@ -486,8 +558,11 @@ def run_strength(args: argparse.Namespace, profile: StrengthProfile) -> dict:
 
 def default_variants(profile: StrengthProfile) -> list[tuple[str, dict]]:
     """(name, UnlearnableClusters overrides): the defaults, then one change at a time."""
-    variants = [("defaults", {}), ("train_on=all", {"train_on": "all"}), ("loss=cosine", {"loss": "cosine"}),
-                ("parametrization=direct", {"parametrization": "direct"})]
+    # train_on="all" makes p surrogate passes per image and epoch; it is compared at the same
+    # number of surrogate passes as the default (fit_epochs / p epochs), i.e. at equal compute.
+    all_epochs = max(1, profile.fit_epochs // profile.n_clusters)
+    variants = [("defaults", {}), (f"train_on=all,epochs={all_epochs}", {"train_on": "all", "epochs": all_epochs}),
+                ("loss=cosine", {"loss": "cosine"}), ("parametrization=direct", {"parametrization": "direct"})]
     variants += [(f"p={p}", {"n_clusters": p}) for p in profile.defaults_ps]
     return variants
 
@@ -517,8 +592,7 @@ def run_compare_defaults(args: argparse.Namespace, profile: StrengthProfile) -> 
         _common.write_json(args.output, _payload(args, profile, "compare-defaults", extra, rows, status,
                                                  timings={"total_seconds": time.perf_counter() - t_start}))
 
-    rows = sweep(profile, sets, labelings, [("none", names)],
-                 progress=args.progress, on_rows=save)
+    rows = sweep(profile, sets, [("none", names, labelings)], progress=args.progress, on_rows=save)
     save(rows, "complete")
     print(results_markdown(rows, variant_key="variant"))
     return _payload(args, profile, "compare-defaults", extra, rows, "complete")
@@ -532,13 +606,15 @@ def planned_work(profile: StrengthProfile, compare_defaults: bool) -> dict[str, 
     n, seeds = profile.n_train, len(profile.seeds)
     if compare_defaults:
         variants = [ov for _, ov in default_variants(profile)]
-        fit_all = sum(n * profile.fit_epochs * profile.n_clusters for ov in variants if ov.get("train_on") == "all")
-        fit_members = sum(n * profile.fit_epochs for ov in variants if ov.get("train_on") != "all")
+        fit_all = sum(n * ov.get("epochs", profile.fit_epochs) * ov.get("n_clusters", profile.n_clusters)
+                      for ov in variants if ov.get("train_on") == "all")
+        fit_members = sum(n * ov.get("epochs", profile.fit_epochs) for ov in variants if ov.get("train_on") != "all")
         trainings = seeds * (1 + len(profile.defaults_n_values)) * (1 + len(variants))
         forward = 2 * n * len(variants)  # features, attack check
     else:
         fit_all, fit_members = 0, n * profile.fit_epochs
-        trainings = seeds * ((1 + len(profile.n_values)) * (1 + 1 + len(CONTROLS))
+        trainings = seeds * ((1 + len(profile.n_values)) * (1 + 1 + len(CONTROLS) + len(profile.baselines))
+                             + len(CONTROLS_N10) + len(profile.baselines)
                              + len(profile.defenses) * (1 + len(profile.defense_methods)))
         forward = 3 * n  # features, attack check, agreement features
     return {"fit_passes": float(fit_members), "fit_passes_train_on_all": float(fit_all),

@@ -57,17 +57,24 @@ def test_strength_smoke_rows_follow_the_results_schema(strength_results):
     assert config["uc_fit"]["verify"]["passed"] and config["kmeans_reproduces_fit_clusters"] is True
     assert all(set(ROW_KEYS) <= set(r) and "error" not in r for r in rows)
     assert all(0 <= r["clean_acc"] <= 1 and 0 <= r["protected_acc"] <= 1 for r in rows)
-    methods = {"UC", *strength.CONTROLS}
+    every = {"UC", *strength.CONTROLS, *profile.baselines}
+    at_10 = {*strength.CONTROLS_N10, *(b + strength.CONSISTENT for b in profile.baselines)}
     plain = [r for r in rows if r["defense"] == "none"]
     expected_n = {10, *profile.n_values}
-    assert {(r["method"], r["n_classes"]) for r in plain} == {(m, n) for m in methods for n in expected_n}
+    assert {(r["method"], r["n_classes"]) for r in plain} == {(m, n) for m in every for n in expected_n} | {
+        (m, 10) for m in at_10}
+    assert len(plain) == len(every) * len(expected_n) + len(at_10)  # each victim once
+    fits = config["baseline_fits"]
+    assert set(fits) == {b + s for b in profile.baselines for s in ("", strength.CONSISTENT)}
+    assert all(f["verify"]["passed"] for f in fits.values())
+    assert {f["label_source"] for f in fits.values()} == {"surrogate", "dataset"}
     defended = {r["defense"] for r in rows if r["defense"] != "none"}
     assert defended == set(strength.PAPER_DEFENSES) and all(
         r["n_classes"] == 10 and r["method"] == "UC" for r in rows if r["defense"] != "none")
     for r in plain:
         if r["method"] == "UC":
             assert r["p"] == profile.n_clusters and 0 <= r["nmi"] <= 1 and 0 < r["cluster_rule_acc"] <= 1
-        if r["method"] == "random-per-class":  # the true classes determine every labelling
+        if r["method"] in ("random-per-class", "sign-per-class"):  # the true classes determine every labelling
             assert r["cluster_rule_acc"] == 1.0
         if r["method"] == "random-per-image":
             assert r["nmi"] is None and r["p"] == profile.n_train
@@ -86,12 +93,15 @@ def test_strength_compare_defaults_smoke(tmp_path):
     profile = strength.PROFILES["smoke"]
     rows, fits = saved["rows"], saved["config"]["fits"]
     names = [name for name, _ in strength.default_variants(profile)]
-    assert names[:4] == ["defaults", "train_on=all", "loss=cosine", "parametrization=direct"]
+    all_name = f"train_on=all,epochs={max(1, profile.fit_epochs // profile.n_clusters)}"
+    assert names[:4] == ["defaults", all_name, "loss=cosine", "parametrization=direct"]
     assert {r["variant"] for r in rows} == set(names) == set(fits)
     assert {r["n_classes"] for r in rows} == {10, *profile.defaults_n_values}
     assert all(r["method"] == "UC" and "attack_success" in r and "error" not in r for r in rows)
-    assert fits["train_on=all"]["surrogate_fwd_bwd_passes"] == profile.n_clusters * fits["defaults"][
-        "surrogate_fwd_bwd_passes"]
+    all_fit, default_fit = fits[all_name], fits["defaults"]
+    assert all_fit["config"]["train_on"] == "all" and default_fit["config"]["train_on"] == "members"
+    assert all_fit["surrogate_fwd_bwd_passes"] == (profile.n_clusters * all_fit["config"]["epochs"]
+                                                   * default_fit["surrogate_fwd_bwd_passes"] // profile.fit_epochs)
     assert {r["p"] for r in rows} == {profile.n_clusters, *profile.defaults_ps}
     assert all(f["verify"]["passed"] for f in fits.values())
 
@@ -108,6 +118,17 @@ def test_noise_controls_stay_within_epsilon_and_grey():
     same = unclipped[0] & unclipped[2]
     assert torch.equal(diff[0][same], diff[2][same])  # one pattern per key
     assert strength.agreement([0, 0, 1, 1], [1, 1, 0, 1]) == (pytest.approx(0.3437, abs=1e-3), 0.75)
+
+
+def test_sign_control_is_plus_minus_epsilon_per_key():
+    strength = _bench("strength")
+    clean = torch.full((4, 3, 6, 6), 128, dtype=torch.uint8)
+    out = strength.noise_control(clean, np.array([0, 1, 0, 1]), 16 / 255, seed=0, kind="sign")
+    diff = out.to(torch.int16) - 128
+    assert set(diff.unique().tolist()) == {-16, 16}
+    assert torch.equal(diff[0], diff[2]) and not torch.equal(diff[0], diff[1])
+    with pytest.raises(ValueError, match="uniform"):
+        strength.noise_control(clean, np.array([0, 0, 0, 0]), 16 / 255, seed=0, kind="gauss")
 
 
 def test_reference_schedule_trains_each_cluster_on_every_image():
