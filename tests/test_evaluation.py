@@ -18,12 +18,7 @@ from PIL import Image
 from uc_datasets.evaluation import (
     ROW_KEYS,
     add_evaluate_arguments,
-    dataset_to_tensors,
     load_evaluation_data,
-    protected_mask,
-    read_protection_metadata,
-    read_run_summary,
-    results_table,
     run_evaluate,
 )
 
@@ -156,15 +151,6 @@ def test_files_written(sweep):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
 
 
-def test_results_table_format():
-    row = {"victim": "resnet18", "defense": "mixup", "protected_fraction": 0.5, "relabel": "bert-kmeans",
-           "n_classes": 5, "seed": 1, "clean_acc": 0.6231, "protected_acc": 0.1221, "chance": 0.2,
-           "protection_score": None}
-    lines = results_table([row]).splitlines()
-    assert lines[2] == "| resnet18 | mixup | 0.5 | bert-kmeans | 5 | 1 | 62.31 | 12.21 | 20.00 | n/a |"
-    assert lines[1].count("---") == 10
-
-
 # --- the recipe, run as a script ------------------------------------------------------------
 
 
@@ -258,47 +244,3 @@ def test_bad_options(pair):
         run_evaluate(parse(["--clean", clean, "--protected", protected, "--defenses", "blur", *TINY]))
     with pytest.raises(ValueError, match="Unknown victim"):
         run_evaluate(parse(["--clean", clean, "--protected", protected, "--victims", "vit", *TINY]))
-
-
-# --- helpers --------------------------------------------------------------------------------
-
-
-def test_protected_mask_exact_counts():
-    mask = protected_mask(10, 0.3, seed=0)
-    assert mask.dtype == torch.bool and int(mask.sum()) == 3
-    assert torch.equal(mask, protected_mask(10, 0.3, seed=0))
-    assert int(protected_mask(10, 0.0, seed=0).sum()) == 0 and bool(protected_mask(10, 1.0, seed=0).all())
-    labels = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
-    by_class = protected_mask(8, 0.5, seed=1, by="class", labels=labels)
-    assert int(by_class.sum()) == 4
-    protected_classes = set(labels[by_class].tolist())
-    assert len(protected_classes) == 2 and not set(labels[~by_class].tolist()) & protected_classes
-
-
-def test_metadata_readers(tmp_path):
-    ds = Dataset.from_dict({"x": [1]})
-    ds.info.description = json.dumps({"method": "UC", "surrogate": "resnet50"})
-    assert read_protection_metadata(ds) == {"method": "UC", "surrogate": "resnet50"}
-    ds.info.description = "Protected with uc-datasets.\nMethod: UC-CLIP\nsurrogate = openai/clip-vit-base-patch32"
-    assert read_protection_metadata(ds) == {"method": "UC-CLIP", "surrogate": "openai/clip-vit-base-patch32"}
-    ds.info.description = ""
-    assert read_protection_metadata(DatasetDict(train=ds)) == {}
-    (tmp_path / "protected").mkdir()
-    (tmp_path / "run_summary.json").write_text(json.dumps({"method": "UC", "surrogate": "efficientnet-lite0"}))
-    assert read_run_summary(str(tmp_path / "protected")) == {"method": "UC", "surrogate": "efficientnet-lite0"}
-
-
-def test_dataset_to_tensors_modes_and_resize():
-    grey = Image.fromarray(np.array([[0, 255], [128, 64]], dtype=np.uint8), mode="L")
-    rgba = Image.fromarray(np.full((2, 2, 4), 100, dtype=np.uint8), mode="RGBA")
-    deep = Image.fromarray(np.full((2, 2), 65535, dtype=np.uint16)).convert("I;16")
-    ds = Dataset.from_dict({"image": [grey, rgba, deep], "label": [0, 1, 2]},
-                           features=Features({"image": ImageFeature(), "label": Value("int64")}))
-    images, labels = dataset_to_tensors(ds)
-    assert images.dtype == torch.uint8 and tuple(images.shape) == (3, 3, 2, 2)
-    assert images[0, :, 0, 1].tolist() == [255, 255, 255] and images[0, 2, 1, 0] == 128
-    assert images[1].unique().tolist() == [100]
-    assert images[2].unique().tolist() == [255]
-    assert labels.tolist() == [0, 1, 2]
-    resized, _ = dataset_to_tensors(ds, image_size=4, label_column=None)
-    assert tuple(resized.shape) == (3, 3, 4, 4)

@@ -1,0 +1,159 @@
+"""Reporting of evaluation rows: the markdown table, the Figure 4a plot, the output files.
+
+Example:
+    >>> from uc_datasets.reporting import write_outputs
+    >>> write_outputs({"config": {}, "rows": rows}, "out")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["RESULTS_JSON", "RESULTS_PLOT", "RESULTS_TABLE", "ROW_KEYS", "plot_accuracy_vs_n", "results_table",
+           "write_outputs"]
+
+#: The keys of every results row (``results.json``'s ``rows``); scripts may add more.
+ROW_KEYS = (
+    "dataset",
+    "method",
+    "surrogate",
+    "victim",
+    "width",
+    "epochs",
+    "n_classes",
+    "relabel",
+    "defense",
+    "protected_fraction",
+    "seed",
+    "clean_acc",
+    "protected_acc",
+    "chance",
+    "protection_score",
+)
+RESULTS_JSON, RESULTS_TABLE, RESULTS_PLOT = "results.json", "results.md", "accuracy_vs_n.png"
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}"
+
+
+def results_table(rows: Sequence[dict]) -> str:
+    """A markdown table of the rows (accuracies in %), one line per row.
+
+    Example:
+        >>> row = dict.fromkeys(ROW_KEYS, 0); row.update(victim="resnet18", defense="none", relabel="original")
+        >>> results_table([row]).splitlines()[0].startswith("| victim")
+        True
+    """
+    header = (
+        "| victim | defense | protected fraction | labels | n | seed | clean acc (%) | protected acc (%) "
+        "| chance (%) | protection score |"
+    )
+    lines = [header, "|" + " --- |" * (header.count("|") - 1)]
+    for row in rows:
+        score = "n/a" if row["protection_score"] is None else f"{row['protection_score']:.3f}"
+        lines.append(
+            f"| {row['victim']} | {row['defense']} | {row['protected_fraction']:g} | {row['relabel']} "
+            f"| {row['n_classes']} | {row['seed']} | {_pct(row['clean_acc'])} | {_pct(row['protected_acc'])} "
+            f"| {_pct(row['chance'])} | {score} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _mean_std(values: Iterable[float]) -> tuple[float, float]:
+    array = np.asarray(list(values), dtype=np.float64)
+    return float(array.mean()), float(array.std()) if len(array) > 1 else 0.0
+
+
+def plot_accuracy_vs_n(rows: Sequence[dict], path: str | os.PathLike, title: str = "") -> Path:
+    """Figure 4a: test accuracy (%) against the number of classes n, per (victim, defence,
+    fraction) panel, for clean training, protected training and majority-class chance.
+
+    BERT/K-means labellings are lines (mean over seeds, std as error bars); the original
+    labelling is a separate marker at n = C. Written as PNG with matplotlib's Agg canvas.
+
+    Example:
+        >>> plot_accuracy_vs_n(rows, "accuracy_vs_n.png")  # doctest: +SKIP
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    if not rows:
+        raise ValueError("No rows to plot.")
+    panels: dict[tuple, list[dict]] = defaultdict(list)
+    for row in rows:
+        panels[(row["victim"], row["defense"], row["protected_fraction"])].append(row)
+    ncols = min(3, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    figure = Figure(figsize=(5.5 * ncols, 4.2 * nrows), constrained_layout=True)
+    FigureCanvasAgg(figure)
+    series = (("clean_acc", "clean training", "tab:blue"), ("protected_acc", "protected training", "tab:red"),
+              ("chance", "chance (majority class)", "black"))
+    for index, ((victim, defense, fraction), panel_rows) in enumerate(panels.items()):
+        axes = figure.add_subplot(nrows, ncols, index + 1)
+        has_kmeans = any(row["relabel"] == "bert-kmeans" for row in panel_rows)
+        for relabel in ("bert-kmeans", "original"):
+            by_n: dict[int, list[dict]] = defaultdict(list)
+            for row in panel_rows:
+                if row["relabel"] == relabel:
+                    by_n[row["n_classes"]].append(row)
+            ns = sorted(by_n)
+            for key, label, color in series:
+                if not ns:
+                    continue
+                stats = [_mean_std(100 * r[key] for r in by_n[n]) for n in ns]
+                style = (
+                    dict(marker="o", markersize=4, linestyle="-", label=label)
+                    if relabel == "bert-kmeans"
+                    else dict(marker="D", markersize=7, linestyle="none", markerfacecolor="none",
+                              label=None if has_kmeans else label)
+                )
+                axes.errorbar(ns, [m for m, _ in stats], yerr=[s for _, s in stats], color=color, capsize=2, **style)
+        if any(row["relabel"] == "original" for row in panel_rows):
+            axes.plot([], [], marker="D", markerfacecolor="none", linestyle="none", color="gray",
+                      label="original labels (n = C)")
+        axes.set_xlabel("number of classes n (BERT + K-means relabelling)")
+        axes.set_ylabel("clean test accuracy (%)")
+        axes.set_ylim(0, 100)
+        axes.set_title(f"{victim} | defence: {defense} | protected: {100 * fraction:g}%", fontsize=10)
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize=7, loc="best")
+    if title:
+        figure.suptitle(title, fontsize=11)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="png", dpi=120)
+    return path
+
+
+def write_outputs(results: dict, output_dir: str | os.PathLike) -> dict[str, str]:
+    """Write ``results.json``, ``results.md`` and ``accuracy_vs_n.png``; return their paths.
+
+    Example:
+        >>> paths = write_outputs({"config": {}, "rows": rows}, "out")  # doctest: +SKIP
+    """
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    rows, config = results["rows"], results["config"]
+    json_path = output_dir / RESULTS_JSON
+    json_path.write_text(json.dumps(results, indent=2) + "\n")
+    heading = (
+        f"# Unlearnability: {config.get('dataset', '')}, {config.get('method', '')} "
+        f"(surrogate {config.get('surrogate', '')})\n\n"
+        f"Victims trained for {config.get('epochs')} epochs at width {config.get('width')}; test accuracy on the "
+        "clean test split, relabelled like the training labels. Chance is the majority-class rate; "
+        "protection score = (protected - chance) / (clean - chance): 0 = nothing learned, 1 = no protection.\n\n"
+    )
+    table_path = output_dir / RESULTS_TABLE
+    table_path.write_text(heading + results_table(rows))
+    title = f"{config.get('dataset', '')}: {config.get('method', '')} ({config.get('surrogate', '')})"
+    plot_path = plot_accuracy_vs_n(rows, output_dir / RESULTS_PLOT, title=title)
+    return {"results_json": str(json_path), "table": str(table_path), "plot": str(plot_path)}
+
