@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -85,6 +85,7 @@ __all__ = [
 ]
 
 STEMS = {"auto": None, "small": True, "imagenet": False}
+_TRAIN_FIELDS = tuple(f.name for f in fields(TrainConfig) if f.name != "seed")
 
 
 # --- configuration ------------------------------------------------------------------------
@@ -106,12 +107,13 @@ class EvaluationConfig:
     seeds: list[int] = field(default_factory=lambda: [0])
     n_values: list[int] | None = None  # None: the paper's 5..36, clipped to [2, C - 1]
     include_original: bool = True
-    epochs: int = 90
-    batch_size: int = 128
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    augment: str = "crop"
+    # Victim training: the same fields and defaults as victims.TrainConfig (one source).
+    epochs: int = TrainConfig.epochs
+    batch_size: int = TrainConfig.batch_size
+    lr: float = TrainConfig.lr
+    momentum: float = TrainConfig.momentum
+    weight_decay: float = TrainConfig.weight_decay
+    augment: str = TrainConfig.augment
     width: float = 1.0
     small_input: bool | None = None
     encoder: str = DEFAULT_ENCODER
@@ -133,10 +135,11 @@ class EvaluationConfig:
             raise ValueError("victims, defenses, protected fractions and seeds must each list at least one value.")
         if self.n_values is not None and not self.n_values and not self.include_original:
             raise ValueError("Nothing to evaluate: no n values and the original labels are excluded.")
-        TrainConfig(self.epochs, self.batch_size, self.lr, self.momentum, self.weight_decay, self.augment)
+        self.train_config(0)  # validates the training fields
 
     def train_config(self, seed: int) -> TrainConfig:
-        return TrainConfig(self.epochs, self.batch_size, self.lr, self.momentum, self.weight_decay, self.augment, seed)
+        """The victims' :class:`~uc_datasets.victims.TrainConfig` for one seed."""
+        return TrainConfig(**{name: getattr(self, name) for name in _TRAIN_FIELDS}, seed=seed)
 
 
 def _labelings(class_names: list[str], config: EvaluationConfig) -> list[Relabeling]:
