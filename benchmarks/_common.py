@@ -94,27 +94,29 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def load_balanced_fashion_mnist(split: str, n: int):
-    """The first ``n // 10`` images of every class (file order) of a Fashion-MNIST split.
+def load_balanced_fashion_mnist(split: str, n: int, skip: int = 0):
+    """``n // 10`` images of every class (file order) of a Fashion-MNIST split, after the first
+    ``skip // 10`` of each class (``skip=n_train`` gives a validation set disjoint from the
+    ``skip=0`` subset).
 
-    Reads only the first ``3 n + 100`` rows (at most the whole split), so small profiles stay
-    fast; the classes are shuffled in the files, so every class has enough rows there.
+    Reads only the first ``3 (n + skip) + 100`` rows (at most the whole split), so small
+    profiles stay fast; the classes are shuffled in the files, so every class has enough rows.
     Exits with the apt command when the Debian package is missing.
     """
     import numpy as np
 
     from uc_datasets.sources import FASHION_MNIST_CLASSES, load_fashion_mnist
 
-    per_class = n // len(FASHION_MNIST_CLASSES)
+    per_class, skipped = n // len(FASHION_MNIST_CLASSES), skip // len(FASHION_MNIST_CLASSES)
     if per_class < 1:
         raise ValueError(f"need at least {len(FASHION_MNIST_CLASSES)} images (one per class), got n={n}")
     total = 60_000 if split == "train" else 10_000
     try:
-        ds = load_fashion_mnist(split, max_samples=min(total, 3 * n + 100))
+        ds = load_fashion_mnist(split, max_samples=min(total, 3 * (n + skip) + 100))
     except FileNotFoundError as err:
         raise SystemExit(f"{err}\nThe benchmarks need the Debian package: {APT_HINT}") from None
     labels = np.asarray(ds["label"])
-    picked = [np.flatnonzero(labels == c)[:per_class] for c in range(len(FASHION_MNIST_CLASSES))]
+    picked = [np.flatnonzero(labels == c)[skipped : skipped + per_class] for c in range(len(FASHION_MNIST_CLASSES))]
     short = [c for c, idx in enumerate(picked) if len(idx) < per_class]
     if short:
         raise ValueError(f"Fashion-MNIST {split}: classes {short} have fewer than {per_class} images")

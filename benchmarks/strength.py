@@ -148,16 +148,21 @@ class TrainSets:
     meta: dict[str, dict] = field(default_factory=dict)  # method -> extra row fields
 
 
-def load_data(profile: StrengthProfile) -> tuple[datasets.Dataset, TrainSets]:
-    """Balanced train/test subsets of Fashion-MNIST as datasets and uint8 tensors."""
+def load_data(profile: StrengthProfile, *, validation: bool = False) -> tuple[datasets.Dataset, TrainSets]:
+    """Balanced train and test subsets of Fashion-MNIST as datasets and uint8 tensors.
+
+    With ``validation`` the "test" images are a balanced validation subset of the train
+    split, disjoint from the training images; choices made on it never see the test split.
+    """
     from uc_datasets.evaluation import dataset_to_tensors
 
     train_ds = _common.load_balanced_fashion_mnist("train", profile.n_train)
-    test_ds = _common.load_balanced_fashion_mnist("test", profile.n_test)
+    test_ds = (_common.load_balanced_fashion_mnist("train", profile.n_test, skip=profile.n_train) if validation
+               else _common.load_balanced_fashion_mnist("test", profile.n_test))
     clean, labels = dataset_to_tensors(train_ds, desc="clean train", progress=False)
     test, test_labels = dataset_to_tensors(test_ds, desc="clean test", progress=False)
-    logger.info("Fashion-MNIST: %d train / %d test images (balanced), %s px", len(labels), len(test_labels),
-                tuple(clean.shape[-2:]))
+    logger.info("Fashion-MNIST: %d train / %d %s images (balanced), %s px", len(labels), len(test_labels),
+                "validation (from the train split)" if validation else "test", tuple(clean.shape[-2:]))
     return train_ds, TrainSets(clean, labels, test, test_labels)
 
 
@@ -568,11 +573,15 @@ def default_variants(profile: StrengthProfile) -> list[tuple[str, dict]]:
 
 
 def run_compare_defaults(args: argparse.Namespace, profile: StrengthProfile) -> dict:
-    """Each default-choice variant fitted on the same data; victims on the same labellings."""
+    """Each default-choice variant fitted on the same data; victims on the same labellings.
+
+    Victims are scored on a validation subset of the train split (disjoint from the fit
+    images), never on the test split: the defaults are chosen from these rows.
+    """
     from uc_datasets.sources import FASHION_MNIST_CLASSES
 
     t_start = time.perf_counter()
-    train_ds, sets = load_data(profile)
+    train_ds, sets = load_data(profile, validation=True)
     labelings = make_labelings(FASHION_MNIST_CLASSES, profile.defaults_n_values, args.encoder)
     fits = {}
     for name, overrides in default_variants(profile):
@@ -586,6 +595,8 @@ def run_compare_defaults(args: argparse.Namespace, profile: StrengthProfile) -> 
         fits[name] = record
     names = [name for name, _ in default_variants(profile)]
     extra = {"encoder": args.encoder, "fits": fits, "variants": dict(default_variants(profile)),
+             "scored_on": f"validation: {profile.n_test} train-split images disjoint from the fit images",
+             "selection": "the defaults are chosen from these rows (validation subset); the test split is not read",
              "relabelings": {str(lab.n_groups): lab.to_dict() for lab in labelings}}
 
     def save(rows: list[dict], status: str = "partial") -> None:

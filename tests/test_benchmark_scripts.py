@@ -97,6 +97,7 @@ def test_strength_compare_defaults_smoke(tmp_path):
     assert names[:4] == ["defaults", all_name, "loss=cosine", "parametrization=direct"]
     assert {r["variant"] for r in rows} == set(names) == set(fits)
     assert {r["n_classes"] for r in rows} == {10, *profile.defaults_n_values}
+    assert saved["config"]["scored_on"].startswith("validation")
     assert all(r["method"] == "UC" and "attack_success" in r and "error" not in r for r in rows)
     all_fit, default_fit = fits[all_name], fits["defaults"]
     assert all_fit["config"]["train_on"] == "all" and default_fit["config"]["train_on"] == "members"
@@ -118,6 +119,14 @@ def test_noise_controls_stay_within_epsilon_and_grey():
     same = unclipped[0] & unclipped[2]
     assert torch.equal(diff[0][same], diff[2][same])  # one pattern per key
     assert strength.agreement([0, 0, 1, 1], [1, 1, 0, 1]) == (pytest.approx(0.3437, abs=1e-3), 0.75)
+
+
+def test_validation_subset_is_balanced_and_disjoint_from_the_train_subset():
+    common = _bench("_common")
+    train, val = common.load_balanced_fashion_mnist("train", 30), common.load_balanced_fashion_mnist("train", 30, 30)
+    assert sorted(val["label"]) == sorted(train["label"]) == sorted(list(range(10)) * 3)
+    as_bytes = lambda ds: {np.asarray(im).tobytes() for im in ds["image"]}  # noqa: E731
+    assert not as_bytes(train) & as_bytes(val)
 
 
 def test_sign_control_is_plus_minus_epsilon_per_key():
