@@ -19,8 +19,8 @@ pre-product experiment):
 
 The sign controls and UC run under every labelling; the uniform ones at n = 10 only.
 
-The Table 1 baselines (EMinN sample- and class-wise, EMaxN, AdvPoison, SynPer; DeepConfuse is
-deferred) are fitted label-agnostic (ImageNet classes predicted by the same surrogate, the
+With ``--baselines`` the Table 1 baselines (EMinN sample- and class-wise, EMaxN, AdvPoison,
+SynPer; DeepConfuse is deferred) are fitted label-agnostic (ImageNet classes predicted by the same surrogate, the
 paper's setup) and run under every labelling; their label-consistent fits (true classes, the
 "same labels" column of Figure 2a) run at n = 10. See ``_baselines.py`` for their settings.
 
@@ -39,6 +39,7 @@ Nothing is selected on the test split: every setting is fixed by the profile bef
 
     python benchmarks/strength.py --profile smoke            # seconds (used by the tests)
     python benchmarks/strength.py --profile cpu              # under 45 minutes on 2 cores
+    python benchmarks/strength.py --profile cpu --baselines  # + Table 1 / Figure 2a (about 2 h on 2 cores)
     python benchmarks/strength.py --profile cpu --compare-defaults
     python benchmarks/strength.py --profile paper            # GPU settings (reference protocol)
 
@@ -536,11 +537,11 @@ def run_strength(args: argparse.Namespace, profile: StrengthProfile) -> dict:
     sets.protected["UC"], sets.groups["UC"] = uc_images, protector.cache_clusters
     sets.meta["UC"] = {"p": protector.config.n_clusters, "attack_success": fit_record["attack_success"]}
     add_controls(sets, protector.cache_clusters, protector.config.n_clusters)
-    baseline_fits = add_baselines(sets, train_ds, profile, progress=args.progress)
+    baseline_fits = add_baselines(sets, train_ds, profile, progress=args.progress) if args.baselines else {}
     labelings = make_labelings(FASHION_MNIST_CLASSES, profile.n_values, args.encoder)
     agree, same = cluster_agreement(protector, train_ds, sets.labels, labelings, profile.agreement_ps,
                                     progress=args.progress)
-    agnostic = [m for m in profile.baselines if m in sets.protected]
+    agnostic = [m for m in profile.baselines if m in sets.protected]  # empty without --baselines
     consistent = [m + CONSISTENT for m in profile.baselines if m + CONSISTENT in sets.protected]
     plan: Plan = [("none", ["UC", *CONTROLS, *agnostic], labelings),
                   ("none", [*CONTROLS_N10, *consistent], labelings[:1])]
@@ -612,7 +613,7 @@ def run_compare_defaults(args: argparse.Namespace, profile: StrengthProfile) -> 
 # --- estimate ----------------------------------------------------------------------------------
 
 
-def planned_work(profile: StrengthProfile, compare_defaults: bool) -> dict[str, float]:
+def planned_work(profile: StrengthProfile, compare_defaults: bool, baselines: bool = False) -> dict[str, float]:
     """Work units of a run: surrogate fwd+bwd passes, forward passes, victim train/test images."""
     n, seeds = profile.n_train, len(profile.seeds)
     if compare_defaults:
@@ -624,8 +625,9 @@ def planned_work(profile: StrengthProfile, compare_defaults: bool) -> dict[str, 
         forward = 2 * n * len(variants)  # features, attack check
     else:
         fit_all, fit_members = 0, n * profile.fit_epochs
-        trainings = seeds * ((1 + len(profile.n_values)) * (1 + 1 + len(CONTROLS) + len(profile.baselines))
-                             + len(CONTROLS_N10) + len(profile.baselines)
+        n_base = len(profile.baselines) if baselines else 0  # their fits are not counted
+        trainings = seeds * ((1 + len(profile.n_values)) * (1 + 1 + len(CONTROLS) + n_base)
+                             + len(CONTROLS_N10) + n_base
                              + len(profile.defenses) * (1 + len(profile.defense_methods)))
         forward = 3 * n  # features, attack check, agreement features
     return {"fit_passes": float(fit_members), "fit_passes_train_on_all": float(fit_all),
@@ -673,9 +675,9 @@ def calibrate(profile: StrengthProfile, compare_defaults: bool = False) -> dict[
             "victim_test_images_per_second": n_vic / (t2 - t1)}
 
 
-def estimate(profile: StrengthProfile, compare_defaults: bool) -> dict:
+def estimate(profile: StrengthProfile, compare_defaults: bool, baselines: bool = False) -> dict:
     """Predicted seconds of a run = planned work / calibrated throughput, per phase."""
-    work, speed = planned_work(profile, compare_defaults), calibrate(profile, compare_defaults)
+    work, speed = planned_work(profile, compare_defaults, baselines), calibrate(profile, compare_defaults)
     seconds = {"fits": work["fit_passes"] / speed["fit_passes_per_second"],
                "fits_train_on_all": work["fit_passes_train_on_all"]
                / speed.get("fit_passes_train_on_all_per_second", 1.0),
@@ -700,6 +702,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--compare-defaults", action="store_true",
                    help="fit the default-choice variants instead (writes defaults.json)")
     p.add_argument("--estimate", action="store_true", help="calibrate and print the predicted run time only")
+    p.add_argument("--baselines", action="store_true",
+                   help="add the Table 1 baselines (label-agnostic under every labelling, label-consistent at n = 10; "
+                        "writes strength_baselines.json)")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="override the profile's seeds")
     p.add_argument("--n-train", type=int, default=None, help="override the profile's train subset size")
     p.add_argument("--fit-epochs", type=int, default=None, help="override the profile's UC epochs")
@@ -712,7 +717,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--output", default=None, help="default: benchmarks/results/strength.json or defaults.json")
     args = p.parse_args(argv)
     if args.output is None:
-        args.output = str(_common.RESULTS_DIR / ("defaults.json" if args.compare_defaults else "strength.json"))
+        name = "defaults" if args.compare_defaults else "strength_baselines" if args.baselines else "strength"
+        args.output = str(_common.RESULTS_DIR / f"{name}.json")
     return args
 
 
@@ -727,7 +733,7 @@ def main(argv: list[str] | None = None) -> dict:
     profile = replace(profile, **{k: v for k, v in overrides.items() if v is not None})
     logger.info("profile %s: %s", args.profile, profile)
     if args.estimate:
-        return estimate(profile, args.compare_defaults)
+        return estimate(profile, args.compare_defaults, args.baselines)
     result = run_compare_defaults(args, profile) if args.compare_defaults else run_strength(args, profile)
     logger.info("wrote %s", args.output)
     return result

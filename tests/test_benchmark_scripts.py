@@ -42,7 +42,7 @@ def _check_record(config: dict) -> None:
 def strength_results(tmp_path_factory):
     strength = _bench("strength")
     out = tmp_path_factory.mktemp("strength") / "strength.json"
-    returned = strength.main(["--profile", "smoke", "--no-progress", "--output", str(out)])
+    returned = strength.main(["--profile", "smoke", "--baselines", "--no-progress", "--output", str(out)])
     return strength, json.loads(out.read_text()), returned
 
 
