@@ -502,6 +502,41 @@ def results_markdown(rows: list[dict], *, variant_key: str | None = None) -> str
     return _common.markdown_table(head, body)
 
 
+def pivot_markdown(rows: list[dict], *, key: str = "method", defense: str = "none") -> str:
+    """Table 1 layout: one line per method (or ``key``), one column per labelling (n, largest
+    first); each cell ``protected accuracy % (score)``, with the clean accuracy as first line.
+
+    Example:
+        >>> r = {"method": "UC", "defense": "none", "n_classes": 10, "clean_acc": 0.8, "protected_acc": 0.1,
+        ...      "protection_score": 0.0, "chance": 0.1}
+        >>> pivot_markdown([r]).splitlines()[2]
+        '| clean | 80.0 |'
+    """
+    rows = [r for r in rows if r["defense"] == defense]
+    ns = sorted({r["n_classes"] for r in rows}, reverse=True)
+    names = list(dict.fromkeys(r[key] for r in rows))
+    cell = {(r[key], r["n_classes"]): f"{_pct(r['protected_acc'])} ({_num(r['protection_score'], '.2f')})"
+            for r in rows}
+    clean = {r["n_classes"]: _pct(r["clean_acc"]) for r in rows}
+    chance = {r["n_classes"]: _pct(r["chance"]) for r in rows}
+    body = [["clean"] + [clean[n] for n in ns], ["chance"] + [chance[n] for n in ns]]
+    body += [[name] + [cell.get((name, n), "") for n in ns] for name in names]
+    return _common.markdown_table([f"{key} \\ n"] + [str(n) for n in ns], body)
+
+
+def report(path: str | Path) -> str:
+    """The markdown tables of a saved strength / defaults JSON (``--report PATH``)."""
+    import json
+
+    saved = json.loads(Path(path).read_text())
+    rows, mode = saved["rows"], saved["config"].get("mode")
+    key = "variant" if mode == "compare-defaults" else "method"
+    parts = [pivot_markdown(rows, key=key), results_markdown(rows, variant_key="variant" if key == "variant" else None)]
+    if saved.get("cluster_agreement"):
+        parts.append(agreement_markdown(saved["cluster_agreement"]))
+    return "\n".join(parts)
+
+
 def agreement_markdown(entries: list[dict]) -> str:
     """NMI / rule accuracy of K-means clusters (rows: p) against every labelling (columns: n)."""
     ns = sorted({e["n_classes"] for e in entries}, reverse=True)
@@ -557,6 +592,7 @@ def run_strength(args: argparse.Namespace, profile: StrengthProfile) -> dict:
 
     rows = sweep(profile, sets, plan, progress=args.progress, on_rows=save)
     save(rows, "complete")
+    print(pivot_markdown(rows))
     print(results_markdown(rows))
     print(agreement_markdown(agree))
     return _payload(args, profile, "strength", extra, rows, "complete", **sections)
@@ -606,6 +642,7 @@ def run_compare_defaults(args: argparse.Namespace, profile: StrengthProfile) -> 
 
     rows = sweep(profile, sets, [("none", names, labelings)], progress=args.progress, on_rows=save)
     save(rows, "complete")
+    print(pivot_markdown(rows, key="variant"))
     print(results_markdown(rows, variant_key="variant"))
     return _payload(args, profile, "compare-defaults", extra, rows, "complete")
 
@@ -713,6 +750,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--encoder", default="offline",
                    help="class-name encoder for the relabelling: offline (all-MiniLM-L6-v2) or a Hub id/path")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, all cores)")
+    p.add_argument("--report", metavar="JSON", default=None, help="print the tables of a saved run and exit")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.add_argument("--output", default=None, help="default: benchmarks/results/strength.json or defaults.json")
     args = p.parse_args(argv)
@@ -725,6 +763,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     """Run the chosen mode at the chosen profile; returns what was written (or the estimate)."""
     args = parse_args(argv)
+    if args.report:
+        text = report(args.report)
+        print(text)
+        return {"report": text}
     _common.setup(args.threads)
     profile = PROFILES[args.profile]
     overrides = {"seeds": tuple(args.seeds) if args.seeds else None, "n_train": args.n_train,

@@ -182,3 +182,17 @@ def test_speed_smoke_subprocess(tmp_path):
     assert ratios["same_clusters_library_and_reference"] is True
     assert ratios["cached_and_recomputed_outputs_identical"] is True
     assert ratios["fit_wall_reference_over_library"] > 0 and ratios["map_cached_over_plain_seconds"] > 0
+
+
+def test_report_reprints_the_tables_of_a_saved_run(strength_results, tmp_path):
+    strength, saved, _ = strength_results
+    path = tmp_path / "saved.json"
+    path.write_text(json.dumps(saved))
+    text = strength.main(["--report", str(path)])["report"]
+    pivot = text.split("\n\n")[0].splitlines()
+    n_values = [10, *strength.PROFILES["smoke"].n_values]
+    assert pivot[0] == "| method \\ n | " + " | ".join(map(str, n_values)) + " |"
+    uc = next(line for line in pivot if line.startswith("| UC |")).split(" | ")
+    uc_rows = {r["n_classes"]: r for r in saved["rows"] if r["method"] == "UC" and r["defense"] == "none"}
+    assert uc[1].startswith(f"{100 * uc_rows[10]['protected_acc']:.1f} (")
+    assert any(line.startswith("| eminn (true labels) |") for line in pivot)
