@@ -20,8 +20,8 @@ pre-product experiment):
 The sign controls and UC run under every labelling; the uniform ones at n = 10 only.
 
 With ``--baselines`` the Table 1 baselines (EMinN sample- and class-wise, EMaxN, AdvPoison,
-SynPer; DeepConfuse is deferred) are fitted label-agnostic (ImageNet classes predicted by the same surrogate, the
-paper's setup) and run under every labelling; their label-consistent fits (true classes, the
+SynPer; DeepConfuse is deferred) are fitted label-agnostic (ImageNet classes predicted by the
+same surrogate, the paper's setup) and run under every labelling; their label-consistent fits (true classes, the
 "same labels" column of Figure 2a) run at n = 10. See ``_baselines.py`` for their settings.
 
 For the UC clusters (and, from the same surrogate features, for K-means with other p) the
@@ -31,19 +31,21 @@ of the best cluster -> label rule (majority label of each cluster). With ``--def
 trained on clean and protected data under each defence, for n = 10.
 
 ``--compare-defaults`` instead fits the default-choice variants (train_on members/all, loss
-kl/cosine, generator/direct, p = 5/10/20) on the same data and victims and writes
-``defaults.json``. ``--estimate`` measures the throughputs briefly and prints the predicted
+kl/cosine, generator/direct, p = 5/10/20) on the same data and victims, scores them on a
+validation subset of the train split (never the test split, since the defaults are chosen
+from it) and writes ``defaults.json``. ``--estimate`` measures the throughputs briefly and prints the predicted
 run time of the chosen profile and mode without running it.
 
 Nothing is selected on the test split: every setting is fixed by the profile before the run.
+``--report PATH`` prints the tables of a saved run.
 
     python benchmarks/strength.py --profile smoke            # seconds (used by the tests)
     python benchmarks/strength.py --profile cpu              # under 45 minutes on 2 cores
-    python benchmarks/strength.py --profile cpu --baselines  # + Table 1 / Figure 2a (about 2 h on 2 cores)
+    python benchmarks/strength.py --profile cpu --baselines  # + Table 1 / Figure 2a (102 min on 1 thread, shared)
     python benchmarks/strength.py --profile cpu --compare-defaults
     python benchmarks/strength.py --profile paper            # GPU settings (reference protocol)
 
-Writes ``benchmarks/results/strength.json`` (or ``defaults.json``) in the results.json schema
+Writes ``benchmarks/results/strength.json`` (``strength_baselines.json``, ``defaults.json``) in the results.json schema
 of ``uc_datasets.evaluation`` (``{"config": ..., "rows": [...]}``, extra row keys ``p``,
 ``nmi``, ``cluster_rule_acc``, ...) and prints a markdown table.
 """
