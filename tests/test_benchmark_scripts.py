@@ -196,3 +196,14 @@ def test_report_reprints_the_tables_of_a_saved_run(strength_results, tmp_path):
     uc_rows = {r["n_classes"]: r for r in saved["rows"] if r["method"] == "UC" and r["defense"] == "none"}
     assert uc[1].startswith(f"{100 * uc_rows[10]['protected_acc']:.1f} (")
     assert any(line.startswith("| eminn (true labels) |") for line in pivot)
+
+
+def test_augmentation_check_smoke(tmp_path):
+    check = _bench("augmentation_check")
+    out = check.main(["--profile", "smoke", "--methods", "synper", "--threads", "1", "--output",
+                      str(tmp_path / "a.json")])
+    rows = out["rows"]
+    assert [(r["method"], r["victim_augment"]) for r in rows] == [("synper (true labels)", "none"),
+                                                                 ("synper (true labels)", "crop")]
+    assert all(0 <= r["protected_acc"] <= 1 and r["chance"] == 0.1 for r in rows)
+    assert json.loads((tmp_path / "a.json").read_text())["rows"] == rows
