@@ -200,8 +200,12 @@ def test_report_reprints_the_tables_of_a_saved_run(strength_results, tmp_path):
 
 def test_augmentation_check_smoke(tmp_path):
     check = _bench("augmentation_check")
-    out = check.main(["--profile", "smoke", "--methods", "synper", "--threads", "1", "--output",
-                      str(tmp_path / "a.json")])
+    threads = torch.get_num_threads()
+    try:
+        out = check.main(["--profile", "smoke", "--methods", "synper", "--threads", "1", "--output",
+                          str(tmp_path / "a.json")])
+    finally:  # --threads sets torch's global thread count; leaking it changes later fits' float sums
+        torch.set_num_threads(threads)
     rows = out["rows"]
     assert [(r["method"], r["victim_augment"]) for r in rows] == [("synper (true labels)", "none"),
                                                                  ("synper (true labels)", "crop")]
