@@ -77,9 +77,8 @@ def fit_baseline(method: str, train_ds: datasets.Dataset, *, consistent: bool, s
     report = verify(train_ds, protected_ds, epsilon, progress=False)
     images, _ = dataset_to_tensors(protected_ds, label_column=None, desc=method, progress=False)
     meta = protector.metadata
-    n_perturbations = int(protector.deltas.shape[0]) if hasattr(protector, "deltas") else None
     record = {"method": method, "label_source": "dataset" if consistent else "surrogate",
-              "settings": settings, "fit_seconds": t1 - t0, "n_perturbations": n_perturbations,
+              "settings": settings, "fit_seconds": t1 - t0, "n_perturbations": int(protector.deltas.shape[0]),
               "n_label_classes": len(protector.config.classes), "labels": meta.get("labels"),
               "stats": meta.get("stats"), "verify": report.to_dict() | {"summary": report.summary()}}
     logger.info("%s%s fit %.0f s, %d label classes, stats %s, verify: %s", method, CONSISTENT if consistent else "",

@@ -15,6 +15,7 @@ Writes ``benchmarks/results/augmentation_check.json`` and prints a table.
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 import time
 from pathlib import Path
@@ -23,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common
 import strength
-from _baselines import BASELINES, baseline_settings, fit_baseline
+from _baselines import BASELINES, fit_baseline
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -35,38 +36,25 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--output", default=str(_common.RESULTS_DIR / "augmentation_check.json"))
     args = p.parse_args(argv)
     _common.setup(args.threads)
-    import torch
-
-    from uc_datasets.victims import TrainConfig, build_victim, predict, train_victim
 
     profile = strength.PROFILES[args.profile]
     train_ds, sets = strength.load_data(profile)
-    t0 = time.perf_counter()
-    chance = float(torch.bincount(sets.test_labels).max()) / len(sets.test_labels)  # majority-class rate
-
-    def accuracy(images: torch.Tensor, augment: str) -> float:
-        victim = build_victim("resnet18", 10, width=profile.victim_width, image_size=int(images.shape[-1]), seed=0)
-        config = TrainConfig(profile.victim_epochs, profile.victim_batch_size, profile.victim_lr, augment=augment, seed=0)
-        victim = train_victim(victim, images, sets.labels, config, progress=False)
-        pred = predict(victim, sets.test, batch_size=512)
-        return float((pred == sets.test_labels).float().mean())
-
-    clean = {aug: accuracy(sets.clean, aug) for aug in ("none", "crop")}
+    runner, t0 = strength.VictimRunner(profile, sets, progress=False), time.perf_counter()
+    test_y = sets.test_labels.tolist()
+    clean = {aug: runner.accuracy(sets.clean, sets.labels, 10, "none", 0, test_y, augment=aug)["accuracy"]
+             for aug in ("none", "crop")}
     rows = []
     for method in args.methods:
-        settings = baseline_settings(method, epsilon=strength.EPSILON, surrogate=strength.SURROGATE,
-                                     surrogate_image_size=profile.surrogate_image_size,
-                                     model_width=profile.baseline_model_width, max_rounds=profile.baseline_max_rounds,
-                                     train_epochs=profile.baseline_train_epochs,
-                                     advpoison_steps=profile.advpoison_steps)
-        images, record = fit_baseline(method, train_ds, consistent=True, settings=settings,
+        images, record = fit_baseline(method, train_ds, consistent=True,
+                                      settings=strength.profile_baseline_settings(method, profile),
                                       epsilon=strength.EPSILON, progress=False)
         for aug in ("none", "crop"):
-            acc = accuracy(images, aug)
+            result = runner.accuracy(images, sets.labels, 10, "none", 0, test_y, clean_acc=clean[aug], augment=aug)
             rows.append({"method": f"{method} (true labels)", "victim_augment": aug, "clean_acc": clean[aug],
-                         "protected_acc": acc, "chance": chance,
-                         "protection_score": (acc - chance) / (clean[aug] - chance) if clean[aug] > chance else None,
+                         "protected_acc": result["accuracy"], "chance": result["chance"],
+                         "protection_score": result["protection_score"],
                          "fit_stats": {k: v for k, v in (record["stats"] or {}).items() if k != "seconds"}})
+    gc.unfreeze()  # VictimRunner froze the long-lived objects out of the collector
     table = _common.markdown_table(
         ["train set", "victim augmentation", "clean acc %", "protected acc %", "score"],
         [[r["method"], r["victim_augment"], f"{100 * r['clean_acc']:.1f}", f"{100 * r['protected_acc']:.1f}",

@@ -251,6 +251,14 @@ def add_controls(sets: TrainSets, clusters: np.ndarray, p: int) -> None:
         sets.meta[method] = {"p": groups[key], "surrogate": SURROGATE if key == "cluster" else "none"}
 
 
+def profile_baseline_settings(method: str, profile: StrengthProfile) -> dict[str, Any]:
+    """``fit_method`` keyword arguments of baseline ``method`` at ``profile``'s sizes."""
+    return baseline_settings(method, epsilon=EPSILON, surrogate=SURROGATE,
+                             surrogate_image_size=profile.surrogate_image_size,
+                             model_width=profile.baseline_model_width, max_rounds=profile.baseline_max_rounds,
+                             train_epochs=profile.baseline_train_epochs, advpoison_steps=profile.advpoison_steps)
+
+
 def add_baselines(sets: TrainSets, train_ds: datasets.Dataset, profile: StrengthProfile, *,
                   progress: bool) -> dict[str, dict]:
     """Fit every baseline label-agnostic and label-consistent; their protected sets and records.
@@ -259,11 +267,7 @@ def add_baselines(sets: TrainSets, train_ds: datasets.Dataset, profile: Strength
     """
     records = {}
     for method in profile.baselines:
-        settings = baseline_settings(method, epsilon=EPSILON, surrogate=SURROGATE,
-                                     surrogate_image_size=profile.surrogate_image_size,
-                                     model_width=profile.baseline_model_width, max_rounds=profile.baseline_max_rounds,
-                                     train_epochs=profile.baseline_train_epochs,
-                                     advpoison_steps=profile.advpoison_steps)
+        settings = profile_baseline_settings(method, profile)
         for consistent in (False, True):
             name = method + (CONSISTENT if consistent else "")
             try:
@@ -359,8 +363,8 @@ class VictimRunner:
         self.profile, self.sets, self.progress = profile, sets, progress
         self.accelerator = Accelerator()
         self.metric = load_unlearnability()
-        self.train_config = lambda seed: TrainConfig(profile.victim_epochs, profile.victim_batch_size,
-                                                     profile.victim_lr, augment="crop", seed=seed)
+        self.train_config = lambda seed, augment="crop": TrainConfig(
+            profile.victim_epochs, profile.victim_batch_size, profile.victim_lr, augment=augment, seed=seed)
         self.seconds = 0.0
         self.trainings = 0
         # train_victim/predict end with accelerate's free_memory(), a full gc.collect(); with
@@ -368,8 +372,9 @@ class VictimRunner:
         gc.freeze()
 
     def accuracy(self, images: torch.Tensor, labels: torch.Tensor, n_classes: int, defense: str, seed: int,
-                 test_labels: list[int], clean_acc: float | None = None) -> dict:
-        """Train on ``images``/``labels`` and return the metric's accuracy/chance/protection score."""
+                 test_labels: list[int], clean_acc: float | None = None, augment: str = "crop") -> dict:
+        """Train on ``images``/``labels`` (victim augmentation ``augment``) and return the metric's
+        accuracy/chance/protection score."""
         from uc_datasets.defenses import get_defense
         from uc_datasets.victims import build_victim, predict, train_victim
 
@@ -377,7 +382,7 @@ class VictimRunner:
         victim = build_victim("resnet18", n_classes, width=self.profile.victim_width,
                               image_size=int(images.shape[-1]), seed=seed)
         d = get_defense(defense)
-        victim = train_victim(victim, images, labels, self.train_config(seed), defense=d,
+        victim = train_victim(victim, images, labels, self.train_config(seed, augment), defense=d,
                               accelerator=self.accelerator, progress=False)
         pred = predict(victim, self.sets.test, batch_size=512, defense=d, accelerator=self.accelerator)
         self.seconds += time.perf_counter() - t0
