@@ -82,3 +82,113 @@ def target_permutation(n_clusters: int, kind: str = "shift", *, seed: int = 0) -
             if not (perm == np.arange(n_clusters)).any():
                 return perm
     raise ValueError(f"permutation must be 'shift' or 'derangement', got {kind!r}")
+
+
+def fit_feature_transform(features: np.ndarray, kind: str, *, max_dims: int = 64,
+                          seed: int = 0) -> dict[str, np.ndarray]:
+    """The feature transform applied before K-means (``UCConfig.feature_norm``), as arrays.
+
+    ``none``: identity (empty dict). ``l2``: rows scaled to unit length. ``l2-pca``: unit rows,
+    then projected on their top ``max_dims`` principal components (``mean``, ``components``).
+
+    Example:
+        >>> t = fit_feature_transform(np.random.default_rng(0).normal(size=(20, 8)), "l2-pca", max_dims=3)
+        >>> t["components"].shape
+        (3, 8)
+    """
+    if kind == "none":
+        return {}
+    if kind == "l2":
+        return {"l2": np.ones(1, np.float32)}
+    if kind == "l2-pca":
+        from sklearn.decomposition import PCA
+
+        x = _l2(np.asarray(features, np.float32))
+        k = int(min(max_dims, x.shape[0] - 1, x.shape[1]))
+        if k < 1:
+            return {"l2": np.ones(1, np.float32)}
+        pca = PCA(n_components=k, random_state=seed).fit(x)
+        return {"l2": np.ones(1, np.float32), "mean": pca.mean_.astype(np.float32),
+                "components": pca.components_.astype(np.float32)}
+    raise ValueError(f"feature_norm must be 'none', 'l2' or 'l2-pca', got {kind!r}")
+
+
+def _l2(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def apply_feature_transform(features: np.ndarray, transform: dict[str, np.ndarray]) -> np.ndarray:
+    """Apply a transform from :func:`fit_feature_transform` (the same at fit and map time).
+
+    Example:
+        >>> apply_feature_transform(np.array([[3.0, 4.0]]), {"l2": np.ones(1)}).astype(float).round(3).tolist()
+        [[0.6, 0.8]]
+    """
+    x = np.asarray(features, np.float32)
+    if "l2" in transform:
+        x = _l2(x)
+    if "components" in transform:
+        x = (x - transform["mean"]) @ transform["components"].T
+    return x.astype(np.float32)
+
+
+def nested_kmeans(features: np.ndarray, classes: np.ndarray, per_class: int, *,
+                  seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """K-means inside every class: ``per_class`` clusters per class (fewer for tiny classes).
+
+    ``classes`` is the class index (0..C-1) of every row. Returns ``(centres (p, D), labels
+    (N,), cluster_class (p,))``: no cluster spans two classes, and cluster ids are ordered by
+    class. With ``per_class=1`` each class is one cluster (its mean feature is the centre).
+
+    Example:
+        >>> x = np.array([[0.0], [1.0], [10.0], [11.0]], np.float32)
+        >>> c, lab, cc = nested_kmeans(x, np.array([0, 0, 1, 1]), 2)
+        >>> sorted(lab.tolist()), cc.tolist()
+        ([0, 1, 2, 3], [0, 0, 1, 1])
+    """
+    x = np.asarray(features, np.float32)
+    classes = np.asarray(classes, np.int64)
+    if x.shape[0] != classes.shape[0]:
+        raise ValueError(f"{x.shape[0]} feature rows for {classes.shape[0]} class labels")
+    centres, cluster_class = [], []
+    labels = np.zeros(len(classes), np.int64)
+    for c in range(int(classes.max()) + 1 if len(classes) else 0):
+        rows = np.flatnonzero(classes == c)
+        if len(rows) == 0:
+            continue
+        k = min(per_class, len(np.unique(x[rows], axis=0)))
+        if k <= 1:
+            cent, lab = x[rows].mean(0, keepdims=True), np.zeros(len(rows), np.int64)
+        else:
+            from sklearn.cluster import KMeans
+
+            km = KMeans(n_clusters=k, random_state=seed, n_init=10).fit(x[rows])
+            cent = km.cluster_centers_.astype(np.float32)
+            lab = assign(x[rows], cent)
+        labels[rows] = lab + len(centres)
+        centres.extend(cent)
+        cluster_class.extend([c] * len(cent))
+    return np.stack(centres).astype(np.float32), labels, np.asarray(cluster_class, np.int64)
+
+
+def group_keys(embeddings: np.ndarray, n_groups: int, *, seed: int = 0) -> np.ndarray:
+    """K-means ``embeddings`` (one row per key) into ``n_groups``; the group of every key.
+
+    Groups are numbered by their smallest member, so the result is canonical.
+
+    Example:
+        >>> group_keys(np.array([[0.0], [0.1], [5.0]]), 2).tolist()
+        [0, 0, 1]
+    """
+    from sklearn.cluster import KMeans
+
+    e = np.asarray(embeddings, np.float64)
+    n_groups = int(n_groups)
+    if not 2 <= n_groups < e.shape[0]:
+        raise ValueError(f"a level of {n_groups} groups needs more keys than groups; there are {e.shape[0]} keys. "
+                         "Choose levels below the number of clusters (or classes).")
+    raw = KMeans(n_clusters=n_groups, random_state=seed, n_init=10).fit_predict(e)
+    order: dict[int, int] = {}
+    for g in raw:
+        order.setdefault(int(g), len(order))
+    return np.array([order[int(g)] for g in raw], np.int64)

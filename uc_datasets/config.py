@@ -9,6 +9,9 @@ LOSSES = ("kl", "cosine", "mse")
 TRAIN_ON = ("members", "all")
 PARAMETRIZATIONS = ("generator", "direct")
 PERMUTATIONS = ("shift", "derangement")
+AUGMENT_MODES = ("reference", "shifts")
+LEVEL_SOURCES = ("auto", "features", "class-names")
+FEATURE_NORMS = ("none", "l2", "l2-pca")
 #: Reference optimiser values (Adam, cosine annealing per iteration).
 DEFAULT_LR = {"generator": 1e-4, "direct": 1e-2}
 
@@ -41,8 +44,23 @@ class UCConfig:
     ngf: int = 64
     n_blocks: int = 6
     feature_batch_size: int = 64
+    # --- perturbation family (see uc_datasets.patterns) ---------------------------------
+    pattern: str = "generator"
+    period: int = 4
+    augment_mode: str = "reference"
+    # --- keys: label-aware mode and multi-level keys ------------------------------------
+    label_column: str | None = None
+    clusters_per_class: int = 1
+    levels: tuple[int, ...] = ()
+    level_shares: tuple[float, ...] | None = None
+    level_source: str = "auto"
+    name_encoder: str = "bert-base-uncased"
+    feature_norm: str = "none"
 
     def __post_init__(self) -> None:
+        self.levels = tuple(int(v) for v in self.levels) if not isinstance(self.levels, int) else (self.levels,)
+        if self.level_shares is not None:
+            self.level_shares = tuple(float(v) for v in self.level_shares)
         self.validate()
 
     def validate(self) -> None:
@@ -70,11 +88,53 @@ class UCConfig:
                 raise ValueError(f"{name} must be an integer >= {2 if name == 'n_clusters' else 1}, got {v!r}.")
         if self.lr is not None and not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr!r}.")
+        from .patterns import FAMILIES, MODEL_FREE
+
+        for name, allowed in (("pattern", FAMILIES), ("augment_mode", AUGMENT_MODES),
+                              ("level_source", LEVEL_SOURCES), ("feature_norm", FEATURE_NORMS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}.")
+        for name in ("period", "clusters_per_class"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {v!r}.")
+        if any(v < 2 for v in self.levels):
+            raise ValueError(f"levels are numbers of coarser key groups and must each be >= 2, got {self.levels}.")
+        if self.levels and self.pattern not in MODEL_FREE:
+            raise ValueError(f"multi-level keys (levels={self.levels}) are built for the model-free patterns "
+                             f"{MODEL_FREE}; pattern={self.pattern!r} trains one perturbation per cluster.")
+        shares = self.shares
+        if len(shares) != len(self.levels) + 1 or min(shares) <= 0 or abs(sum(shares) - 1) > 1e-6:
+            raise ValueError(f"level_shares must give one positive share of epsilon to the clusters and one to each "
+                             f"of levels={self.levels}, adding up to 1; got {self.level_shares}.")
+        if self.label_column is not None and not isinstance(self.label_column, str):
+            raise ValueError(f"label_column must be a column name or None, got {self.label_column!r}.")
 
     @property
     def epsilon_levels(self) -> int:
         """The bound in uint8 levels that every protected pixel respects: ceil(eps * 255)."""
         return math.ceil(self.epsilon * 255 - 1e-9)
+
+    @property
+    def shares(self) -> tuple[float, ...]:
+        """Share of epsilon of the clusters, then of each coarser level: ``level_shares``, or
+        half to the clusters and the rest split evenly over ``levels``.
+
+        Example:
+            >>> UCConfig(pattern="tile", levels=(5, 2)).shares
+            (0.5, 0.25, 0.25)
+        """
+        if self.level_shares is not None:
+            return tuple(self.level_shares)
+        if not self.levels:
+            return (1.0,)
+        rest = 0.5 / len(self.levels)
+        return (0.5,) + (rest,) * len(self.levels)
+
+    @property
+    def label_aware(self) -> bool:
+        """Whether the keys are nested inside the classes of ``label_column``."""
+        return self.label_column is not None
 
     @property
     def learning_rate(self) -> float:

@@ -35,6 +35,7 @@ from .distributed import (
 )
 from .generator import Perturbation
 from .imaging import luminance
+from .patterns import MODEL_FREE, combine_levels, tile_to
 from .surrogates import Surrogate
 
 logger = logging.getLogger(__name__)
@@ -84,6 +85,34 @@ def augment(x: torch.Tensor, top: int, left: int, flip: torch.Tensor) -> torch.T
         x = F.interpolate(x, size=(bh, bw), mode="bilinear", align_corners=False)
         x = x[..., top : top + h, left : left + w]
     return torch.where(flip.to(x.device).view(-1, 1, 1, 1), x.flip(-1), x)
+
+
+def shift_params(n: int, hw: tuple[int, int], gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-image crop offsets (pad 1/8 of the side, like the victims' crop) and flips."""
+    pad = max(1, hw[1] // 8)
+    top = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+    left = torch.randint(0, 2 * pad + 1, (n,), generator=gen)
+    return top, left, torch.rand(n, generator=gen) < 0.5
+
+
+def shift_augment(x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+    """Expectation over the victim's augmentation: zero-pad by 1/8 of the side, crop every image
+    at its own offset, flip where ``flip``. Differentiable in ``x``.
+
+    Example:
+        >>> x = torch.rand(2, 3, 8, 8)
+        >>> z = torch.ones(2, dtype=torch.long)  # offset = pad: no shift
+        >>> torch.equal(shift_augment(x, z, z, torch.zeros(2, dtype=torch.bool)), x)
+        True
+    """
+    b, _, h, w = x.shape
+    pad = max(1, w // 8)
+    padded = F.pad(x, (pad, pad, pad, pad))
+    dev = x.device
+    rows = (top.to(dev)[:, None] + torch.arange(h, device=dev))[:, :, None]
+    cols = (left.to(dev)[:, None] + torch.arange(w, device=dev))[:, None, :]
+    out = padded.permute(0, 2, 3, 1)[torch.arange(b, device=dev)[:, None, None], rows, cols].permute(0, 3, 1, 2)
+    return torch.where(flip.to(dev).view(-1, 1, 1, 1), out.flip(-1), out)
 
 
 class _SingleProcess:
@@ -144,8 +173,13 @@ class PerturbationBank(nn.Module):
 
     def __init__(self, hw: tuple[int, int], cfg: UCConfig):
         super().__init__()
+        self.hw = tuple(hw)
+        # pattern="periodic-generator": each generator makes one period x period tile that is
+        # repeated over the image, so the perturbation is periodic by construction.
+        self.periodic = cfg.pattern == "periodic-generator"
+        gen_hw = (min(cfg.period, hw[0]), min(cfg.period, hw[1])) if self.periodic else hw
         self.perts = nn.ModuleList(
-            Perturbation(hw, cfg.epsilon, cfg.parametrization, ngf=cfg.ngf, n_blocks=cfg.n_blocks,
+            Perturbation(gen_hw, cfg.epsilon, cfg.parametrization, ngf=cfg.ngf, n_blocks=cfg.n_blocks,
                          seed=cfg.seed * 100_003 + k)
             for k in range(cfg.n_clusters)
         )
@@ -155,7 +189,8 @@ class PerturbationBank(nn.Module):
         # precision: a bf16 clamp at epsilon can round above epsilon.
         device_type = next(self.parameters()).device.type
         with torch.autocast(device_type=device_type, enabled=False):
-            return torch.stack([p() for p in self.perts]).float()
+            out = torch.stack([p() for p in self.perts]).float()
+        return tile_to(out, self.hw) if self.periodic else out
 
 
 def _epoch_batches(n: int, batch_size: int, ws: int, seed: int, epoch: int) -> list[np.ndarray]:
@@ -228,8 +263,11 @@ def train_perturbations(surrogate: Surrogate, data: WorkingSet, labels: np.ndarr
         for step, (x, grey, idx) in enumerate(loader):
             gb = gbatches[step]
             a, b = shard_bounds(len(gb), rank, ws)
-            top, left, flips = augment_params(len(gb), data.hw, torch.Generator().manual_seed(
-                cfg.seed * 1_000_003 + epoch * 100_003 + step))
+            step_gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch * 100_003 + step)
+            if cfg.augment_mode == "shifts":
+                tops, lefts, flips = shift_params(len(gb), data.hw, step_gen)
+            else:
+                top, left, flips = augment_params(len(gb), data.hw, step_gen)
             x = x.to(device, non_blocking=True).float().div_(255)
             c = labels_t[idx].to(device)
             scale = ws / len(gb)  # sum over the shard / global batch, times ws (gradients are averaged)
@@ -239,7 +277,9 @@ def train_perturbations(surrogate: Surrogate, data: WorkingSet, labels: np.ndarr
             for k in ([None] if cfg.train_on == "members" else range(p)):
                 d = d_leaf[c] if k is None else d_leaf[k].expand_as(x)
                 xp = perturb(x, d, grey)
-                if cfg.augment:
+                if cfg.augment and cfg.augment_mode == "shifts":
+                    xp = shift_augment(xp, tops[a:b], lefts[a:b], flips[a:b])
+                elif cfg.augment:
                     xp = augment(xp, top, left, flips[a:b])
                 with acc.autocast():
                     feats = surrogate(xp)
@@ -305,18 +345,39 @@ class FitResult:
     permutation: np.ndarray  # (p,) target cluster of every cluster
     loss_curves: list[list[float]]  # [cluster][epoch]
     stats: dict = field(default_factory=dict)
+    cluster_class: np.ndarray | None = None  # (p,) class index of every cluster (label-aware mode)
+    transform: dict = field(default_factory=dict)  # feature transform before assignment
+    key_levels: list[list[int]] = field(default_factory=list)  # group of every cluster, per coarser level
 
 
 CLUSTERS_FILE = "clusters.safetensors"
 
 
+def _keys_run_key(cfg: UCConfig, n: int, hw: tuple[int, int], classes: np.ndarray | None) -> str:
+    import hashlib
+
+    base = _run_key(cfg, n, hw)
+    if classes is None:
+        return base
+    return hashlib.sha256(base.encode() + np.ascontiguousarray(classes, np.int64).tobytes()).hexdigest()[:16]
+
+
 def _cluster(surrogate: Surrogate, data: WorkingSet, cfg: UCConfig, *, device: torch.device, accelerator,
-             cache_dir: Path | None, num_workers: int, progress: bool) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Features (sharded) -> K-means on the main process -> broadcast. Cached in ``cache_dir``."""
+             cache_dir: Path | None, num_workers: int, progress: bool,
+             classes: np.ndarray | None = None) -> tuple[dict[str, np.ndarray], dict]:
+    """Features (sharded) -> keys on the main process -> broadcast. Cached in ``cache_dir``.
+
+    Label-free (``classes`` None): K-means of the (transformed) features into ``n_clusters``.
+    Label-aware: ``clusters_per_class`` K-means clusters inside every class. Returns the arrays
+    ``centres``, ``labels``, ``cluster_class`` (label-aware only), ``class_means`` and the feature
+    transform (``tf_*``), and the seconds of each phase.
+    """
     from safetensors.numpy import load_file as np_load
     from safetensors.numpy import save_file as np_save
 
-    key = _run_key(cfg, len(data), data.hw)
+    from .clustering import apply_feature_transform, fit_feature_transform, nested_kmeans
+
+    key = _keys_run_key(cfg, len(data), data.hw, classes)
     cached = cache_dir / CLUSTERS_FILE if cache_dir is not None else None
     if cached is not None and cached.is_file():
         from safetensors import safe_open
@@ -325,56 +386,132 @@ def _cluster(surrogate: Surrogate, data: WorkingSet, cfg: UCConfig, *, device: t
             same = (f.metadata() or {}).get("run_key") == key
         if same:
             arrays = np_load(str(cached))
+            arrays.pop("features", None)
             logger.info("reusing features and clusters cached in %s", cached)
-            return arrays["centres"], arrays["labels"], {"features": 0.0, "kmeans": 0.0, "cached": True}
+            return arrays, {"features": 0.0, "kmeans": 0.0, "cached": True}
     t0 = time.perf_counter()
     feats = compute_features(surrogate, data, batch_size=cfg.feature_batch_size, device=device,
                              accelerator=accelerator, num_workers=num_workers, progress=progress)
     t1 = time.perf_counter()
-    centres = labels = None
-    if is_main(accelerator):  # K-means runs once, on the main process
-        centres, labels = kmeans(feats, cfg.n_clusters, seed=cfg.seed)
+    arrays: dict[str, np.ndarray] = {}
+    if is_main(accelerator):  # clustering runs once, on the main process
+        transform = fit_feature_transform(feats, cfg.feature_norm, seed=cfg.seed)
+        x = apply_feature_transform(feats, transform)
+        if classes is None:
+            centres, labels = kmeans(x, cfg.n_clusters, seed=cfg.seed)
+        else:
+            centres, labels, cluster_class = nested_kmeans(x, classes, cfg.clusters_per_class, seed=cfg.seed)
+            arrays["cluster_class"] = cluster_class
+            arrays["class_means"] = np.stack([x[classes == c].mean(0) for c in range(int(classes.max()) + 1)])
+        arrays.update(centres=centres, labels=labels, **{f"tf_{k}": v for k, v in transform.items()})
+        # The loss compares raw surrogate features: targets are the members' mean raw feature.
+        arrays["raw_centres"] = np.stack([feats[labels == k].mean(0) if (labels == k).any()
+                                          else np.zeros(feats.shape[1], np.float32)
+                                          for k in range(len(centres))]).astype(np.float32)
         if cached is not None:
             cached.parent.mkdir(parents=True, exist_ok=True)
-            np_save({"features": feats, "centres": centres, "labels": labels}, str(cached),
-                    metadata={"run_key": key})
-    centres, labels = broadcast_array(accelerator, centres), broadcast_array(accelerator, labels)
+            np_save({"features": feats, **arrays}, str(cached), metadata={"run_key": key})
+    arrays = broadcast_array(accelerator, arrays)  # any picklable object
     t2 = time.perf_counter()
-    return centres, labels, {"features": t1 - t0, "kmeans": t2 - t1,
-                             "surrogate_fwd_images_per_second": len(data) / max(t1 - t0, 1e-9)}
+    return arrays, {"features": t1 - t0, "kmeans": t2 - t1,
+                    "surrogate_fwd_images_per_second": len(data) / max(t1 - t0, 1e-9)}
+
+
+def key_levels(cfg: UCConfig, arrays: dict[str, np.ndarray], class_names: list[str] | None) -> list[np.ndarray]:
+    """The group of every cluster at each coarser level of ``cfg.levels``.
+
+    Label-free: K-means of the cluster centres. Label-aware: classes are grouped (by their
+    class-name embeddings with ``level_source="class-names"``, the default when names are
+    known, else by their mean features) and every cluster takes its class's group.
+    """
+    if not cfg.levels:
+        return []
+    from .clustering import group_keys
+
+    cluster_class = arrays.get("cluster_class")
+    if cluster_class is None:
+        if cfg.level_source == "class-names":
+            raise ValueError("level_source='class-names' needs label-aware mode (a label_column with class names).")
+        return [group_keys(arrays["centres"], n, seed=cfg.seed) for n in cfg.levels]
+    source = cfg.level_source
+    if source == "auto":
+        source = "class-names" if class_names else "features"
+    if source == "class-names":
+        if not class_names:
+            raise ValueError("level_source='class-names' needs class names: use a ClassLabel label column or pass "
+                             "class_names= to fit.")
+        from .relabel import embed_class_names
+
+        emb = embed_class_names(class_names, cfg.name_encoder)
+    else:
+        emb = arrays["class_means"]
+    return [group_keys(emb, n, seed=cfg.seed)[cluster_class] for n in cfg.levels]
+
+
+def keyed_deltas(cfg: UCConfig, p: int, hw: tuple[int, int], levels: list[np.ndarray], *,
+                 grey: bool) -> torch.Tensor:
+    """Model-free perturbations (p, 3, h, w): the family's pattern per cluster plus one per group
+    of every coarser level, each with its share of epsilon. Grey data gets grey patterns."""
+    groups = [np.arange(p)] + list(levels)
+    pats = combine_levels(cfg.pattern, groups, cfg.shares, hw, period=cfg.period, channels=1 if grey else 3,
+                          seed=cfg.seed)
+    return (cfg.epsilon * pats).expand(p, 3, *hw).contiguous().clamp(-cfg.epsilon, cfg.epsilon)
 
 
 def fit_clusters(surrogate: Surrogate, data: WorkingSet, cfg: UCConfig, *, device: torch.device,
                  accelerator=None, output_dir: str | Path | None = None, resume: bool = False,
-                 num_workers: int = 0, progress: bool = True) -> FitResult:
+                 num_workers: int = 0, progress: bool = True, classes: np.ndarray | None = None,
+                 class_names: list[str] | None = None, any_grey: bool = False) -> FitResult:
     """The whole Unlearnable Clusters optimisation on a prepared working set.
+
+    ``classes`` (the class index of every image) switches to label-aware keys, nested in the
+    classes; ``class_names`` lets coarser key levels follow the class names. Model-free
+    families (``tile``, ``ar``, ``block``) draw their patterns instead of training (grey
+    patterns when ``any_grey``, so that grey images get the full epsilon).
 
     With ``output_dir``, features and clusters are cached there and training state is
     checkpointed after every epoch; ``resume=True`` continues a killed run.
     """
     out = Path(output_dir) if output_dir is not None else None
-    centres, labels, seconds = _cluster(surrogate, data, cfg, device=device, accelerator=accelerator,
-                                        cache_dir=out, num_workers=num_workers, progress=progress)
-    perm = target_permutation(cfg.n_clusters, cfg.permutation, seed=cfg.seed)
-    logger.info("cluster sizes: %s", np.bincount(labels, minlength=cfg.n_clusters).tolist())
+    arrays, seconds = _cluster(surrogate, data, cfg, device=device, accelerator=accelerator, cache_dir=out,
+                               num_workers=num_workers, progress=progress, classes=classes)
+    centres, labels = arrays["centres"], arrays["labels"]
+    p = centres.shape[0]
+    if p != cfg.n_clusters:  # label-aware: the number of clusters follows the classes
+        cfg.n_clusters = p
+    perm = target_permutation(p, cfg.permutation, seed=cfg.seed)
+    logger.info("cluster sizes: %s", np.bincount(labels, minlength=p).tolist())
+    levels = key_levels(cfg, arrays, class_names)
     t2 = time.perf_counter()
-    deltas, curves, stats = train_perturbations(surrogate, data, labels, centres, perm, cfg, device=device,
-                                                accelerator=accelerator, checkpoint_root=out, resume=resume,
-                                                num_workers=num_workers, progress=progress)
+    raw_centres = arrays.get("raw_centres", centres)
+    if cfg.pattern in MODEL_FREE:
+        deltas = keyed_deltas(cfg, p, data.hw, levels, grey=any_grey)
+        curves: list[list[float]] = [[] for _ in range(p)]
+        stats: dict = {"train_seconds": 0.0}
+    else:
+        deltas, curves, stats = train_perturbations(surrogate, data, labels, raw_centres, perm, cfg, device=device,
+                                                    accelerator=accelerator, checkpoint_root=out, resume=resume,
+                                                    num_workers=num_workers, progress=progress)
     t3 = time.perf_counter()
-    success = attack_success(surrogate, data, labels, deltas, centres, perm, batch_size=cfg.feature_batch_size,
-                             device=device, accelerator=accelerator, progress=progress)
+    transform = {k[3:]: v for k, v in arrays.items() if k.startswith("tf_")}
+    success = None
+    if cfg.pattern not in MODEL_FREE:
+        success = attack_success(surrogate, data, labels, deltas, raw_centres, perm,
+                                 batch_size=cfg.feature_batch_size, device=device, accelerator=accelerator,
+                                 progress=progress)
+        logger.info("perturbed images nearest their target centre: %.1f%%", 100 * success)
     t4 = time.perf_counter()
-    logger.info("perturbed images nearest their target centre: %.1f%%", 100 * success)
     fwd_ips = seconds.pop("surrogate_fwd_images_per_second", None)
     cached = seconds.pop("cached", False)
     stats.update(
         n_images=len(data),
         working_hw=list(data.hw),
-        cluster_sizes=np.bincount(labels, minlength=cfg.n_clusters).tolist(),
+        cluster_sizes=np.bincount(labels, minlength=p).tolist(),
         attack_success=success,
         seconds={**seconds, "train": t3 - t2, "attack_check": t4 - t3},
         surrogate_fwd_images_per_second=fwd_ips,
         clusters_from_cache=cached,
     )
-    return FitResult(deltas, centres, labels, perm, curves, stats)
+    return FitResult(deltas, centres, labels, perm, curves, stats, cluster_class=arrays.get("cluster_class"),
+                     transform=transform, key_levels=[lv.tolist() for lv in levels])
+

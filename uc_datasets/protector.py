@@ -29,10 +29,11 @@ from safetensors.torch import load as st_load
 from safetensors.torch import load_file, save, save_file
 
 from . import __version__
-from .clustering import assign
+from .clustering import apply_feature_transform, assign
 from .config import UCConfig
 from .data import load_native, working_tensor
 from .imaging import DEFAULT_MAX_PIXELS, apply_delta, content_key
+from .patterns import PERIODIC, tile_to
 from .surrogates import Surrogate, load_surrogate
 
 logger = logging.getLogger(__name__)
@@ -210,8 +211,14 @@ class UCProtector(BaseProtector):
                  *, surrogate_info: dict, image_column: str = "image", working_hw: Sequence[int] = (224, 224),
                  cache_keys: np.ndarray | None = None, cache_clusters: np.ndarray | None = None,
                  metadata: dict | None = None, surrogate: Surrogate | None = None,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, use_cache: bool = True):
+                 max_pixels: int = DEFAULT_MAX_PIXELS, use_cache: bool = True,
+                 classes: Sequence[object] | None = None, cluster_class: np.ndarray | None = None,
+                 transform: dict[str, np.ndarray] | None = None):
         self.config = config
+        self.label_column = config.label_column
+        self.classes = list(classes) if classes is not None else None
+        self.cluster_class = None if cluster_class is None else np.asarray(cluster_class, dtype=np.int64)
+        self.transform = {k: np.asarray(v, np.float32) for k, v in (transform or {}).items()}
         self.deltas = deltas.detach().float().cpu().contiguous()
         self.centres = np.ascontiguousarray(centres, dtype=np.float32)
         self.permutation = np.asarray(permutation, dtype=np.int64)
@@ -233,25 +240,65 @@ class UCProtector(BaseProtector):
         p = self.config.n_clusters
         if self.deltas.shape[0] != p or self.centres.shape[0] != p or self.permutation.shape != (p,):
             raise ValueError("inconsistent protector: deltas, centres and permutation must have n_clusters rows")
+        if self.config.label_aware:
+            if self.classes is None or self.cluster_class is None or self.cluster_class.shape != (p,):
+                raise ValueError("inconsistent protector: a label-aware protector needs its classes and the class "
+                                 "of every cluster")
+            if self.cluster_class.min() < 0 or self.cluster_class.max() >= len(self.classes):
+                raise ValueError("inconsistent protector: a cluster's class is out of range")
+            self._class_index = {c: i for i, c in enumerate(self.classes)}
         if float(self.deltas.abs().max()) > self.config.epsilon + 1e-6:
             raise ValueError("inconsistent protector: a perturbation exceeds epsilon")
 
     # ------------------------------------------------------------------ map interface
     def perturbations_for(self, images: Sequence[Image.Image], *,
                           labels: Sequence[object] | None = None) -> list[torch.Tensor]:
-        """The perturbation of each image's cluster (labels are not used: UC is label-free)."""
-        return [self.deltas[c] for c in self.assign(images)]
+        """The perturbation of each image's cluster; periodic families are tiled to the image's
+        own size (no resampling). ``labels`` are used in label-aware mode only."""
+        clusters = self.assign(images, labels=labels)
+        if self.config.pattern not in PERIODIC:
+            return [self.deltas[c] for c in clusters]
+        k = min(self.config.period, *self.working_hw)
+        return [tile_to(self.deltas[c][:, :k, :k], (img.height, img.width)) for c, img in zip(clusters, images)]
 
-    def assign(self, images: Sequence[Image.Image]) -> np.ndarray:
-        """Cluster of each supported-mode image: the fit-set cache, else the nearest centre."""
+    def _label_indices(self, labels: Sequence[object] | None, n: int) -> np.ndarray:
+        if labels is None or len(labels) != n:
+            raise ValueError(f"this label-aware protector needs the label column {self.label_column!r}, one label "
+                             "per image.")
+        values = [int(v) if isinstance(v, (int, np.integer)) and not isinstance(v, bool) else v for v in labels]
+        idx = np.array([self._class_index.get(v, -1) for v in values], dtype=np.int64)
+        if (idx < 0).any():
+            bad = sorted({repr(values[i]) for i in np.flatnonzero(idx < 0)})[:10]
+            raise ValueError(f"label(s) {', '.join(bad)} of column {self.label_column!r} were not among the "
+                             f"{len(self.classes)} classes this protector was fitted on; refit with those classes.")
+        return idx
+
+    def assign(self, images: Sequence[Image.Image], *, labels: Sequence[object] | None = None) -> np.ndarray:
+        """Cluster of each supported-mode image: the fit-set cache, else the nearest centre.
+
+        Label-aware: only the clusters of the image's class are candidates (one cluster per
+        class needs no surrogate at all); a cached cluster of another class is not used.
+        """
         out = np.full(len(images), -1, dtype=np.int64)
+        cls = self._label_indices(labels, len(images)) if self.config.label_aware else None
         if self.use_cache and self._cache:
             for i, img in enumerate(images):
                 out[i] = self._cache.get(content_key(img), -1)
+            if cls is not None:
+                out[(out >= 0) & (self.cluster_class[np.maximum(out, 0)] != cls)] = -1
+        if cls is not None:
+            counts = np.bincount(self.cluster_class, minlength=len(self.classes))
+            single = (out < 0) & (counts[cls] == 1)
+            out[single] = np.searchsorted(self.cluster_class, cls[single])  # clusters are ordered by class
         todo = np.flatnonzero(out < 0)
         if len(todo):
-            feats = self.features([images[i] for i in todo])
-            out[todo] = assign(feats, self.centres)
+            feats = apply_feature_transform(self.features([images[i] for i in todo]), self.transform)
+            if cls is None:
+                out[todo] = assign(feats, self.centres)
+            else:
+                for j, i in enumerate(todo):
+                    cand = np.flatnonzero(self.cluster_class == cls[i])
+                    out[i] = cand[int(assign(feats[j : j + 1], self.centres[cand])[0])]
         return out
 
     @torch.no_grad()
@@ -293,20 +340,28 @@ class UCProtector(BaseProtector):
             "permutation": self.permutation.tolist(),
             "surrogate": self.surrogate_info,
             "metadata": self.metadata,
+            "mode": "label-aware" if self.config.label_aware else "label-free",
+            "classes": self.classes,
         }
 
     def _tensors(self) -> dict[str, torch.Tensor]:
-        return {
+        out = {
             "deltas": self.deltas,
             "centres": torch.from_numpy(self.centres),
             "cache_keys": torch.from_numpy(np.array(self.cache_keys, dtype=np.uint8, copy=True)),
             "cache_clusters": torch.from_numpy(np.ascontiguousarray(self.cache_clusters)),
         }
+        if self.cluster_class is not None:
+            out["cluster_class"] = torch.from_numpy(np.ascontiguousarray(self.cluster_class))
+        out.update({f"transform_{k}": torch.from_numpy(np.ascontiguousarray(v)) for k, v in self.transform.items()})
+        return out
 
     @property
     def method(self) -> str:
-        """``UC-CLIP`` for a CLIP surrogate, ``UC`` otherwise (the paper's names)."""
-        return "UC-CLIP" if self.surrogate_info.get("kind") == "clip" else "UC"
+        """``UC-CLIP`` for a CLIP surrogate, ``UC`` otherwise (the paper's names); `` (label-aware)``
+        is added when the keys are nested in the publisher's classes."""
+        name = "UC-CLIP" if self.surrogate_info.get("kind") == "clip" else "UC"
+        return name + " (label-aware)" if self.config.label_aware else name
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, *, surrogate: Surrogate | None = None) -> UCProtector:
@@ -333,6 +388,9 @@ class UCProtector(BaseProtector):
             cache_clusters=tensors["cache_clusters"].numpy(),
             metadata=cfg.get("metadata", {}),
             surrogate=surrogate,
+            classes=cfg.get("classes"),
+            cluster_class=tensors["cluster_class"].numpy() if "cluster_class" in tensors else None,
+            transform={k[len("transform_"):]: v.numpy() for k, v in tensors.items() if k.startswith("transform_")},
         )
 
     # ------------------------------------------------------------------ pickling / fingerprint

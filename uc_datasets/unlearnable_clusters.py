@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Sequence
 
 import datasets
 import numpy as np
@@ -65,13 +66,20 @@ class UnlearnableClusters:
                 self._surrogate.use_channels_last()
         return self._surrogate.to(self.device)
 
-    def fit(self, ds: datasets.Dataset, image_column: str = "image", *, accelerator=None,
-            output_dir: str | None = None, resume: bool = False, num_workers: int = 0) -> UCProtector:
+    def fit(self, ds: datasets.Dataset, image_column: str = "image", *, label_column: str | None = None,
+            class_names: Sequence[str] | None = None, accelerator=None, output_dir: str | None = None,
+            resume: bool = False, num_workers: int = 0) -> UCProtector:
         """Fit on every image of ``ds[image_column]`` and return the protector.
 
         Args:
             ds: the images to protect (a ``datasets.Dataset``).
             image_column: the image column.
+            label_column: label-aware mode: the keys (clusters) are nested inside the classes of
+                this column, ``clusters_per_class`` per class, so that every relabelling that is
+                a function of the class coarsens the key. The map then needs this column too.
+                None (default) is the paper's label-free mode (or ``config.label_column``).
+            class_names: one name per distinct class (sorted order), for coarser key levels
+                built from class names; a ``ClassLabel`` column or string labels give them.
             accelerator: an ``accelerate.Accelerator`` to fit data-parallel over its
                 processes (``recipes/protect.py`` makes one); None for a single process.
             output_dir: where to cache features/clusters and checkpoint every epoch.
@@ -80,7 +88,17 @@ class UnlearnableClusters:
         """
         cfg = self.config
         check_image_column(ds, image_column)
-        if len(ds) < cfg.n_clusters:
+        if label_column is not None:
+            cfg.label_column = label_column
+            cfg.validate()
+        classes, class_values, names = (None, None, None)
+        if cfg.label_aware:
+            classes, class_values, names = class_indices(ds, cfg.label_column, class_names)
+            cfg.n_clusters = max(2, len(class_values) * cfg.clusters_per_class)  # refined to the real count by the fit
+            if len(class_values) < 2:
+                raise ValueError(f"label column {cfg.label_column!r} holds a single class; label-aware keys need at "
+                                 "least two classes (or use label_column=None).")
+        elif len(ds) < cfg.n_clusters:
             raise ValueError(f"{len(ds)} images cannot make n_clusters={cfg.n_clusters} clusters; "
                              "use fewer clusters or more images.")
         seed_everything(cfg.seed)
@@ -94,7 +112,8 @@ class UnlearnableClusters:
         show = self.progress and (accelerator is None or accelerator.is_main_process)
         data = WorkingSet(ds, image_column, hw, max_pixels=self.max_pixels, progress=show)
         result = fit_clusters(surrogate, data, cfg, device=self.device, accelerator=accelerator,
-                              output_dir=output_dir, resume=resume, num_workers=num_workers, progress=show)
+                              output_dir=output_dir, resume=resume, num_workers=num_workers, progress=show,
+                              classes=classes, class_names=names, any_grey=n_grey > 0)
         keys = np.frombuffer(b"".join(data.content_keys()), dtype=np.uint8).reshape(-1, 16)
         metadata = {
             "loss_curves": result.loss_curves,
@@ -104,8 +123,43 @@ class UnlearnableClusters:
             "datasets_version": datasets.__version__,
             "torch_version": torch.__version__,
             "fitted_with": __version__,
+            "key_levels": result.key_levels,
+            "class_names": names,
         }
         return UCProtector(cfg, result.deltas, result.centres, result.permutation,
                            surrogate_info=vars(surrogate.info()), image_column=image_column, working_hw=hw,
                            cache_keys=keys, cache_clusters=result.labels, metadata=metadata,
-                           surrogate=surrogate, max_pixels=self.max_pixels)
+                           surrogate=surrogate, max_pixels=self.max_pixels, classes=class_values,
+                           cluster_class=result.cluster_class, transform=result.transform)
+
+
+def class_indices(ds: datasets.Dataset, label_column: str,
+                  class_names: Sequence[str] | None = None) -> tuple[np.ndarray, list, list[str] | None]:
+    """Class index of every row, the sorted distinct class values, and their names if known.
+
+    Names come from ``class_names`` (one per distinct class, in sorted order), a ``ClassLabel``
+    feature, or the values themselves when they are strings.
+
+    Example:
+        >>> ds = datasets.Dataset.from_dict({"label": ["dog", "cat", "dog"]})
+        >>> idx, values, names = class_indices(ds, "label")
+        >>> idx.tolist(), values, names
+        ([1, 0, 1], ['cat', 'dog'], ['cat', 'dog'])
+    """
+    from .attacks.labels import dataset_labels
+
+    values, classes, info = dataset_labels(ds, label_column)
+    index = {c: i for i, c in enumerate(classes)}
+    idx = np.array([index[v] for v in values], dtype=np.int64)
+    if class_names is not None:
+        names = [str(n) for n in class_names]
+        if len(names) != len(classes):
+            raise ValueError(f"class_names has {len(names)} names for the {len(classes)} distinct classes of "
+                             f"{label_column!r}; give one name per class, in sorted class order.")
+    elif "class_names" in info:
+        names = [info["class_names"][int(c)] for c in classes]
+    elif all(isinstance(c, str) for c in classes):
+        names = list(classes)
+    else:
+        names = None
+    return idx, list(classes), names

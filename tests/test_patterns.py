@@ -1,0 +1,167 @@
+"""Perturbation families (uc_datasets.patterns) and the label-aware mode, through the protector contract."""
+
+import pickle
+
+import datasets
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import FAST_FIT, structured_images
+from uc_datasets import UnlearnableClusters, load_protector, verify
+from uc_datasets.patterns import ar_patterns, block_patterns, combine_levels, keyed_patterns, tile_patterns, tile_to
+
+
+def _arrays(ds):
+    return [np.asarray(r["image"]) for r in ds]
+
+
+# --- the pattern functions ------------------------------------------------------------------
+
+
+def test_tile_is_periodic_and_binary():
+    p = tile_patterns(5, (12, 10), period=4, channels=3, seed=0)
+    assert p.shape == (5, 3, 12, 10) and set(p.unique().tolist()) == {-1.0, 1.0}
+    assert torch.equal(p[..., 0:4, 0:4], p[..., 4:8, 4:8]) and torch.equal(p[..., :8, 0:2], p[..., :8, 4:6])
+    assert not torch.equal(p[0], p[1])  # one pattern per key
+
+
+def test_block_is_constant_on_blocks():
+    b = block_patterns(3, (8, 8), block=4, seed=1)
+    for i in (0, 4):
+        for j in (0, 4):
+            blk = b[:, :, i : i + 4, j : j + 4]
+            assert torch.equal(blk, blk[:, :, :1, :1].expand_as(blk))
+
+
+def test_ar_textures_are_reproducible_from_the_seed_and_bounded():
+    a = ar_patterns(4, (16, 16), channels=3, seed=7)
+    assert torch.equal(a, ar_patterns(4, (16, 16), channels=3, seed=7))
+    assert not torch.equal(a, ar_patterns(4, (16, 16), channels=3, seed=8))
+    assert float(a.abs().max()) <= 1.0 and float(a.std()) > 0.3  # uses the budget, not a faint texture
+    # each key has its own process: neighbouring-pixel correlations differ between keys
+    corr = [float(torch.corrcoef(torch.stack([k[0, :, :-1].flatten(), k[0, :, 1:].flatten()]))[0, 1]) for k in a]
+    assert max(corr) - min(corr) > 0.05
+
+
+def test_combine_levels_stays_within_the_budget_and_shares_coarse_patterns():
+    groups = [np.arange(4), np.array([0, 0, 1, 1])]
+    d = combine_levels("tile", groups, [0.5, 0.5], (8, 8), period=4, seed=0)
+    assert float(d.abs().max()) <= 1.0
+    coarse = keyed_patterns("tile", 2, (8, 8), period=4, seed=1)  # level 1 uses seed * 1000 + 1
+    fine = keyed_patterns("tile", 4, (8, 8), period=4, seed=0)
+    assert torch.allclose(d[1], 0.5 * fine[1] + 0.5 * coarse[0])
+    with pytest.raises(ValueError, match="add up to 1"):
+        combine_levels("tile", groups, [0.5, 0.6], (8, 8))
+    with pytest.raises(ValueError, match="not a model-free"):
+        keyed_patterns("generator", 2, (4, 4))
+
+
+def test_tile_to_any_size():
+    assert tile_to(torch.arange(4.0).view(2, 2), (3, 5)).tolist() == [[0, 1, 0, 1, 0], [2, 3, 2, 3, 2], [0, 1, 0, 1, 0]]
+
+
+# --- the protector contract for every family and both modes --------------------------------
+
+FAMILY_CASES = [
+    ("tile", False, {}),
+    ("tile", True, {"levels": (2,), "level_source": "features"}),
+    ("ar", True, {}),
+    ("block", False, {"period": 3}),
+    ("periodic-generator", True, {"augment_mode": "shifts"}),
+    ("generator", False, {"augment_mode": "shifts"}),
+]
+
+
+@pytest.fixture(scope="module")
+def labelled40():
+    # labels cut across the four visual groups of structured_images (group = i % 4)
+    return datasets.Dataset.from_dict({"image": structured_images(40), "label": [i % 3 for i in range(40)]}
+                                      ).cast_column("image", datasets.Image())
+
+
+@pytest.mark.parametrize("pattern,label_aware,extra", FAMILY_CASES, ids=[f"{c[0]}-{'la' if c[1] else 'lf'}"
+                                                                         for c in FAMILY_CASES])
+def test_family_contract(pattern, label_aware, extra, tiny_clip, labelled40, tmp_path):
+    from datasets.fingerprint import Hasher
+
+    ds = labelled40
+    prot = UnlearnableClusters(surrogate=tiny_clip, **{**FAST_FIT, "pattern": pattern, **extra}).fit(
+        ds, label_column="label" if label_aware else None)
+    assert prot.config.pattern == pattern and prot.method == "UC-CLIP" + (" (label-aware)" if label_aware else "")
+    batched = ds.map(prot, batched=True, load_from_cache_file=False)
+    report = verify(ds, batched, 8 / 255, progress=False)
+    assert report.passed and report.max_deviation == 8, report.summary()
+    single = ds.map(prot, load_from_cache_file=False)
+    assert all(np.array_equal(a, b) for a, b in zip(_arrays(batched), _arrays(single)))
+    workers = ds.map(prot, batched=True, batch_size=10, num_proc=2, load_from_cache_file=False)
+    assert all(np.array_equal(a, b) for a, b in zip(_arrays(batched), _arrays(workers)))
+    raw = batched.cast_column("image", datasets.Image(decode=False))
+    assert all(r["image"]["bytes"].startswith(b"\x89PNG") for r in raw)
+    prot.save_pretrained(tmp_path / "p")
+    back = load_protector(tmp_path / "p")
+    assert back.config == prot.config and back.method == prot.method
+    again = ds.map(back, batched=True, load_from_cache_file=False)
+    assert all(np.array_equal(a, b) for a, b in zip(_arrays(batched), _arrays(again)))
+    clone = pickle.loads(pickle.dumps(prot))
+    assert Hasher.hash(clone) == Hasher.hash(prot) == Hasher.hash(back)
+
+
+def test_periodic_families_are_tiled_at_native_size(tiny_clip, rgb40):
+    prot = UnlearnableClusters(surrogate=tiny_clip, **{**FAST_FIT, "pattern": "tile", "period": 4}).fit(rgb40)
+    big = structured_images(1, size=(37, 30), seed=5)[0]
+    out = np.asarray(prot.protect_images([big])[0]).astype(int) - np.asarray(big).astype(int)
+    inner = (np.asarray(big) > 8).all(-1) & (np.asarray(big) < 247).all(-1)  # no clipping at 0/255
+    shifted = np.roll(out, -4, axis=1)[:, :-4]
+    both = inner[:, :-4] & np.roll(inner, -4, axis=1)[:, :-4]
+    assert (out[..., 0] != 0).mean() > 0.9 and np.array_equal(out[:, :-4][both], shifted[both])
+
+
+# --- label-aware keys ----------------------------------------------------------------------
+
+
+def test_label_aware_keys_refine_every_class(tiny_clip, labelled40):
+    prot = UnlearnableClusters(surrogate=tiny_clip, **{**FAST_FIT, "pattern": "tile", "clusters_per_class": 3}).fit(
+        labelled40, label_column="label")
+    labels = np.asarray(labelled40["label"])
+    assert prot.config.n_clusters == 9 and prot.classes == [0, 1, 2]
+    for k in range(prot.config.n_clusters):
+        members = labels[prot.cache_clusters == k]
+        assert len(members) > 0 and set(members.tolist()) == {prot.classes[prot.cluster_class[k]]}
+    # unseen images are assigned within the class they are mapped with
+    new = structured_images(6, seed=42)
+    for cls in (0, 2):
+        got = prot.assign(new, labels=[cls] * 6)
+        assert set(prot.cluster_class[got].tolist()) == {cls}
+
+
+def test_label_aware_map_needs_the_label_column(tiny_clip, labelled40):
+    prot = UnlearnableClusters(surrogate=tiny_clip, **{**FAST_FIT, "pattern": "tile"}).fit(labelled40,
+                                                                                          label_column="label")
+    with pytest.raises(KeyError, match="needs the label column 'label'"):
+        labelled40.remove_columns("label").map(prot, batched=True)
+    with pytest.raises(ValueError, match="not among the 3 classes"):
+        prot.protect_images([labelled40[0]["image"]], labels=[7])
+
+
+def test_levels_follow_the_class_names(tiny_clip):
+    names = ["apple", "banana", "cherry", "car", "truck", "bus"]
+    imgs = structured_images(24)
+    ds = datasets.Dataset.from_dict({"image": imgs, "label": [i % 6 for i in range(24)]}).cast_column(
+        "image", datasets.Image()).cast_column("label", datasets.ClassLabel(names=names))
+    prot = UnlearnableClusters(surrogate=tiny_clip, **{**FAST_FIT, "pattern": "tile", "levels": (2,),
+                                                       "name_encoder": "offline"}).fit(ds, label_column="label")
+    (level,) = prot.metadata["key_levels"]
+    assert prot.metadata["class_names"] == names
+    assert level[0] == level[1] == level[2] != level[3] == level[4] == level[5]  # fruit vs. vehicles
+
+
+def test_config_refuses_bad_family_settings():
+    with pytest.raises(ValueError, match="pattern must be one of"):
+        UnlearnableClusters(pattern="stripes")
+    with pytest.raises(ValueError, match="built for the model-free patterns"):
+        UnlearnableClusters(pattern="generator", levels=(2,))
+    with pytest.raises(ValueError, match="level_shares must give one positive share"):
+        UnlearnableClusters(pattern="tile", levels=(2,), level_shares=(0.5, 0.6))
+    with pytest.raises(ValueError, match="must each be >= 2"):
+        UnlearnableClusters(pattern="tile", levels=(1,))
