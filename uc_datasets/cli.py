@@ -51,8 +51,15 @@ def add_fit_arguments(p: argparse.ArgumentParser, defaults: dict | None = None) 
     p.add_argument("--method", default="uc", help="uc (default) or a baseline: eminn, eminn-classwise, emaxn, "
                    "advpoison, synper (see uc_datasets.attacks)")
     p.add_argument("--label-column", default=None,
-                   help="baselines only: use this label column (label-consistent mode) instead of the "
-                        "surrogate's predicted classes")
+                   help="uc: label-aware mode, keys nested in this column's classes; baselines: label-consistent "
+                        "mode (this column instead of the surrogate's predicted classes)")
+    p.add_argument("--pattern", choices=["generator", "periodic-generator", "tile", "ar", "block"], default=None,
+                   help="uc: perturbation family (default: generator; see uc_datasets.patterns)")
+    p.add_argument("--period", type=int, default=None, help="uc: tile period / block size in pixels (default: 4)")
+    p.add_argument("--levels", type=int, nargs="*", default=None,
+                   help="uc, model-free patterns: coarser key levels (numbers of groups), e.g. --levels 5 2")
+    p.add_argument("--augment-mode", choices=["reference", "shifts"], default=None,
+                   help="uc, trained patterns: reference crop (default) or per-image shifts and flips")
     p.add_argument("--method-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="extra keyword of the method, e.g. --method-arg steps=10 (repeatable)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
@@ -92,7 +99,9 @@ def _uc_kwargs(args: argparse.Namespace) -> dict:
                 n_clusters=args.n_clusters, epsilon=args.epsilon / 255, epochs=args.epochs,
                 batch_size=args.batch_size, lr=args.lr, loss=args.loss, train_on=args.train_on,
                 parametrization=args.parametrization, permutation=args.permutation,
-                working_size=args.working_size, seed=args.seed, device=args.device)
+                working_size=args.working_size, seed=args.seed, device=args.device,
+                **{k: (tuple(v) if k == "levels" else v) for k in ("pattern", "period", "levels", "augment_mode")
+                   if (v := getattr(args, k, None)) is not None})
 
 
 def add_recipe_arguments(p: argparse.ArgumentParser) -> None:

@@ -54,8 +54,9 @@ def protect_dataset(ds: datasets.Dataset, output_dir: str | Path, *, image_colum
     (clean / perturbation / protected) and ``run_summary.json`` under ``output_dir``, plus
     the fit's caches (``clusters.safetensors``, ``checkpoints/``: secret too).
 
-    ``method`` picks a baseline of :mod:`uc_datasets.attacks` instead of UC (``label_column``
-    switches a baseline to label-consistent mode); ``uc_kwargs`` are then its keywords.
+    ``method`` picks a baseline of :mod:`uc_datasets.attacks` instead of UC; ``uc_kwargs`` are
+    then its keywords. ``label_column`` switches UC to its label-aware mode and a baseline to
+    label-consistent mode.
     With an ``accelerator`` every process fits data-parallel (UC only); ``ds.map`` runs under
     ``main_process_first()`` and only the main process verifies and writes (the others
     return None).
@@ -71,8 +72,8 @@ def protect_dataset(ds: datasets.Dataset, output_dir: str | Path, *, image_colum
     t0 = time.perf_counter()
     if method == "uc":
         uc = UnlearnableClusters(progress=progress, **uc_kwargs)
-        protector = uc.fit(ds, image_column=image_column, accelerator=accelerator, output_dir=str(out),
-                           resume=resume, num_workers=num_workers)
+        protector = uc.fit(ds, image_column=image_column, label_column=label_column, accelerator=accelerator,
+                           output_dir=str(out), resume=resume, num_workers=num_workers)
     else:
         if accelerator is not None and accelerator.num_processes > 1:
             raise ValueError(f"method {method!r} (a baseline) fits in one process; run it with plain python "
@@ -96,7 +97,8 @@ def protect_dataset(ds: datasets.Dataset, output_dir: str | Path, *, image_colum
     protected.info.description = json.dumps({"uc_datasets": {
         "protected": True, "method": protector.method,
         "surrogate": public_surrogate_name(protector.surrogate_info["name"]),  # no local paths in public metadata
-        "epsilon": protector.config.epsilon, "n_clusters": protector.config.n_clusters, "version": __version__}})
+        "epsilon": protector.config.epsilon, "n_clusters": protector.config.n_clusters, "version": __version__,
+        "mode": "label-aware" if getattr(protector.config, "label_aware", False) else "label-free"}})
     protected.save_to_disk(str(protected_dir))
     protector_dir = out / "protector"
     protector.save_pretrained(protector_dir)

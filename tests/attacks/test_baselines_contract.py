@@ -24,8 +24,6 @@ def test_registry_and_fit_method_errors(labelled):
         fit_method("DeepConfuse", labelled)
     with pytest.raises(ValueError, match="unknown method 'tap'.*choose from uc, eminn"):
         fit_method("tap", labelled)
-    with pytest.raises(ValueError, match="Unlearnable Clusters uses no labels"):
-        fit_method("uc", labelled, label_column="label")
     assert {"n_clusters", "epochs", "surrogate", "epsilon", "seed"} <= set(method_arguments("uc"))
     assert "perturbation" not in method_arguments("eminn-classwise") and "steps" in method_arguments("eminn")
     assert {"grid", "sample_std", "surrogate", "epsilon"} <= set(method_arguments("SynPer"))

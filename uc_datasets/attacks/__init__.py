@@ -48,13 +48,11 @@ __all__ = ["DEFERRED", "METHODS", "BaselineConfig", "BaselineProtector", "LabelS
 
 def _fit_uc(ds: datasets.Dataset, *, image_column: str = "image", label_column: str | None = None,
             **kwargs: object) -> BaseProtector:
-    """Unlearnable Clusters: ``UnlearnableClusters(**kwargs).fit(ds, image_column)``; uses no labels."""
-    if label_column is not None:
-        raise ValueError(f"Unlearnable Clusters uses no labels (label_column={label_column!r} was given); "
-                         "label_column selects label-consistent mode of the baselines only.")
+    """Unlearnable Clusters: ``UnlearnableClusters(**kwargs).fit(ds, image_column, label_column=...)``;
+    a ``label_column`` selects its label-aware mode (keys nested in the classes)."""
     from ..unlearnable_clusters import UnlearnableClusters
 
-    return UnlearnableClusters(**kwargs).fit(ds, image_column=image_column)
+    return UnlearnableClusters(**kwargs).fit(ds, image_column=image_column, label_column=label_column)
 
 
 #: Method name -> fit function ``(ds, *, image_column, label_column, **kwargs) -> protector``.
@@ -81,8 +79,8 @@ def fit_method(method: str, ds: datasets.Dataset, *, image_column: str = "image"
         ds: the dataset to protect.
         image_column: its image column.
         label_column: None = label-agnostic (the baselines use the surrogate classifier's
-            predicted classes); a column name = label-consistent (the dataset's labels). Must
-            be None for ``uc``.
+            predicted classes); a column name = label-consistent (the dataset's labels); for
+            ``uc`` the label-aware mode (clusters nested in the classes).
         **kwargs: the method's own arguments (``epsilon``, ``seed``, ``steps``, ``surrogate``,
             ``device``, ``progress``, ...; for ``uc`` the :class:`~uc_datasets.UCConfig` fields).
 
