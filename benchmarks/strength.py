@@ -101,7 +101,7 @@ class StrengthProfile:
     n_clusters: int = 10
     n_values: tuple[int, ...] = (9, 8, 7, 6, 5, 4, 3, 2)
     defenses: tuple[str, ...] = PAPER_DEFENSES
-    defense_methods: tuple[str, ...] = ("UC",)
+    defense_methods: tuple[str, ...] = ("UC", "UC (label-aware)")
     seeds: tuple[int, ...] = (0,)
     agreement_ps: tuple[int, ...] = (2, 5, 10, 20, 50, 100)
     ngf: int = 64
@@ -129,7 +129,8 @@ PROFILES = {
     # batch 256; ResNet-18 full width, 90 epochs, batch 512, SGD 0.1), 3 seeds, PGD added.
     "paper": StrengthProfile(n_train=60_000, n_test=10_000, surrogate_image_size=None, fit_epochs=50,
                              fit_batch_size=256, victim_width=1.0, victim_epochs=90, victim_batch_size=512,
-                             defenses=PAPER_DEFENSES + ("pgd",), defense_methods=("UC", "random-per-class"),
+                             defenses=PAPER_DEFENSES + ("pgd",),
+                             defense_methods=("UC", "UC (label-aware)", "random-per-class"),
                              seeds=(0, 1, 2), defaults_n_values=(9, 8, 7, 6, 5, 4, 3, 2), baseline_model_width=1.0,
                              baseline_max_rounds=(50, 50), baseline_train_epochs=30, advpoison_steps=250),
 }
@@ -170,8 +171,8 @@ def load_data(profile: StrengthProfile, *, validation: bool = False) -> tuple[da
 
 
 def fit_and_protect(train_ds: datasets.Dataset, profile: StrengthProfile, *, progress: bool,
-                    **overrides: Any) -> tuple[UCProtector, torch.Tensor, dict]:
-    """Fit UC on the train subset, protect it with ``ds.map``, verify it.
+                    label_column: str | None = None, **overrides: Any) -> tuple[UCProtector, torch.Tensor, dict]:
+    """Fit UC on the train subset (label-aware with ``label_column``), protect it with ``ds.map``, verify it.
 
     Returns (protector, protected uint8 tensor, record with timings, stats and verify report).
     """
@@ -183,7 +184,7 @@ def fit_and_protect(train_ds: datasets.Dataset, profile: StrengthProfile, *, pro
                     batch_size=profile.fit_batch_size, ngf=profile.ngf, n_blocks=profile.n_blocks, seed=0)
     settings.update(overrides)
     t0 = time.perf_counter()
-    protector = UnlearnableClusters(progress=progress, **settings).fit(train_ds)
+    protector = UnlearnableClusters(progress=progress, **settings).fit(train_ds, label_column=label_column)
     t1 = time.perf_counter()
     protected_ds = train_ds.map(protector, batched=True, load_from_cache_file=False, desc="protect")
     t2 = time.perf_counter()
@@ -192,15 +193,18 @@ def fit_and_protect(train_ds: datasets.Dataset, profile: StrengthProfile, *, pro
     stats = protector.metadata["stats"]
     cfg = protector.config
     passes = len(train_ds) * cfg.epochs * (cfg.n_clusters if cfg.train_on == "all" else 1)
-    logger.info("UC fit %.0f s (%s), attack success %.1f%%, verify: %s", t1 - t0,
-                {k: round(v, 1) for k, v in stats["seconds"].items()}, 100 * stats["attack_success"],
-                report.summary())
+    success = stats["attack_success"]
+    logger.info("%s fit %.0f s (%s), attack success %s, verify: %s", protector.method, t1 - t0,
+                {k: round(v, 1) for k, v in stats["seconds"].items()},
+                "n/a (model-free)" if success is None else f"{100 * success:.1f}%", report.summary())
     if not report.passed:
         logger.error("verify FAILED: the protected set breaks the epsilon/lossless rules (recorded)")
     record = {
         "config": cfg.to_dict(), "fit_seconds": t1 - t0, "map_seconds": t2 - t1, "phase_seconds": stats["seconds"],
         "surrogate_fwd_bwd_passes": passes, "attack_success": stats["attack_success"],
-        "cluster_sizes": stats["cluster_sizes"], "final_loss": [c[-1] for c in protector.metadata["loss_curves"]],
+        "cluster_sizes": stats["cluster_sizes"],
+        "final_loss": [c[-1] if c else None for c in protector.metadata["loss_curves"]],
+        "key_levels": protector.metadata.get("key_levels"), "method": protector.method,
         "verify": report.to_dict() | {"summary": report.summary()},
     }
     return protector, images, record
@@ -236,8 +240,8 @@ def noise_control(clean: torch.Tensor, keys: np.ndarray, epsilon: float, seed: i
     return out
 
 
-def add_controls(sets: TrainSets, clusters: np.ndarray, p: int) -> None:
-    """The random-noise controls (see the module docstring), with their keys."""
+def add_controls(sets: TrainSets, clusters: np.ndarray, p: int, *, seed: int = 0) -> None:
+    """The random-noise controls (see the module docstring), with their keys; ``seed`` redraws them."""
     import numpy as np
 
     n = len(sets.labels)
@@ -245,7 +249,7 @@ def add_controls(sets: TrainSets, clusters: np.ndarray, p: int) -> None:
     groups = {"image": n, "cluster": p, "class": int(sets.labels.max()) + 1}
     for i, method in enumerate(CONTROLS_N10 + CONTROLS):
         kind, key = method.split("-per-")
-        sets.protected[method] = noise_control(sets.clean, keys[key], EPSILON, seed=1000 + i,
+        sets.protected[method] = noise_control(sets.clean, keys[key], EPSILON, seed=1000 + i + 10_000 * seed,
                                                kind="sign" if kind == "sign" else "uniform")
         sets.groups[method] = None if key == "image" else keys[key]
         sets.meta[method] = {"p": groups[key], "surrogate": SURROGATE if key == "cluster" else "none"}
@@ -537,7 +541,7 @@ def report(path: str | Path) -> str:
 
     saved = json.loads(Path(path).read_text())
     rows, mode = saved["rows"], saved["config"].get("mode")
-    key = "variant" if mode == "compare-defaults" else "method"
+    key = "variant" if mode in ("compare-defaults", "screen") else "method"
     parts = [pivot_markdown(rows, key=key), results_markdown(rows, variant_key="variant" if key == "variant" else None)]
     if saved.get("cluster_agreement"):
         parts.append(agreement_markdown(saved["cluster_agreement"]))
@@ -569,40 +573,91 @@ def _payload(args: argparse.Namespace, profile: StrengthProfile, mode: str, extr
 # --- the two modes -----------------------------------------------------------------------------
 
 
+#: Overrides of the label-free ``UC`` rows (empty: the library defaults).
+UC_SETTINGS: dict[str, Any] = {}
+#: The label-aware mode of the ``UC (label-aware)`` rows, chosen by the screen (benchmarks/README.md).
+LABEL_AWARE_SETTINGS: dict[str, Any] = {"pattern": "tile"}
+LABEL_AWARE = "UC (label-aware)"
+
+
 def run_strength(args: argparse.Namespace, profile: StrengthProfile) -> dict:
-    """UC at the defaults, the three controls, all labellings, defences at n = 10."""
+    """UC (label-free defaults) and UC (label-aware), the controls, all labellings, defences at n = 10.
+
+    Every seed refits both protectors and redraws the sign controls (fit seed = victim seed).
+    Seed 0 also runs the extra controls (sign per UC cluster, uniform draws at n = 10), the
+    baselines (``--baselines``), the defences and the cluster-agreement table.
+    """
     from uc_datasets.sources import FASHION_MNIST_CLASSES
 
     t_start = time.perf_counter()
-    train_ds, sets = load_data(profile)
-    protector, uc_images, fit_record = fit_and_protect(train_ds, profile, progress=args.progress)
-    sets.protected["UC"], sets.groups["UC"] = uc_images, protector.cache_clusters
-    sets.meta["UC"] = {"p": protector.config.n_clusters, "attack_success": fit_record["attack_success"]}
-    add_controls(sets, protector.cache_clusters, protector.config.n_clusters)
-    baseline_fits = add_baselines(sets, train_ds, profile, progress=args.progress) if args.baselines else {}
+    train_ds, base = load_data(profile)
     labelings = make_labelings(FASHION_MNIST_CLASSES, profile.n_values, args.encoder)
-    agree, same = cluster_agreement(protector, train_ds, sets.labels, labelings, profile.agreement_ps,
-                                    progress=args.progress)
-    agnostic = [m for m in profile.baselines if m in sets.protected]  # empty without --baselines
-    consistent = [m + CONSISTENT for m in profile.baselines if m + CONSISTENT in sets.protected]
-    plan: Plan = [("none", ["UC", *CONTROLS, *agnostic], labelings),
-                  ("none", [*CONTROLS_N10, *consistent], labelings[:1])]
-    plan += [(d, list(profile.defense_methods), labelings[:1]) for d in profile.defenses]
-    extra = {"encoder": args.encoder, "uc_fit": fit_record, "baseline_fits": baseline_fits,
-             "kmeans_reproduces_fit_clusters": same,
-             "relabelings": {str(lab.n_groups): lab.to_dict() for lab in labelings}}
-    sections = {"cluster_agreement": agree}
+    extra: dict[str, Any] = {"encoder": args.encoder, "uc_settings": UC_SETTINGS,
+                             "label_aware_settings": LABEL_AWARE_SETTINGS, "fits": {}, "baseline_fits": {},
+                             "relabelings": {str(lab.n_groups): lab.to_dict() for lab in labelings}}
+    sections: dict[str, Any] = {"cluster_agreement": []}
+    rows: list[dict] = []
 
-    def save(rows: list[dict], status: str = "partial") -> None:
-        _common.write_json(args.output, _payload(args, profile, "strength", extra, rows, status, **sections,
+    def save(new_rows: list[dict], status: str = "partial") -> None:
+        _common.write_json(args.output, _payload(args, profile, "strength", extra, rows + new_rows, status, **sections,
                                                  timings={"total_seconds": time.perf_counter() - t_start}))
 
-    rows = sweep(profile, sets, plan, progress=args.progress, on_rows=save)
-    save(rows, "complete")
+    for seed in profile.seeds:
+        sets = TrainSets(base.clean, base.labels, base.test, base.test_labels)
+        protector, uc_images, fit_record = fit_and_protect(train_ds, profile, progress=args.progress, seed=seed,
+                                                           **UC_SETTINGS)
+        sets.protected["UC"], sets.groups["UC"] = uc_images, protector.cache_clusters
+        sets.meta["UC"] = {"p": protector.config.n_clusters, "attack_success": fit_record["attack_success"],
+                           "pattern": protector.config.pattern}
+        la, la_images, la_record = fit_and_protect(train_ds, profile, progress=args.progress, seed=seed,
+                                                   label_column="label", name_encoder=args.encoder,
+                                                   **LABEL_AWARE_SETTINGS)
+        sets.protected[LABEL_AWARE], sets.groups[LABEL_AWARE] = la_images, la.cache_clusters
+        sets.meta[LABEL_AWARE] = {"p": la.config.n_clusters, "attack_success": la_record["attack_success"],
+                                  "pattern": la.config.pattern, "surrogate": "none"}
+        extra["fits"][str(seed)] = {"UC": fit_record, LABEL_AWARE: la_record}
+        add_controls(sets, protector.cache_clusters, protector.config.n_clusters, seed=seed)
+        methods = ["UC", LABEL_AWARE, "sign-per-class"]
+        plan: Plan = [("none", methods, labelings)]
+        if seed == 0:  # the extras: controls, baselines, defences, cluster agreement
+            if args.baselines:
+                extra["baseline_fits"] = add_baselines(sets, train_ds, profile, progress=args.progress)
+            agree, same = cluster_agreement(protector, train_ds, sets.labels, labelings, profile.agreement_ps,
+                                            progress=args.progress)
+            sections["cluster_agreement"], extra["kmeans_reproduces_fit_clusters"] = agree, same
+            agnostic = [m for m in profile.baselines if m in sets.protected]  # empty without --baselines
+            consistent = [m + CONSISTENT for m in profile.baselines if m + CONSISTENT in sets.protected]
+            plan = [("none", methods + ["sign-per-cluster", *agnostic], labelings),
+                    ("none", [*CONTROLS_N10, *consistent], labelings[:1])]
+            plan += [(d, list(profile.defense_methods), labelings[:1]) for d in profile.defenses]
+        rows += sweep(replace(profile, seeds=(seed,)), sets, plan, progress=args.progress, on_rows=save)
+    save([], "complete")
     print(pivot_markdown(rows))
     print(results_markdown(rows))
-    print(agreement_markdown(agree))
+    if sections["cluster_agreement"]:
+        print(agreement_markdown(sections["cluster_agreement"]))
     return _payload(args, profile, "strength", extra, rows, "complete", **sections)
+
+
+def merge(paths: Sequence[str], output: str) -> dict:
+    """Merge strength runs of different seeds (run in parallel processes) into one file."""
+    import json
+
+    parts = [json.loads(Path(p).read_text()) for p in paths]
+    merged = parts[0]
+    merged["config"]["merged_from"] = [{"path": str(p), "command": part["config"]["command"],
+                                        "seeds": part["config"]["seeds"], "status": part["config"]["status"],
+                                        "total_seconds": part.get("timings", {}).get("total_seconds")}
+                                       for p, part in zip(paths, parts)]
+    merged["config"]["seeds"] = sorted({s for part in parts for s in part["config"]["seeds"]})
+    merged["config"]["status"] = "complete" if all(p["config"]["status"] == "complete" for p in parts) else "partial"
+    merged["rows"] = [r for part in parts for r in part["rows"]]
+    for part in parts[1:]:
+        merged["config"]["fits"].update(part["config"].get("fits", {}))
+        if not merged.get("cluster_agreement"):
+            merged["cluster_agreement"] = part.get("cluster_agreement", [])
+    _common.write_json(output, merged)
+    return merged
 
 
 def default_variants(profile: StrengthProfile) -> list[tuple[str, dict]]:
@@ -638,20 +693,89 @@ def run_compare_defaults(args: argparse.Namespace, profile: StrengthProfile) -> 
                            "attack_success": record["attack_success"], "fit_seconds": record["fit_seconds"]}
         fits[name] = record
     names = [name for name, _ in default_variants(profile)]
-    extra = {"encoder": args.encoder, "fits": fits, "variants": dict(default_variants(profile)),
+    return validation_sweep(args, profile, "compare-defaults", sets, names, labelings, t_start,
+                            {"fits": fits, "variants": dict(default_variants(profile))})
+
+
+def validation_sweep(args: argparse.Namespace, profile: StrengthProfile, mode: str, sets: TrainSets,
+                     names: list[str], labelings: list[Relabeling], t_start: float, extra: dict) -> dict:
+    """Victims for every variant in ``names`` under ``labelings``, scored on the validation subset
+    (a choice is made from these rows, so never on the test split); writes and prints the rows."""
+    extra = {"encoder": args.encoder, **extra,
              "scored_on": f"validation: {profile.n_test} train-split images disjoint from the fit images",
              "selection": "the defaults are chosen from these rows (validation subset); the test split is not read",
              "relabelings": {str(lab.n_groups): lab.to_dict() for lab in labelings}}
 
     def save(rows: list[dict], status: str = "partial") -> None:
-        _common.write_json(args.output, _payload(args, profile, "compare-defaults", extra, rows, status,
+        _common.write_json(args.output, _payload(args, profile, mode, extra, rows, status,
                                                  timings={"total_seconds": time.perf_counter() - t_start}))
 
     rows = sweep(profile, sets, [("none", names, labelings)], progress=args.progress, on_rows=save)
     save(rows, "complete")
     print(pivot_markdown(rows, key="variant"))
     print(results_markdown(rows, variant_key="variant"))
-    return _payload(args, profile, "compare-defaults", extra, rows, "complete")
+    return _payload(args, profile, mode, extra, rows, "complete")
+
+
+# --- screening of the perturbation families and keys (validation split) ----------------------
+
+#: (variant name, label-aware?, UnlearnableClusters overrides). Fixed before the screen is run;
+#: the rule that picks from them is in benchmarks/README.md ("Screening").
+SCREEN_VARIANTS: list[tuple[str, bool, dict[str, Any]]] = [
+    # label-free (the paper's setting): keys are K-means clusters of the surrogate features
+    ("generator+shifts", False, {"augment_mode": "shifts"}),
+    ("periodic-generator+shifts", False, {"pattern": "periodic-generator", "augment_mode": "shifts"}),
+    ("tile", False, {"pattern": "tile"}),
+    ("tile,l2-pca keys", False, {"pattern": "tile", "feature_norm": "l2-pca"}),
+    ("tile,levels=5+2", False, {"pattern": "tile", "levels": (5, 2)}),
+    ("ar", False, {"pattern": "ar"}),
+    # label-aware: keys nested in the classes (one per class), coarser levels over class groups
+    ("tile", True, {"pattern": "tile"}),
+    ("tile,levels=5+2 (names)", True, {"pattern": "tile", "levels": (5, 2), "level_source": "class-names"}),
+    ("tile,levels=5+2 (features)", True, {"pattern": "tile", "levels": (5, 2), "level_source": "features"}),
+    ("tile,levels=7+5+3+2 (names)", True, {"pattern": "tile", "levels": (7, 5, 3, 2), "level_source": "class-names",
+                                           "level_shares": (0.4, 0.15, 0.15, 0.15, 0.15)}),
+    ("block,levels=5+2 (names)", True, {"pattern": "block", "levels": (5, 2), "level_source": "class-names"}),
+    ("ar,levels=5+2 (names)", True, {"pattern": "ar", "levels": (5, 2), "level_source": "class-names"}),
+]
+
+
+def variant_method(label_aware: bool) -> str:
+    """The row ``method`` of a UC variant."""
+    return "UC (label-aware)" if label_aware else "UC"
+
+
+def run_screen(args: argparse.Namespace, profile: StrengthProfile) -> dict:
+    """Fit every screening variant on the same data; victims at n = 10, 5, 2 on the validation split.
+
+    The current default (the generator, label-free) is not refitted here: its validation rows
+    for the same data, victims and seed are in ``defaults.json`` (variant ``defaults``).
+    """
+    from uc_datasets.sources import FASHION_MNIST_CLASSES
+
+    t_start = time.perf_counter()
+    train_ds, sets = load_data(profile, validation=True)
+    labelings = make_labelings(FASHION_MNIST_CLASSES, profile.defaults_n_values, args.encoder)
+    wanted = set(args.variants) if args.variants else None
+    variants = [(n, la, ov) for n, la, ov in SCREEN_VARIANTS if wanted is None or f"{variant_method(la)}:{n}" in wanted]
+    # Label-free levels group the clusters: a profile with few clusters (smoke) cannot have them.
+    variants = [(n, la, ov) for n, la, ov in variants if la or max(ov.get("levels", (0,))) < profile.n_clusters]
+    fits, names = {}, []
+    for name, label_aware, overrides in variants:
+        key = f"{variant_method(label_aware)}:{name}"
+        logger.info("variant %s", key)
+        protector, images, record = fit_and_protect(train_ds, profile, progress=args.progress,
+                                                    label_column="label" if label_aware else None,
+                                                    name_encoder=args.encoder, **overrides)
+        sets.protected[key], sets.groups[key] = images, protector.cache_clusters
+        sets.meta[key] = {"method": variant_method(label_aware), "variant": key, "p": protector.config.n_clusters,
+                          "pattern": protector.config.pattern, "attack_success": record["attack_success"],
+                          "fit_seconds": record["fit_seconds"]}
+        fits[key] = record
+        names.append(key)
+    variants_used = {f"{variant_method(la)}:{n}": ov for n, la, ov in variants}
+    return validation_sweep(args, profile, "screen", sets, names, labelings, t_start,
+                            {"fits": fits, "variants": variants_used})
 
 
 # --- estimate ----------------------------------------------------------------------------------
@@ -746,6 +870,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--compare-defaults", action="store_true",
                    help="fit the default-choice variants instead (writes defaults.json)")
     p.add_argument("--estimate", action="store_true", help="calibrate and print the predicted run time only")
+    p.add_argument("--screen", action="store_true",
+                   help="fit the perturbation-family / key variants, victims at n = 10, 5, 2 on the validation split "
+                        "(writes screen.json)")
+    p.add_argument("--variants", nargs="*", default=None,
+                   help="with --screen: only these variants ('UC:tile', 'UC (label-aware):tile', ...)")
     p.add_argument("--baselines", action="store_true",
                    help="add the Table 1 baselines (label-agnostic under every labelling, label-consistent at n = 10; "
                         "writes strength_baselines.json)")
@@ -758,11 +887,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="class-name encoder for the relabelling: offline (all-MiniLM-L6-v2) or a Hub id/path")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, all cores)")
     p.add_argument("--report", metavar="JSON", default=None, help="print the tables of a saved run and exit")
+    p.add_argument("--merge", metavar="JSON", nargs="+", default=None,
+                   help="merge strength runs of different seeds into --output and exit")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.add_argument("--output", default=None, help="default: benchmarks/results/strength.json or defaults.json")
     args = p.parse_args(argv)
     if args.output is None:
-        name = "defaults" if args.compare_defaults else "strength_baselines" if args.baselines else "strength"
+        name = ("defaults" if args.compare_defaults else "screen" if args.screen
+                else "strength_baselines" if args.baselines else "strength")
         args.output = str(_common.RESULTS_DIR / f"{name}.json")
     return args
 
@@ -770,6 +902,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     """Run the chosen mode at the chosen profile; returns what was written (or the estimate)."""
     args = parse_args(argv)
+    if args.merge:
+        return merge(args.merge, args.output)
     if args.report:
         text = report(args.report)
         print(text)
@@ -783,7 +917,12 @@ def main(argv: list[str] | None = None) -> dict:
     logger.info("profile %s: %s", args.profile, profile)
     if args.estimate:
         return estimate(profile, args.compare_defaults, args.baselines)
-    result = run_compare_defaults(args, profile) if args.compare_defaults else run_strength(args, profile)
+    if args.screen:
+        result = run_screen(args, profile)
+    elif args.compare_defaults:
+        result = run_compare_defaults(args, profile)
+    else:
+        result = run_strength(args, profile)
     logger.info("wrote %s", args.output)
     return result
 

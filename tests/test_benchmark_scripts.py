@@ -54,10 +54,12 @@ def test_strength_smoke_rows_follow_the_results_schema(strength_results):
     config, rows = saved["config"], saved["rows"]
     _check_record(config)
     assert config["status"] == "complete" and returned["rows"] == rows
-    assert config["uc_fit"]["verify"]["passed"] and config["kmeans_reproduces_fit_clusters"] is True
+    la = strength.LABEL_AWARE
+    assert config["fits"]["0"]["UC"]["verify"]["passed"] and config["fits"]["0"][la]["verify"]["passed"]
+    assert config["kmeans_reproduces_fit_clusters"] is True
     assert all(set(ROW_KEYS) <= set(r) and "error" not in r for r in rows)
     assert all(0 <= r["clean_acc"] <= 1 and 0 <= r["protected_acc"] <= 1 for r in rows)
-    every = {"UC", *strength.CONTROLS, *profile.baselines}
+    every = {"UC", la, *strength.CONTROLS, *profile.baselines}
     at_10 = {*strength.CONTROLS_N10, *(b + strength.CONSISTENT for b in profile.baselines)}
     plain = [r for r in rows if r["defense"] == "none"]
     expected_n = {10, *profile.n_values}
@@ -70,11 +72,11 @@ def test_strength_smoke_rows_follow_the_results_schema(strength_results):
     assert {f["label_source"] for f in fits.values()} == {"surrogate", "dataset"}
     defended = {r["defense"] for r in rows if r["defense"] != "none"}
     assert defended == set(strength.PAPER_DEFENSES) and all(
-        r["n_classes"] == 10 and r["method"] == "UC" for r in rows if r["defense"] != "none")
+        r["n_classes"] == 10 and r["method"] in ("UC", la) for r in rows if r["defense"] != "none")
     for r in plain:
         if r["method"] == "UC":
             assert r["p"] == profile.n_clusters and 0 <= r["nmi"] <= 1 and 0 < r["cluster_rule_acc"] <= 1
-        if r["method"] in ("random-per-class", "sign-per-class"):  # the true classes determine every labelling
+        if r["method"] in ("random-per-class", "sign-per-class", la):  # the true classes determine every labelling
             assert r["cluster_rule_acc"] == 1.0
         if r["method"] == "random-per-image":
             assert r["nmi"] is None and r["p"] == profile.n_train
@@ -83,6 +85,37 @@ def test_strength_smoke_rows_follow_the_results_schema(strength_results):
     original_p = [a for a in agreement if a["p"] == profile.n_clusters and a["n_classes"] == 10]
     uc_original = next(r for r in plain if r["method"] == "UC" and r["n_classes"] == 10)
     assert original_p[0]["nmi"] == pytest.approx(uc_original["nmi"])
+
+
+def test_strength_more_seeds_refit_and_merge(strength_results, tmp_path):
+    strength, saved, _ = strength_results
+    first = tmp_path / "s0.json"
+    first.write_text(json.dumps(saved))
+    out = strength.main(["--profile", "smoke", "--seeds", "1", "--no-progress", "--output", str(tmp_path / "s1.json")])
+    seed1 = out["rows"]
+    assert {r["seed"] for r in seed1} == {1} and {r["defense"] for r in seed1} == {"none"}
+    assert {r["method"] for r in seed1} == {"UC", strength.LABEL_AWARE, "sign-per-class"}  # no extras after seed 0
+    fits = out["config"]["fits"]["1"]
+    assert fits["UC"]["config"]["seed"] == 1 and fits[strength.LABEL_AWARE]["config"]["seed"] == 1
+    merged = strength.main(["--merge", str(first), str(tmp_path / "s1.json"), "--output", str(tmp_path / "m.json")])
+    assert merged["config"]["seeds"] == [0, 1] and len(merged["rows"]) == len(saved["rows"]) + len(seed1)
+    assert set(merged["config"]["fits"]) == {"0", "1"}
+
+
+def test_strength_screen_smoke(tmp_path):
+    strength = _bench("strength")
+    out = tmp_path / "screen.json"
+    strength.main(["--profile", "smoke", "--screen", "--no-progress", "--output", str(out), "--variants",
+                   "UC:tile", "UC (label-aware):tile,levels=5+2 (names)"])
+    saved = json.loads(out.read_text())
+    rows = saved["rows"]
+    assert saved["config"]["scored_on"].startswith("validation") and saved["config"]["status"] == "complete"
+    assert {r["variant"] for r in rows} == {"UC:tile", "UC (label-aware):tile,levels=5+2 (names)"}
+    assert {r["method"] for r in rows} == {"UC", "UC (label-aware)"}
+    la = [r for r in rows if r["method"] == "UC (label-aware)"]
+    assert all(r["cluster_rule_acc"] == 1.0 for r in la)  # the key refines every class
+    fit = saved["config"]["fits"]["UC (label-aware):tile,levels=5+2 (names)"]
+    assert fit["verify"]["passed"] and len(fit["key_levels"]) == 2
 
 
 def test_strength_compare_defaults_smoke(tmp_path):
