@@ -13,6 +13,13 @@ What the public Unlearnable Clusters code does (DESIGN.md §1), step by step:
 4. augmentation on the clean images in the data loader (Resize 256 + RandomCrop 224 +
    horizontal flip, per image), then ``clamp(x + delta_i, 0, 1)``.
 
+Difference from the library's fit: :func:`uc_datasets.fit.train_perturbations` (default
+``augment_mode="reference"``) augments the *perturbed* image ``x + delta``: upscale by 256/224,
+crop at one offset shared by the whole batch, flip per image. This module, like the reference,
+crops and flips each *clean* image independently and adds delta afterwards, so delta is never
+shifted here. ``augment_mode="shifts"`` in the library instead applies per-image pad-and-crop
+shifts and flips to the perturbed image, as a crop+flip victim sees it.
+
 So one epoch of the reference costs p surrogate forward+backward passes per image, and a
 fit costs ``p * epochs * N`` of them. The generators are built with the library's
 :class:`~uc_datasets.generator.Perturbation` and the same seeds as the library's
