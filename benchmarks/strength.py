@@ -557,6 +557,48 @@ def agreement_markdown(entries: list[dict]) -> str:
                                   [[p] + [cell.get((p, n), "") for n in ns] for p in ps])
 
 
+def plot_scores(rows: list[dict], path: str | Path, *, key: str = "method", defense: str = "none",
+                title: str = "") -> Path:
+    """Protection score against the number of classes n, one line per ``key`` (method or
+    variant): mean over seeds with min-max bars. 1 = the clean victim's ability, 0 = chance.
+
+    Example:
+        >>> plot_scores(saved["rows"], "scores_vs_n.png")  # doctest: +SKIP
+    """
+    from collections import defaultdict
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    series: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        if r["defense"] == defense and r.get("protection_score") is not None:
+            series[r[key]][r["n_classes"]].append(r["protection_score"])
+    fig = Figure(figsize=(7.5, 4.8), constrained_layout=True)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    ns_all = sorted({n for by_n in series.values() for n in by_n})
+    ax.plot(ns_all, [1.0] * len(ns_all), color="tab:blue", linestyle="--", label="clean training (1 by definition)")
+    for name, by_n in series.items():
+        ns = sorted(by_n)
+        if len(ns) < 2:  # controls run at one labelling only are tables, not lines
+            continue
+        mean = [sum(by_n[n]) / len(by_n[n]) for n in ns]
+        lo = [m - min(by_n[n]) for m, n in zip(mean, ns)]
+        hi = [max(by_n[n]) - m for m, n in zip(mean, ns)]
+        seeds = max(len(v) for v in by_n.values())
+        ax.errorbar(ns, mean, yerr=[lo, hi], marker="o", markersize=4, capsize=3,
+                    label=f"{name} ({seeds} seed{'s' if seeds > 1 else ''})")
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.set_xlabel("number of classes n the victim trains on (10 = original labels)")
+    ax.set_ylabel("protection score (0 = chance, 1 = no protection)")
+    ax.set_xticks(ns_all)
+    ax.set_title(title or f"Fashion-MNIST, defence: {defense}")
+    ax.legend(fontsize=7, loc="best")
+    fig.savefig(str(path), dpi=110)
+    return Path(path)
+
+
 def _payload(args: argparse.Namespace, profile: StrengthProfile, mode: str, extra_config: dict, rows: list[dict],
              status: str, **sections: Any) -> dict:
     from uc_datasets.evaluation import ROW_KEYS
@@ -887,6 +929,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="class-name encoder for the relabelling: offline (all-MiniLM-L6-v2) or a Hub id/path")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, all cores)")
     p.add_argument("--report", metavar="JSON", default=None, help="print the tables of a saved run and exit")
+    p.add_argument("--plot", metavar="PNG", default=None,
+                   help="with --report: also plot protection score against n for every method/variant")
     p.add_argument("--merge", metavar="JSON", nargs="+", default=None,
                    help="merge strength runs of different seeds into --output and exit")
     p.add_argument("--no-progress", dest="progress", action="store_false")
@@ -907,6 +951,12 @@ def main(argv: list[str] | None = None) -> dict:
     if args.report:
         text = report(args.report)
         print(text)
+        if args.plot:
+            import json
+
+            saved = json.loads(Path(args.report).read_text())
+            key = "variant" if saved["config"].get("mode") in ("compare-defaults", "screen") else "method"
+            plot_scores(saved["rows"], args.plot, key=key)
         return {"report": text}
     _common.setup(args.threads)
     profile = PROFILES[args.profile]

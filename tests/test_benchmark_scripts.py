@@ -244,3 +244,24 @@ def test_augmentation_check_smoke(tmp_path):
                                                                  ("synper (true labels)", "crop")]
     assert all(0 <= r["protected_acc"] <= 1 and r["chance"] == 0.1 for r in rows)
     assert json.loads((tmp_path / "a.json").read_text())["rows"] == rows
+
+
+def test_fit_cost_smoke_covers_every_family(tmp_path):
+    fit_cost = _bench("fit_cost")
+    threads = torch.get_num_threads()
+    try:
+        out = fit_cost.main(["--profile", "smoke", "--threads", "1", "--output", str(tmp_path / "fc.json")])
+    finally:
+        torch.set_num_threads(threads)
+    rows = out["rows"]
+    assert {r["family"] for r in rows} == set(fit_cost.FAMILIES)
+    for r in rows:
+        assert r["fit_seconds"] > 0 and r["fit_vs_first_p"] > 0
+        if r["family"] in ("tile", "ar", "block"):
+            assert r["train_seconds"] < 0.05  # drawn, not trained
+
+
+def test_strength_plot_from_a_saved_run(strength_results, tmp_path):
+    strength, saved, _ = strength_results
+    path = strength.plot_scores(saved["rows"], tmp_path / "s.png")
+    assert path.stat().st_size > 5_000 and path.read_bytes()[:4] == b"\x89PNG"
