@@ -30,7 +30,7 @@ Nothing is tuned, and the test split is never read: only the train images are us
 including the starting K-means); the feature pass is timed once, in the config.
 
     python benchmarks/keys.py --profile smoke --no-progress   # seconds (used by the tests)
-    python benchmarks/keys.py --profile cpu --threads 1       # about 10-25 minutes on 1 thread
+    python benchmarks/keys.py --profile cpu --threads 1       # about 3 minutes on 1 thread (measured)
 
 Writes ``benchmarks/results/keys.json`` (``{"config": ..., "rows": [...]}``, one row per
 method, p and labelling: method, p, n_keys, n_classes, relabel, nmi, rule_acc, seconds) and

@@ -7,28 +7,18 @@ the speed script as a subprocess (it starts its own child processes, as a user r
 
 from __future__ import annotations
 
-import importlib
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-BENCH = ROOT / "benchmarks"
+from tests.benchmark_support import BENCH, ROOT, require_benchmark_data, run_main
+from tests.benchmark_support import bench as _bench
 
-pytest.importorskip("efficientnet_lite_pytorch", reason="needs the imagenet extra (offline surrogate)")
-if not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").is_file():
-    pytest.skip("needs: apt-get install -y dataset-fashion-mnist", allow_module_level=True)
-
-
-def _bench(name: str):
-    if str(BENCH) not in sys.path:
-        sys.path.insert(0, str(BENCH))
-    return importlib.import_module(name)
+require_benchmark_data()
 
 
 def _check_record(config: dict) -> None:
@@ -233,12 +223,8 @@ def test_report_reprints_the_tables_of_a_saved_run(strength_results, tmp_path):
 
 def test_augmentation_check_smoke(tmp_path):
     check = _bench("augmentation_check")
-    threads = torch.get_num_threads()
-    try:
-        out = check.main(["--profile", "smoke", "--methods", "synper", "--threads", "1", "--output",
-                          str(tmp_path / "a.json")])
-    finally:  # --threads sets torch's global thread count; leaking it changes later fits' float sums
-        torch.set_num_threads(threads)
+    out = run_main(check, ["--profile", "smoke", "--methods", "synper", "--threads", "1", "--output",
+                           str(tmp_path / "a.json")])
     rows = out["rows"]
     assert [(r["method"], r["victim_augment"]) for r in rows] == [("synper (true labels)", "none"),
                                                                  ("synper (true labels)", "crop")]
@@ -248,11 +234,7 @@ def test_augmentation_check_smoke(tmp_path):
 
 def test_fit_cost_smoke_covers_every_family(tmp_path):
     fit_cost = _bench("fit_cost")
-    threads = torch.get_num_threads()
-    try:
-        out = fit_cost.main(["--profile", "smoke", "--threads", "1", "--output", str(tmp_path / "fc.json")])
-    finally:
-        torch.set_num_threads(threads)
+    out = run_main(fit_cost, ["--profile", "smoke", "--threads", "1", "--output", str(tmp_path / "fc.json")])
     rows = out["rows"]
     assert {r["family"] for r in rows} == set(fit_cost.FAMILIES)
     for r in rows:

@@ -6,37 +6,20 @@ the offline EfficientNet-Lite0 surrogate, like the other benchmark smoke tests.
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
-import pytest
-import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-BENCH = ROOT / "benchmarks"
+from tests.benchmark_support import bench as _bench
+from tests.benchmark_support import require_benchmark_data, run_main
 
-pytest.importorskip("efficientnet_lite_pytorch", reason="needs the imagenet extra (offline surrogate)")
-if not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").is_file():
-    pytest.skip("needs: apt-get install -y dataset-fashion-mnist", allow_module_level=True)
-
-
-def _bench(name: str):
-    if str(BENCH) not in sys.path:
-        sys.path.insert(0, str(BENCH))
-    return importlib.import_module(name)
+require_benchmark_data()
 
 
 def test_keys_smoke_scores_every_method_p_and_labelling(tmp_path, capsys):
     keys = _bench("keys")
     out = tmp_path / "k.json"
-    threads = torch.get_num_threads()
-    try:
-        returned = keys.main(["--profile", "smoke", "--threads", "1", "--no-progress", "--output", str(out)])
-    finally:  # --threads sets torch's global thread count; leaking it changes later tests' float sums
-        torch.set_num_threads(threads)
+    returned = run_main(keys, ["--profile", "smoke", "--threads", "1", "--no-progress", "--output", str(out)])
     saved = json.loads(out.read_text())
     assert saved == json.loads(json.dumps(returned))
     config, rows = saved["config"], saved["rows"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 from collections.abc import Sequence
@@ -126,7 +127,7 @@ class UnlearnableClusters:
             "key_levels": result.key_levels,
             "class_names": names,
         }
-        return UCProtector(cfg, result.deltas, result.centres, result.permutation,
+        return UCProtector(dataclasses.replace(cfg), result.deltas, result.centres, result.permutation,
                            surrogate_info=vars(surrogate.info()), image_column=image_column, working_hw=hw,
                            cache_keys=keys, cache_clusters=result.labels, metadata=metadata,
                            surrogate=surrogate, max_pixels=self.max_pixels, classes=class_values,
