@@ -404,10 +404,12 @@ def _cluster(surrogate: Surrogate, data: WorkingSet, cfg: UCConfig, *, device: t
             arrays["cluster_class"] = cluster_class
             arrays["class_means"] = np.stack([x[classes == c].mean(0) for c in range(int(classes.max()) + 1)])
         arrays.update(centres=centres, labels=labels, **{f"tf_{k}": v for k, v in transform.items()})
-        # The loss compares raw surrogate features: targets are the members' mean raw feature.
-        arrays["raw_centres"] = np.stack([feats[labels == k].mean(0) if (labels == k).any()
-                                          else np.zeros(feats.shape[1], np.float32)
-                                          for k in range(len(centres))]).astype(np.float32)
+        if transform or classes is not None:
+            # The loss compares raw surrogate features: with transformed or class-nested keys
+            # the targets are the members' mean raw feature (else the K-means centres are).
+            arrays["raw_centres"] = np.stack([feats[labels == k].mean(0) if (labels == k).any()
+                                              else np.zeros(feats.shape[1], np.float32)
+                                              for k in range(len(centres))]).astype(np.float32)
         if cached is not None:
             cached.parent.mkdir(parents=True, exist_ok=True)
             np_save({"features": feats, **arrays}, str(cached), metadata={"run_key": key})
