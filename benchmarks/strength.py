@@ -416,21 +416,27 @@ Plan = list[tuple[str, list[str], list["Relabeling"]]]
 
 
 def sweep(profile: StrengthProfile, sets: TrainSets, plan: Plan, *, progress: bool,
-          on_rows: Callable[[list[dict]], None] | None = None) -> list[dict]:
+          on_rows: Callable[[list[dict]], None] | None = None, runner: VictimRunner | None = None,
+          cleans: dict[tuple, tuple[dict | None, str | None]] | None = None) -> list[dict]:
     """For each seed and (defence, methods, labellings) in ``plan``: per labelling one clean
     victim (trained once per seed, defence and labelling, however often the plan names it)
     and one victim per method. A failed training is recorded in its row.
+
+    ``cleans`` (kept by the caller) shares the clean victims between several sweeps, and
+    ``runner`` reuses one :class:`VictimRunner`.
     """
     from tqdm.auto import tqdm
 
-    runner = VictimRunner(profile, sets, progress=progress)
+    runner = runner if runner is not None else VictimRunner(profile, sets, progress=progress)
+    runner.sets = sets
     jobs = [(seed, defense, methods, lab) for seed in profile.seeds for defense, methods, labs in plan
             for lab in labs]
-    n_clean = len({(seed, defense, lab.n_groups, lab.method) for seed, defense, _, lab in jobs})
+    cleans = {} if cleans is None else cleans
+    n_clean = len({(seed, defense, lab.n_groups, lab.method) for seed, defense, _, lab in jobs} - set(cleans))
     bar = tqdm(total=n_clean + sum(len(m) for _, _, m, _ in jobs), desc="victims", disable=not progress)
     rows: list[dict] = []
     try:
-        _sweep_jobs(runner, sets, jobs, rows, bar, on_rows)
+        _sweep_jobs(runner, sets, jobs, rows, bar, on_rows, cleans)
     finally:
         gc.unfreeze()
         bar.close()
@@ -440,12 +446,11 @@ def sweep(profile: StrengthProfile, sets: TrainSets, plan: Plan, *, progress: bo
 
 
 def _sweep_jobs(runner: VictimRunner, sets: TrainSets, jobs: list[tuple], rows: list[dict], bar: Any,
-                on_rows: Callable[[list[dict]], None] | None) -> None:
+                on_rows: Callable[[list[dict]], None] | None, cleans: dict[tuple, tuple]) -> None:
     """Run ``jobs`` (seed, defence, methods, labelling), appending rows; ``on_rows`` after each job."""
     import torch
 
     profile = runner.profile
-    cleans: dict[tuple, tuple[dict | None, str | None]] = {}
     for seed, defense, methods, lab in jobs:
         train_y = torch.from_numpy(lab.map_labels(sets.labels))
         test_y = lab.map_labels(sets.test_labels).tolist()
