@@ -579,11 +579,15 @@ def plot_scores(rows: list[dict], path: str | Path, *, key: str = "method", defe
     for r in rows:
         if r["defense"] == defense and r.get("protection_score") is not None:
             series[r[key]][r["n_classes"]].append(r["protection_score"])
-    fig = Figure(figsize=(7.5, 4.8), constrained_layout=True)
+    fig = Figure(figsize=(11, 5.0), constrained_layout=True)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     ns_all = sorted({n for by_n in series.values() for n in by_n})
     ax.plot(ns_all, [1.0] * len(ns_all), color="tab:blue", linestyle="--", label="clean training (1 by definition)")
+    import matplotlib
+
+    colors = matplotlib.colormaps["tab10"].colors
+    counters = {True: 0, False: 0}  # label-free solid, label-aware dashed; colours cycle within each
     for name, by_n in series.items():
         ns = sorted(by_n)
         if len(ns) < 2:  # controls run at one labelling only are tables, not lines
@@ -592,14 +596,18 @@ def plot_scores(rows: list[dict], path: str | Path, *, key: str = "method", defe
         lo = [m - min(by_n[n]) for m, n in zip(mean, ns)]
         hi = [max(by_n[n]) - m for m, n in zip(mean, ns)]
         seeds = max(len(v) for v in by_n.values())
-        ax.errorbar(ns, mean, yerr=[lo, hi], marker="o", markersize=4, capsize=3,
+        aware = "label-aware" in name
+        color = colors[counters[aware] % 10]
+        counters[aware] += 1
+        ax.errorbar(ns, mean, yerr=[lo, hi], marker="o", markersize=4, capsize=3, color=color,
+                    linestyle="--" if aware else "-",
                     label=f"{name} ({seeds} seed{'s' if seeds > 1 else ''})")
     ax.axhline(0.0, color="black", linewidth=0.8)
     ax.set_xlabel("number of classes n the victim trains on (10 = original labels)")
     ax.set_ylabel("protection score (0 = chance, 1 = no protection)")
     ax.set_xticks(ns_all)
     ax.set_title(title or f"Fashion-MNIST, defence: {defense}")
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.savefig(str(path), dpi=110)
     return Path(path)
 
