@@ -81,3 +81,20 @@ def test_protect_with_a_baseline_method(tmp_path, capsys):
     assert summary["config"]["params"]["steps"] == 2
     assert main(["protect", str(tmp_path / "in"), "--method", "nope", "--output-dir", str(tmp_path / "x")]) == 2
     assert "unknown method" in capsys.readouterr().err
+
+
+def test_protect_label_aware_tile_from_the_command_line(tiny_clip, tmp_path):
+    ds = image_dataset(structured_images(12), [i % 3 for i in range(12)])
+    ds.save_to_disk(str(tmp_path / "in"))
+    rc = main(["protect", str(tmp_path / "in"), "--surrogate", tiny_clip, "--pattern", "tile", "--period", "3",
+               "--label-column", "label", "--epsilon", "8", "--output-dir", str(tmp_path / "out")])
+    assert rc == 0
+    from uc_datasets import load_protector
+    from uc_datasets.evaluation import read_protection_metadata
+
+    prot = load_protector(tmp_path / "out" / "protector")
+    assert prot.method == "UC-CLIP (label-aware)" and prot.config.pattern == "tile" and prot.config.period == 3
+    assert prot.config.n_clusters == 3 and prot.classes == [0, 1, 2]
+    protected = datasets.load_from_disk(str(tmp_path / "out" / "protected"))
+    assert read_protection_metadata(protected)["method"] == "UC-CLIP (label-aware)"
+    assert json.loads(protected.info.description)["uc_datasets"]["mode"] == "label-aware"
