@@ -583,7 +583,7 @@ def plot_scores(rows: list[dict], path: str | Path, *, key: str = "method", defe
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     ns_all = sorted({n for by_n in series.values() for n in by_n})
-    ax.plot(ns_all, [1.0] * len(ns_all), color="tab:blue", linestyle="--", label="clean training (1 by definition)")
+    ax.plot(ns_all, [1.0] * len(ns_all), color="grey", linestyle=":", label="clean training (1 by definition)")
     import matplotlib
 
     colors = matplotlib.colormaps["tab10"].colors
