@@ -34,7 +34,7 @@ from .distributed import (
     world,
 )
 from .generator import Perturbation
-from .imaging import luminance
+from .imaging import crop_at, luminance
 from .patterns import MODEL_FREE, combine_levels, tile_to
 from .surrogates import Surrogate
 
@@ -105,14 +105,8 @@ def shift_augment(x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, flip: 
         >>> torch.equal(shift_augment(x, z, z, torch.zeros(2, dtype=torch.bool)), x)
         True
     """
-    b, _, h, w = x.shape
-    pad = max(1, w // 8)
-    padded = F.pad(x, (pad, pad, pad, pad))
-    dev = x.device
-    rows = (top.to(dev)[:, None] + torch.arange(h, device=dev))[:, :, None]
-    cols = (left.to(dev)[:, None] + torch.arange(w, device=dev))[:, None, :]
-    out = padded.permute(0, 2, 3, 1)[torch.arange(b, device=dev)[:, None, None], rows, cols].permute(0, 3, 1, 2)
-    return torch.where(flip.to(dev).view(-1, 1, 1, 1), out.flip(-1), out)
+    out = crop_at(x, max(1, x.shape[-1] // 8), top, left)
+    return torch.where(flip.to(x.device).view(-1, 1, 1, 1), out.flip(-1), out)
 
 
 class _SingleProcess:
@@ -203,10 +197,13 @@ def _epoch_batches(n: int, batch_size: int, ws: int, seed: int, epoch: int) -> l
     return [b for b in batches if len(b) >= ws]
 
 
-def _run_key(cfg: UCConfig, n: int, hw: tuple[int, int]) -> str:
+def _run_key(cfg: UCConfig, n: int, hw: tuple[int, int], classes: np.ndarray | None = None) -> str:
     import hashlib
 
-    return hashlib.sha256(json.dumps([cfg.to_dict(), n, list(hw)], sort_keys=True).encode()).hexdigest()[:16]
+    h = hashlib.sha256(json.dumps([cfg.to_dict(), n, list(hw)], sort_keys=True).encode())
+    if classes is not None:  # label-aware keys depend on every image's class
+        h.update(np.ascontiguousarray(classes, np.int64).tobytes())
+    return h.hexdigest()[:16]
 
 
 def train_perturbations(surrogate: Surrogate, data: WorkingSet, labels: np.ndarray, centres: np.ndarray,
@@ -353,15 +350,6 @@ class FitResult:
 CLUSTERS_FILE = "clusters.safetensors"
 
 
-def _keys_run_key(cfg: UCConfig, n: int, hw: tuple[int, int], classes: np.ndarray | None) -> str:
-    import hashlib
-
-    base = _run_key(cfg, n, hw)
-    if classes is None:
-        return base
-    return hashlib.sha256(base.encode() + np.ascontiguousarray(classes, np.int64).tobytes()).hexdigest()[:16]
-
-
 def _cluster(surrogate: Surrogate, data: WorkingSet, cfg: UCConfig, *, device: torch.device, accelerator,
              cache_dir: Path | None, num_workers: int, progress: bool,
              classes: np.ndarray | None = None) -> tuple[dict[str, np.ndarray], dict]:
@@ -377,7 +365,7 @@ def _cluster(surrogate: Surrogate, data: WorkingSet, cfg: UCConfig, *, device: t
 
     from .clustering import apply_feature_transform, fit_feature_transform, nested_kmeans
 
-    key = _keys_run_key(cfg, len(data), data.hw, classes)
+    key = _run_key(cfg, len(data), data.hw, classes)
     cached = cache_dir / CLUSTERS_FILE if cache_dir is not None else None
     if cached is not None and cached.is_file():
         from safetensors import safe_open

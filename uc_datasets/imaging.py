@@ -185,6 +185,24 @@ def resize_delta(delta: torch.Tensor, size_hw: tuple[int, int]) -> torch.Tensor:
     ).squeeze(0)
 
 
+def crop_at(x: torch.Tensor, padding: int, top: torch.Tensor, left: torch.Tensor) -> torch.Tensor:
+    """Zero-pad a batch (B, C, H, W) by ``padding`` and crop each image back to (H, W) at its own
+    offset ``(top[i], left[i])`` in ``[0, 2 * padding]``. Differentiable in ``x``.
+
+    Example:
+        >>> x = torch.arange(4.0).view(1, 1, 2, 2)
+        >>> crop_at(x, 1, torch.tensor([0]), torch.tensor([0])).flatten().tolist()
+        [0.0, 0.0, 0.0, 0.0]
+    """
+    batch, _, height, width = x.shape
+    dev = x.device
+    padded = F.pad(x, (padding, padding, padding, padding))
+    rows = (top.to(dev)[:, None] + torch.arange(height, device=dev))[:, :, None]  # (B, H, 1)
+    cols = (left.to(dev)[:, None] + torch.arange(width, device=dev))[:, None, :]  # (B, 1, W)
+    index = torch.arange(batch, device=dev)[:, None, None]
+    return padded.permute(0, 2, 3, 1)[index, rows, cols].permute(0, 3, 1, 2).contiguous()
+
+
 def apply_delta(img: Image.Image, delta: torch.Tensor, epsilon: float) -> Image.Image:
     """Add a perturbation (3, h, w) to a native-mode image and return a new, PNG-bound image.
 

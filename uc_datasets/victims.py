@@ -50,6 +50,7 @@ from transformers import (
 )
 
 from .defenses import Defense
+from .imaging import crop_at
 
 logger = logging.getLogger(__name__)
 
@@ -278,14 +279,10 @@ def random_crop(x: torch.Tensor, padding: int) -> torch.Tensor:
     """
     if padding <= 0:
         return x
-    batch, _, height, width = x.shape
-    padded = F.pad(x, (padding, padding, padding, padding))
+    batch = x.shape[0]
     top = torch.randint(0, 2 * padding + 1, (batch,), device=x.device)
     left = torch.randint(0, 2 * padding + 1, (batch,), device=x.device)
-    rows = (top[:, None] + torch.arange(height, device=x.device))[:, :, None]  # (B, H, 1)
-    cols = (left[:, None] + torch.arange(width, device=x.device))[:, None, :]  # (B, 1, W)
-    index = torch.arange(batch, device=x.device)[:, None, None]
-    return padded.permute(0, 2, 3, 1)[index, rows, cols].permute(0, 3, 1, 2).contiguous()
+    return crop_at(x, padding, top, left)
 
 
 def random_resized_crop(
