@@ -14,9 +14,12 @@ from uc_datasets.defenses import (
     get_defense,
     grayscale,
     jpeg_compress,
+    linear_directions,
     mixup,
+    orthogonal_projection,
     parse_defense_spec,
     pgd_attack,
+    project_out,
 )
 
 
@@ -232,7 +235,7 @@ def test_pgd_rejects_bad_parameters():
 
 
 def test_registry_names_and_hooks():
-    assert set(DEFENSES) == {"none", "mixup", "cutmix", "cutout", "gaussian", "jpeg", "grayscale", "pgd"}
+    assert set(DEFENSES) == {"none", "mixup", "cutmix", "cutout", "gaussian", "jpeg", "grayscale", "pgd", "orthogonal"}
     x = torch.tensor([1.0, 0.0, 0.0]).view(1, 3, 1, 1)
     gray = get_defense("grayscale")
     assert torch.allclose(gray.apply_test_images(x), torch.full_like(x, 0.299))
@@ -261,3 +264,92 @@ def test_spec_parsing_and_errors():
         get_defense("pgd:eps")
     with pytest.raises(ValueError, match="Bad parameters"):
         get_defense("mixup:beta=1")
+
+
+# --- orthogonal projection ------------------------------------------------------------------
+
+
+def stripes(n: int, size: int, seed: int, contrast: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Four classes of oriented stripes (0, 90, 45, 135 degrees) with a random phase per image:
+    learnable by a CNN, but no class has a mean image a linear model could use."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 4
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    angle = torch.tensor([0, math.pi / 2, math.pi / 4, 3 * math.pi / 4])[y]
+    coord = xx[None] * torch.cos(angle)[:, None, None] + yy[None] * torch.sin(angle)[:, None, None]
+    phase = torch.rand(n, generator=g) * 2 * math.pi
+    img = 0.5 + contrast * torch.sin(2 * math.pi / 4 * coord + phase[:, None, None])
+    img = img + 0.05 * torch.randn(n, size, size, generator=g)
+    return img[:, None].expand(-1, 3, -1, -1).clamp(0, 1).contiguous(), y
+
+
+def test_project_out_exact_and_keeps_the_centre():
+    basis = torch.tensor([[1.0], [0.0]])
+    x = torch.tensor([[[[3.0, 4.0]]], [[[5.0, 6.0]]]])
+    assert project_out(x, basis).flatten(1).tolist() == [[0.0, 4.0], [0.0, 6.0]]
+    mean = torch.tensor([4.0, 5.0])
+    # Centred: the first coordinate becomes the mean's, the second is untouched.
+    assert project_out(x, basis, mean).flatten(1).tolist() == [[4.0, 4.0], [4.0, 6.0]]
+
+
+def test_linear_directions_are_seeded_and_checked():
+    x, y = torch.rand(16, 1, 3, 3), torch.arange(16) % 2
+    a = linear_directions(x, y, min_steps=5)
+    assert a.shape == (2, 9) and torch.equal(a, linear_directions(x, y, min_steps=5))
+    with pytest.raises(ValueError, match="as many labels as images"):
+        linear_directions(x, y[:3])
+
+
+def test_orthogonal_projection_removes_a_planted_class_wise_pattern():
+    x, y = stripes(256, 16, seed=0)
+    pattern = torch.sign(torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(5))) * 0.1
+    poisoned = x + pattern[y]
+    projected, basis, mean = orthogonal_projection(poisoned, y)
+    assert basis.shape == (3 * 16 * 16, 4)
+    torch.testing.assert_close(basis.T @ basis, torch.eye(4), atol=1e-5, rtol=0)
+    # The class-discriminative part of each pattern (its deviation from the mean pattern)
+    # is mostly in the removed span; a clean image loses little.
+    centred = (pattern - pattern.mean(0)).flatten(1)
+    removed = (centred @ basis).norm(dim=1) / centred.norm(dim=1)
+    assert bool((removed > 0.9).all()), removed
+    clean_projected, _, _ = orthogonal_projection(x, y)
+    assert float((clean_projected - x).norm() / x.norm()) < 0.05
+    # The mean image is kept.
+    torch.testing.assert_close(projected.flatten(1).mean(0), mean, atol=1e-4, rtol=0)
+
+
+def test_orthogonal_defence_lets_a_victim_learn_from_poisoned_data():
+    """The check of the issue: a class-wise linear shortcut makes a victim fail on clean test
+    data; trained on the projected images it recovers the clean victim's accuracy (within
+    0.15; measured: clean 1.00, poisoned 0.23, projected 0.99 at seed 0)."""
+    from uc_datasets.victims import TrainConfig, build_victim, train_and_predict
+
+    x, y = stripes(256, 16, seed=0)
+    test_x, test_y = stripes(256, 16, seed=1)
+    pattern = torch.sign(torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(5))) * 0.1
+    as_uint8 = lambda t: (t.clamp(0, 1) * 255).round().to(torch.uint8)  # noqa: E731
+    config = TrainConfig(epochs=8, batch_size=32, lr=0.05, augment="none")
+
+    def accuracy(images: torch.Tensor, defense: str) -> float:
+        victim = build_victim("resnet18", 4, width=0.125, image_size=16, seed=0)
+        per_epoch = train_and_predict(victim, as_uint8(images), y, config, as_uint8(test_x),
+                                      defense=get_defense(defense), progress=False)
+        return float((per_epoch[-1] == test_y).float().mean())
+
+    clean = accuracy(x, "none")
+    poisoned = accuracy(x + pattern[y], "none")
+    projected = accuracy(x + pattern[y], "orthogonal")
+    assert clean > 0.9 and poisoned < 0.45, (clean, poisoned)
+    assert projected > clean - 0.15, (clean, poisoned, projected)
+
+
+def test_orthogonal_defence_registry_and_test_option():
+    defense = get_defense("orthogonal:epochs=2,test=1")
+    assert defense.params == {"epochs": 2, "test": 1.0} and defense.train_set is not None
+    with pytest.raises(RuntimeError, match="before the training set"):
+        defense.apply_test_images(torch.rand(2, 3, 4, 4))
+    x, y = torch.rand(8, 3, 4, 4), torch.arange(8) % 2
+    projected = defense.train_set(x, y)
+    assert projected.shape == x.shape and projected.dtype == torch.float32
+    assert defense.apply_test_images(x).shape == x.shape
+    assert get_defense("orthogonal").test_images is None  # clean test images by default

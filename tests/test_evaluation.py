@@ -20,6 +20,7 @@ from uc_datasets.evaluation import (
     add_evaluate_arguments,
     load_evaluation_data,
     run_evaluate,
+    score_epochs,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -244,3 +245,45 @@ def test_bad_options(pair):
         run_evaluate(parse(["--clean", clean, "--protected", protected, "--defenses", "blur", *TINY]))
     with pytest.raises(ValueError, match="Unknown victim"):
         run_evaluate(parse(["--clean", clean, "--protected", protected, "--victims", "vit", *TINY]))
+
+
+# --- best-epoch accuracy and pseudo-labels -----------------------------------------------------
+
+
+def test_best_epoch_scores_are_at_least_the_final_ones(sweep):
+    results, _ = sweep
+    for row in results["rows"]:
+        assert row["protected_acc_best"] >= row["protected_acc"]
+        assert row["clean_acc_best"] >= row["clean_acc"]
+        if row["protection_score_best"] is not None:
+            expected = (row["protected_acc_best"] - row["chance"]) / (row["clean_acc_best"] - row["chance"])
+            assert row["protection_score_best"] == pytest.approx(expected)
+
+
+def test_score_epochs_picks_the_best_epoch_and_scores_it_against_the_clean_best():
+    refs = [0, 1, 1, 0]
+    per_epoch = [torch.tensor([0, 1, 1, 0]), torch.tensor([0, 0, 0, 0]), torch.tensor([1, 0, 0, 0])]
+    clean = {"accuracy": 0.75, "accuracy_best": 1.0}
+    s = score_epochs(per_epoch, refs, clean)
+    assert (s["accuracy"], s["accuracy_best"], s["best_epoch"], s["chance"]) == (0.25, 1.0, 1, 0.5)
+    assert s["protection_score"] == pytest.approx(-1.0)  # (0.25 - 0.5) / (0.75 - 0.5): below chance
+    assert s["protection_score_best"] == pytest.approx(1.0)  # (1.0 - 0.5) / (1.0 - 0.5): best vs clean best
+    with pytest.raises(ValueError, match="at least one epoch"):
+        score_epochs([], refs)
+
+
+def test_pseudo_label_rows(pair, tmp_path):
+    clean, protected = pair
+    args = parse(["--clean", clean, "--protected", protected, "--n-range", 2, 2, "--no-original",
+                  "--pseudo-labels", 3, "--epochs", 2, "--output-dir", tmp_path, *TINY[:-3], "--no-progress"])
+    results = run_evaluate(args)
+    pseudo = [r for r in results["rows"] if r["relabel"].startswith("pseudo")]
+    assert len(pseudo) == 1 and pseudo[0]["relabel"] == "pseudo-kmeans(pixels-pca)" and pseudo[0]["n_classes"] == 3
+    assert set(pseudo[0]) == set(ROW_KEYS)
+    info = results["config"]["relabelings"]
+    assert info["pseudo-3-clean"]["n_groups"] == 3 and sum(info["pseudo-3-clean"]["sizes"]) == 6 * PER_CLASS_TRAIN
+    assert "pseudo-3-protected-1-seed0" in info
+    # The same run again gives the same labels and rows (seeded K-means, seeded victims).
+    again = run_evaluate(args)
+    assert again["config"]["relabelings"]["pseudo-3-clean"] == info["pseudo-3-clean"]
+    assert again["rows"][-1]["protected_acc"] == results["rows"][-1]["protected_acc"]

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
@@ -138,3 +139,54 @@ def test_resolve_encoder_without_network(tmp_path):
     assert local and (Path(path) / "config.json").is_file()
     assert resolve_encoder(DEFAULT_ENCODER) == ("bert-base-uncased", False)
     assert resolve_encoder(str(tmp_path)) == (str(tmp_path), True)
+
+
+# --- pseudo-labels ----------------------------------------------------------------------------
+
+
+def test_pseudo_labels_are_seeded_and_numbered_by_first_appearance():
+    from uc_datasets.relabel import pseudo_labeling
+
+    rng = np.random.default_rng(0)
+    features = np.concatenate([rng.normal(c * 10, 1, (20, 4)) for c in (2, 0, 1)])
+    a = pseudo_labeling(features, 3, seed=1, encoder="test")
+    b = pseudo_labeling(features, 3, seed=1, encoder="test")
+    assert np.array_equal(a.train_labels, b.train_labels) and np.array_equal(a.centres, b.centres)
+    assert a.train_labels.tolist() == [0] * 20 + [1] * 20 + [2] * 20
+    assert a.method == "pseudo-kmeans(test)" and a.to_dict()["sizes"] == [20, 20, 20]
+    assert a.assign(np.array([[0.0] * 4, [20.0] * 4])).tolist() == [1, 0]
+    with pytest.raises(ValueError, match="shape"):
+        a.assign(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="at least n=3 rows"):
+        pseudo_labeling(features[:2], 3)
+
+
+def test_pseudo_labels_are_not_a_function_of_the_class():
+    """Two classes (bright / dark), each with two visual modes (left / right stripe): pixel K-means
+    into two groups follows the stripe, so each class is split across both pseudo-labels."""
+    from uc_datasets.relabel import image_features, pseudo_labeling
+
+    rng = np.random.default_rng(0)
+    images, classes = [], []
+    for i in range(40):
+        cls, side = i % 2, (i // 2) % 2
+        x = np.full((3, 8, 8), 0.45 + 0.1 * cls) + rng.normal(0, 0.01, (3, 8, 8))
+        x[:, :, (0 if side == 0 else 6):(2 if side == 0 else 8)] += 0.5  # strong stripe, left or right
+        images.append(x)
+        classes.append(cls)
+    images = torch.tensor(np.stack(images), dtype=torch.float32)
+    classes = np.array(classes)
+    (features,) = image_features(images, encoder="pixels-pca")
+    labels = pseudo_labeling(features, 2, seed=0, encoder="pixels-pca").train_labels
+    for cls in (0, 1):
+        assert set(labels[classes == cls].tolist()) == {0, 1}  # each class is split
+    # The labels follow the stripe side exactly.
+    sides = np.array([(i // 2) % 2 for i in range(40)])
+    assert abs(np.corrcoef(labels, sides)[0, 1]) == pytest.approx(1.0)
+
+
+def test_pixel_pca_needs_fit():
+    from uc_datasets.relabel import PixelPCA
+
+    with pytest.raises(RuntimeError, match="fit"):
+        PixelPCA().transform(torch.zeros(2, 3, 4, 4))

@@ -206,3 +206,19 @@ def test_training_input_errors():
         TrainConfig(epochs=0)
     with pytest.raises(ValueError, match="Unknown augmentation"):
         TrainConfig(augment="autoaugment")
+
+
+def test_train_and_predict_records_every_epoch_without_changing_training():
+    """The per-epoch evaluation must not change training: the last epoch's predictions equal
+    those of the same victim trained by train_victim and scored by predict."""
+    from uc_datasets.victims import predict, train_and_predict
+
+    x = torch.randint(0, 256, (24, 3, 8, 8), dtype=torch.uint8)
+    y = torch.arange(24) % 3
+    config = TrainConfig(epochs=3, batch_size=8)
+    per_epoch = train_and_predict(build_victim("resnet18", 3, width=0.125, image_size=8, seed=0), x, y, config, x,
+                                  progress=False)
+    assert len(per_epoch) == 3 and all(p.shape == (24,) for p in per_epoch)
+    trained = train_victim(build_victim("resnet18", 3, width=0.125, image_size=8, seed=0), x, y, config,
+                           progress=False)
+    assert torch.equal(per_epoch[-1], predict(trained, x))

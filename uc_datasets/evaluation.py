@@ -46,11 +46,15 @@ from .metrics import load_unlearnability
 from .relabel import (
     DEFAULT_ENCODER,
     PAPER_N_RANGE,
+    PSEUDO_ENCODERS,
+    PseudoLabeling,
     Relabeling,
     default_n_range,
     embed_class_names,
     identity_relabeling,
+    image_features,
     kmeans_relabeling,
+    pseudo_labeling,
     validate_n,
 )
 from .reporting import ROW_KEYS, plot_accuracy_vs_n, results_table, write_outputs
@@ -60,8 +64,7 @@ from .victims import (
     TrainConfig,
     build_victim,
     canonical_victim_name,
-    predict,
-    train_victim,
+    train_and_predict,
 )
 
 logger = logging.getLogger(__name__)
@@ -81,6 +84,8 @@ __all__ = [
     "results_table",
     "run_evaluate",
     "run_sweep",
+    "score_epochs",
+    "train_and_score",
     "write_outputs",
 ]
 
@@ -118,6 +123,8 @@ class EvaluationConfig:
     small_input: bool | None = None
     encoder: str = DEFAULT_ENCODER
     relabel_seed: int = 0
+    pseudo_n_values: list[int] = field(default_factory=list)  # pseudo-label K-means of image embeddings
+    pseudo_encoder: str = "pixels-pca"
     dataset: str = "dataset"
     method: str = "unknown"
     surrogate: str = "unknown"
@@ -133,7 +140,10 @@ class EvaluationConfig:
             raise ValueError(f"mix_by must be one of {MIX_MODES}; got {self.mix_by!r}.")
         if not (self.victims and self.defenses and self.protected_fractions and self.seeds):
             raise ValueError("victims, defenses, protected fractions and seeds must each list at least one value.")
-        if self.n_values is not None and not self.n_values and not self.include_original:
+        for n in self.pseudo_n_values:
+            if int(n) < 2:
+                raise ValueError(f"pseudo-label n must be >= 2; got {n}.")
+        if self.n_values is not None and not self.n_values and not self.include_original and not self.pseudo_n_values:
             raise ValueError("Nothing to evaluate: no n values and the original labels are excluded.")
         self.train_config(0)  # validates the training fields
 
@@ -154,6 +164,110 @@ def _labelings(class_names: list[str], config: EvaluationConfig) -> list[Relabel
     return labelings
 
 
+def score_epochs(per_epoch: list[torch.Tensor], references: list[int], clean: dict | None = None,
+                 metric=None) -> dict:
+    """Final and best-epoch scores of one victim from its per-epoch test predictions.
+
+    Returns the metric's ``accuracy``, ``chance`` and ``protection_score`` for the final epoch,
+    plus ``accuracy_best`` / ``protection_score_best`` for the epoch with the highest test
+    accuracy (``best_epoch``, 1-based): the attacker's best case, early stopping with an
+    oracle. With ``clean`` (the clean victim's scores) the protection scores are relative to
+    it: final to final, best to best.
+
+    Example:
+        >>> per_epoch = [torch.tensor([0, 0]), torch.tensor([0, 1]), torch.tensor([1, 1])]
+        >>> s = score_epochs(per_epoch, [0, 1])
+        >>> s["accuracy"], s["accuracy_best"], s["best_epoch"]
+        (0.5, 1.0, 2)
+    """
+    if not per_epoch:
+        raise ValueError("score_epochs needs the predictions of at least one epoch.")
+    metric = metric or load_unlearnability()
+    refs = torch.as_tensor(references)
+    accuracies = [float((p == refs).float().mean()) for p in per_epoch]
+    best = max(range(len(accuracies)), key=accuracies.__getitem__)
+    final = metric.compute(predictions=per_epoch[-1].tolist(), references=list(references),
+                           clean_accuracy=None if clean is None else clean["accuracy"])
+    best_scores = metric.compute(predictions=per_epoch[best].tolist(), references=list(references),
+                                 clean_accuracy=None if clean is None else clean["accuracy_best"])
+    return {**final, "accuracy_best": best_scores["accuracy"],
+            "protection_score_best": best_scores["protection_score"], "best_epoch": best + 1}
+
+
+def train_and_score(
+    victim_name: str,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    test_images: torch.Tensor,
+    test_labels: list[int],
+    train_config: TrainConfig,
+    *,
+    defense: str = "none",
+    width: float = 1.0,
+    small_input: bool | None = None,
+    clean: dict | None = None,
+    accelerator: Accelerator | None = None,
+    progress: bool = True,
+    batch_size: int = 256,
+    metric=None,
+) -> dict:
+    """Build a victim from scratch, train it on ``images`` / ``labels`` and score it on the test
+    split after every epoch (:func:`score_epochs`). The one victim routine of the evaluation
+    side; the sweep and the strength benchmark both call it.
+
+    Example:
+        >>> x = torch.randint(0, 256, (8, 3, 8, 8), dtype=torch.uint8); y = torch.arange(8) % 2
+        >>> s = train_and_score("resnet18", x, y, 2, x, y.tolist(), TrainConfig(epochs=2, batch_size=4),
+        ...                     width=0.125, progress=False)
+        >>> s["accuracy_best"] >= s["accuracy"]
+        True
+    """
+    victim = build_victim(victim_name, num_classes, width=width, image_size=int(images.shape[-1]),
+                          small_input=small_input, seed=train_config.seed)
+    per_epoch = train_and_predict(victim, images, labels, train_config, test_images, defense=get_defense(defense),
+                                  accelerator=accelerator, progress=progress, batch_size=batch_size)
+    return score_epochs(per_epoch, test_labels, clean, metric)
+
+
+def _pseudo_labels(images: torch.Tensor, test_images: torch.Tensor, n: int, config: EvaluationConfig,
+                   image_size: int | None) -> tuple[PseudoLabeling, torch.Tensor, list[int]]:
+    train_features, test_features = image_features(images, [test_images], encoder=config.pseudo_encoder,
+                                                   image_size=image_size)
+    labeling = pseudo_labeling(train_features, n, seed=config.relabel_seed, encoder=config.pseudo_encoder)
+    return labeling, torch.from_numpy(labeling.train_labels), labeling.assign(test_features).tolist()
+
+
+def _unprotected(clean: dict) -> dict:
+    """Fraction 0: the protected victim is the clean one (score 1, or undefined at chance)."""
+    return {**clean, "protection_score": 1.0 if clean["accuracy"] > clean["chance"] else None,
+            "protection_score_best": 1.0 if clean["accuracy_best"] > clean["chance"] else None}
+
+
+def _row(config: EvaluationConfig, *, victim: str, n: int, relabel: str, defense: str, fraction: float, seed: int,
+         clean: dict, scores: dict) -> dict:
+    return {
+        "dataset": config.dataset,
+        "method": config.method,
+        "surrogate": config.surrogate,
+        "victim": victim,
+        "width": config.width,
+        "epochs": config.epochs,
+        "n_classes": n,
+        "relabel": relabel,
+        "defense": defense,
+        "protected_fraction": fraction,
+        "seed": seed,
+        "clean_acc": clean["accuracy"],
+        "protected_acc": scores["accuracy"],
+        "chance": scores["chance"],
+        "protection_score": scores["protection_score"],
+        "clean_acc_best": clean.get("accuracy_best"),
+        "protected_acc_best": scores.get("accuracy_best"),
+        "protection_score_best": scores.get("protection_score_best"),
+    }
+
+
 def run_sweep(
     data: EvaluationData,
     config: EvaluationConfig,
@@ -164,8 +278,13 @@ def run_sweep(
     """Train and test every (labelling, victim, defence, fraction, seed); return the rows and
     the relabelling used for each n (``{str(n): {"method", "mapping", "groups"}}``).
 
-    The clean-trained victim does not depend on the protected fraction, so it is trained once
-    per (labelling, victim, defence, seed); fraction 0 reuses it.
+    Labellings: the original labels, the class-name relabellings (``n_values``) and, for each
+    of ``pseudo_n_values``, pseudo-labels: K-means of the hacker's image embeddings
+    (``pseudo_encoder``), computed on the images each victim is trained on (clean or
+    protected), the test labels being the nearest centre of each clean test image. The
+    clean-trained victim does not depend on the protected fraction, so it is trained once per
+    (labelling, victim, defence, seed); fraction 0 reuses it. Every row has the final and the
+    best-epoch scores (:func:`score_epochs`).
 
     Example:
         >>> rows, labelings = run_sweep(data, EvaluationConfig(epochs=1, n_values=[2]))  # doctest: +SKIP
@@ -175,31 +294,39 @@ def run_sweep(
     labelings = _labelings(data.class_names, config)
     fractions = list(dict.fromkeys(float(f) for f in config.protected_fractions))
     trainings_per_case = 1 + sum(1 for f in fractions if f > 0)
-    total = len(config.seeds) * len(config.victims) * len(config.defenses) * len(labelings) * trainings_per_case
+    n_labelings = len(labelings) + len(config.pseudo_n_values)
+    total = len(config.seeds) * len(config.victims) * len(config.defenses) * n_labelings * trainings_per_case
     masks = {
         (f, seed): protected_mask(len(data.train_labels), f, seed, by=config.mix_by, labels=data.train_labels)
         for f in fractions
         for seed in config.seeds
     }
     rows: list[dict] = []
+    pseudo_info: dict[str, dict] = {}
     bar = tqdm(total=total, desc="evaluate", unit="run", disable=not (progress and accelerator.is_main_process))
 
-    def train_and_test(victim_name: str, images: torch.Tensor, labels: torch.Tensor, num_classes: int,
-                       spec: str, seed: int) -> torch.Tensor:
-        victim = build_victim(
-            victim_name, num_classes, width=config.width, image_size=data.image_size,
-            small_input=config.small_input, seed=seed,
-        )
-        defense = get_defense(spec)
-        victim = train_victim(
-            victim, images, labels, config.train_config(seed),
-            defense=defense, accelerator=accelerator, progress=progress,
-        )
-        predictions = predict(
-            victim, data.test_images, batch_size=2 * config.batch_size, defense=defense, accelerator=accelerator
+    def score(victim_name: str, images: torch.Tensor, labels: torch.Tensor, n: int, test_y: list[int], spec: str,
+              seed: int, clean: dict | None = None) -> dict:
+        result = train_and_score(
+            victim_name, images, labels, n, data.test_images, test_y, config.train_config(seed), defense=spec,
+            width=config.width, small_input=config.small_input, clean=clean, accelerator=accelerator,
+            progress=progress, batch_size=2 * config.batch_size, metric=metric,
         )
         bar.update(1)
-        return predictions
+        return result
+
+    def protected_images(fraction: float, seed: int) -> torch.Tensor:
+        mask = masks[(fraction, seed)][:, None, None, None]
+        return torch.where(mask, data.protected_images, data.train_images)
+
+    def log(row: dict) -> None:
+        if accelerator.is_main_process:
+            logger.info(
+                "%s %s n=%d (%s) fraction=%.2f seed=%d: clean %.2f%%, protected %.2f%% (best epoch %.2f%%), "
+                "chance %.2f%%", row["victim"], row["defense"], row["n_classes"], row["relabel"],
+                row["protected_fraction"], row["seed"], 100 * row["clean_acc"], 100 * row["protected_acc"],
+                100 * row["protected_acc_best"], 100 * row["chance"],
+            )
 
     for seed in config.seeds:
         for victim_name in config.victims:
@@ -208,55 +335,37 @@ def run_sweep(
                     train_y = torch.from_numpy(labeling.map_labels(data.train_labels))
                     test_y = labeling.map_labels(data.test_labels).tolist()
                     bar.set_postfix_str(f"{victim_name} {spec} n={labeling.n_groups} seed={seed}")
-                    clean_pred = train_and_test(
-                        victim_name, data.train_images, train_y, labeling.n_groups, spec, seed
-                    )
-                    clean = metric.compute(predictions=clean_pred.tolist(), references=test_y)
+                    clean = score(victim_name, data.train_images, train_y, labeling.n_groups, test_y, spec, seed)
                     for fraction in fractions:
                         if fraction == 0:
-                            protected_pred = clean_pred
+                            scores = _unprotected(clean)
                         else:
-                            mask = masks[(fraction, seed)][:, None, None, None]
-                            images = torch.where(mask, data.protected_images, data.train_images)
-                            protected_pred = train_and_test(
-                                victim_name, images, train_y, labeling.n_groups, spec, seed
-                            )
-                        scores = metric.compute(
-                            predictions=protected_pred.tolist(), references=test_y, clean_accuracy=clean["accuracy"]
-                        )
-                        row = {
-                            "dataset": config.dataset,
-                            "method": config.method,
-                            "surrogate": config.surrogate,
-                            "victim": victim_name,
-                            "width": config.width,
-                            "epochs": config.epochs,
-                            "n_classes": labeling.n_groups,
-                            "relabel": labeling.method,
-                            "defense": spec,
-                            "protected_fraction": fraction,
-                            "seed": seed,
-                            "clean_acc": clean["accuracy"],
-                            "protected_acc": scores["accuracy"],
-                            "chance": scores["chance"],
-                            "protection_score": scores["protection_score"],
-                        }
-                        rows.append(row)
-                        if accelerator.is_main_process:
-                            logger.info(
-                                "%s %s n=%d (%s) fraction=%.2f seed=%d: clean %.2f%%, protected %.2f%%, chance %.2f%%",
-                                victim_name,
-                                spec,
-                                labeling.n_groups,
-                                labeling.method,
-                                fraction,
-                                seed,
-                                100 * row["clean_acc"],
-                                100 * row["protected_acc"],
-                                100 * row["chance"],
-                            )
+                            scores = score(victim_name, protected_images(fraction, seed), train_y,
+                                           labeling.n_groups, test_y, spec, seed, clean)
+                        rows.append(_row(config, victim=victim_name, n=labeling.n_groups, relabel=labeling.method,
+                                         defense=spec, fraction=fraction, seed=seed, clean=clean, scores=scores))
+                        log(rows[-1])
+                for n in config.pseudo_n_values:
+                    bar.set_postfix_str(f"{victim_name} {spec} pseudo n={n} seed={seed}")
+                    image_size = data.image_size if config.pseudo_encoder != "pixels-pca" else None
+                    clean_lab, train_y, test_y = _pseudo_labels(data.train_images, data.test_images, n, config,
+                                                                image_size)
+                    pseudo_info[f"pseudo-{n}-clean"] = clean_lab.to_dict()
+                    clean = score(victim_name, data.train_images, train_y, n, test_y, spec, seed)
+                    for fraction in fractions:
+                        if fraction == 0:
+                            scores = _unprotected(clean)
+                        else:
+                            images = protected_images(fraction, seed)
+                            lab, p_train_y, p_test_y = _pseudo_labels(images, data.test_images, n, config, image_size)
+                            pseudo_info[f"pseudo-{n}-protected-{fraction:g}-seed{seed}"] = lab.to_dict()
+                            scores = score(victim_name, images, p_train_y, n, p_test_y, spec, seed, clean)
+                        rows.append(_row(config, victim=victim_name, n=n, relabel=clean_lab.method, defense=spec,
+                                         fraction=fraction, seed=seed, clean=clean, scores=scores))
+                        log(rows[-1])
     bar.close()
     relabelings = {str(r.n_groups): r.to_dict() for r in labelings}
+    relabelings.update(pseudo_info)
     return rows, relabelings
 
 
@@ -306,6 +415,12 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     sweep.add_argument("--encoder", default=DEFAULT_ENCODER,
                        help="class-name encoder: a Hub id (bert-base-uncased), a local path, or 'offline' (MiniLM)")
     sweep.add_argument("--relabel-seed", type=int, default=0, help="K-means seed of the relabelling")
+    sweep.add_argument("--pseudo-labels", nargs="+", type=int, default=[], metavar="N",
+                       help="also train on pseudo-labels: K-means of the hacker's image embeddings into N groups "
+                            "(not a function of the class); the test labels are each test image's nearest centre")
+    sweep.add_argument("--pseudo-encoder", default="pixels-pca",
+                       help=f"image encoder for --pseudo-labels: {', '.join(PSEUDO_ENCODERS)} (offline) or a "
+                            "surrogate name (Hub id, local path, efficientnet-lite0)")
 
     training = parser.add_argument_group("victim training")
     training.add_argument("--epochs", type=int, default=90)
@@ -367,6 +482,8 @@ def run_evaluate(args: argparse.Namespace) -> dict:
         small_input=STEMS[args.stem],
         encoder=args.encoder,
         relabel_seed=args.relabel_seed,
+        pseudo_n_values=args.pseudo_labels,
+        pseudo_encoder=args.pseudo_encoder,
         dataset=args.dataset_name or _source_name(args.clean),
     )
     accelerator = Accelerator()
@@ -382,7 +499,7 @@ def run_evaluate(args: argparse.Namespace) -> dict:
         progress=not args.no_progress,
     )
     config.n_values = _n_values(args, len(data.class_names))
-    if config.n_values == [] and not config.include_original:
+    if config.n_values == [] and not config.include_original and not config.pseudo_n_values:
         raise ValueError("Nothing to evaluate: no n values and --no-original.")
     for key in ("method", "surrogate"):
         cli_value = getattr(args, key)

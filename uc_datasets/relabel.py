@@ -9,6 +9,12 @@ in names (``"american_bulldog"``) are read as spaces.
 Group ids are canonical: groups are numbered by their smallest member label, so group 0 holds
 class 0, and the same names and seed always give the same mapping.
 
+A second hacker ignores the class names and clusters the *images*: :func:`pseudo_labeling`
+K-means the embeddings of an encoder the hacker owns (:class:`PixelPCA` offline, or any
+surrogate) into ``n`` pseudo-classes, and the test images get the label of their nearest
+centre. Such labels are not a function of the class, so a protection keyed to classes or to
+the protector's own clusters is tested against labels it could not anticipate.
+
 Example:
     >>> names = ["apple", "banana", "cherry", "car", "truck", "bus"]
     >>> relabeling = kmeans_relabeling(names, 2, encoder="offline")  # doctest: +SKIP
@@ -35,12 +41,17 @@ __all__ = [
     "GROUP_SEPARATOR",
     "OFFLINE_ENCODER",
     "PAPER_N_RANGE",
+    "PSEUDO_ENCODERS",
+    "PixelPCA",
+    "PseudoLabeling",
     "Relabeling",
     "default_n_range",
     "embed_class_names",
     "get_class_names",
     "identity_relabeling",
+    "image_features",
     "kmeans_relabeling",
+    "pseudo_labeling",
     "resolve_encoder",
     "validate_n",
 ]
@@ -49,6 +60,9 @@ DEFAULT_ENCODER = "bert-base-uncased"
 OFFLINE_ENCODER = "offline"
 PAPER_N_RANGE = (5, 36)
 GROUP_SEPARATOR = " | "
+#: Image encoders for :func:`pseudo_labeling` that need no download; any surrogate name
+#: accepted by :func:`uc_datasets.surrogates.load_surrogate` works too.
+PSEUDO_ENCODERS = ("pixels-pca",)
 
 
 def resolve_encoder(encoder: str) -> tuple[str, bool]:
@@ -321,3 +335,148 @@ def get_class_names(
     if len(set(names)) != len(names):
         raise ValueError(f"Class names must be distinct; got duplicates in {names}.")
     return names
+
+
+# --- pseudo-labels: K-means over image embeddings ------------------------------------------
+
+
+class PixelPCA:
+    """The simplest encoder a hacker owns: PCA of the flattened pixels (fit on the training images).
+
+    Example:
+        >>> enc = PixelPCA(dim=2).fit(torch.rand(10, 3, 4, 4))
+        >>> enc.transform(torch.rand(3, 3, 4, 4)).shape
+        (3, 2)
+    """
+
+    def __init__(self, dim: int = 50, seed: int = 0) -> None:
+        self.dim, self.seed = int(dim), int(seed)
+        self._pca = None
+
+    @staticmethod
+    def _flat(images: torch.Tensor) -> np.ndarray:
+        x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+        return x.reshape(x.shape[0], -1).numpy()
+
+    def fit(self, images: torch.Tensor) -> PixelPCA:
+        from sklearn.decomposition import PCA
+
+        flat = self._flat(images)
+        dim = min(self.dim, flat.shape[0], flat.shape[1])
+        self._pca = PCA(n_components=dim, random_state=self.seed).fit(flat)
+        return self
+
+    def transform(self, images: torch.Tensor) -> np.ndarray:
+        if self._pca is None:
+            raise RuntimeError("PixelPCA.transform before fit: call fit(train_images) first.")
+        return self._pca.transform(self._flat(images))
+
+
+def image_features(
+    train_images: torch.Tensor, other_images: Sequence[torch.Tensor] = (), *, encoder: str = "pixels-pca",
+    image_size: int | None = None, batch_size: int = 256,
+) -> list[np.ndarray]:
+    """Embed ``train_images`` and each of ``other_images`` with the hacker's ``encoder``.
+
+    ``"pixels-pca"`` fits :class:`PixelPCA` on ``train_images`` (what the hacker has) and
+    applies it to the others; any other name is loaded with
+    :func:`uc_datasets.surrogates.load_surrogate` (a transformers vision model or
+    ``"efficientnet-lite0"``). Images are uint8 or float ``(N, 3, H, W)``.
+
+    Example:
+        >>> train, test = image_features(torch.rand(10, 3, 4, 4), [torch.rand(4, 3, 4, 4)])
+        >>> train.shape[0], test.shape[0]
+        (10, 4)
+    """
+    if encoder == "pixels-pca":
+        pca = PixelPCA().fit(train_images)
+        return [pca.transform(train_images)] + [pca.transform(images) for images in other_images]
+    from .surrogates import load_surrogate
+
+    surrogate = load_surrogate(encoder, image_size=image_size)
+
+    @torch.no_grad()
+    def embed(images: torch.Tensor) -> np.ndarray:
+        chunks = []
+        for start in range(0, images.shape[0], batch_size):
+            batch = images[start : start + batch_size]
+            batch = batch.float() / 255.0 if batch.dtype == torch.uint8 else batch.float()
+            chunks.append(surrogate(batch).numpy())
+        return np.concatenate(chunks) if chunks else np.zeros((0, surrogate.embed_dim), dtype=np.float32)
+
+    return [embed(train_images)] + [embed(images) for images in other_images]
+
+
+@dataclass(frozen=True)
+class PseudoLabeling:
+    """K-means pseudo-classes of image embeddings: the training labels and the centres.
+
+    Attributes:
+        centres: ``(n, D)`` K-means centres in the encoder's space.
+        train_labels: the pseudo-class of every training image.
+        encoder: the encoder's name (recorded in the results).
+
+    Example:
+        >>> p = pseudo_labeling(np.array([[0.0], [0.1], [5.0], [5.1]]), 2)
+        >>> p.train_labels.tolist(), p.assign(np.array([[4.0], [0.2]])).tolist()
+        ([0, 0, 1, 1], [1, 0])
+    """
+
+    centres: np.ndarray
+    train_labels: np.ndarray
+    encoder: str = "unknown"
+
+    @property
+    def n_groups(self) -> int:
+        return int(self.centres.shape[0])
+
+    @property
+    def method(self) -> str:
+        return f"pseudo-kmeans({self.encoder})"
+
+    def assign(self, features: np.ndarray) -> np.ndarray:
+        """The nearest centre of each row of ``features``."""
+        features = np.asarray(features, dtype=np.float64)
+        if features.ndim != 2 or features.shape[1] != self.centres.shape[1]:
+            raise ValueError(
+                f"features must have shape (N, {self.centres.shape[1]}) like the centres; got {features.shape}."
+            )
+        d = (features**2).sum(1)[:, None] - 2 * features @ self.centres.T + (self.centres**2).sum(1)[None]
+        return d.argmin(axis=1).astype(np.int64)
+
+    def to_dict(self) -> dict:
+        sizes = np.bincount(self.train_labels, minlength=self.n_groups).tolist()
+        return {"method": self.method, "encoder": self.encoder, "n_groups": self.n_groups, "sizes": sizes}
+
+
+def pseudo_labeling(features: np.ndarray, n_groups: int, *, seed: int = 0, encoder: str = "unknown") -> PseudoLabeling:
+    """K-means ``features`` (the hacker's embeddings of its training images) into ``n_groups``.
+
+    Seeded, 10 restarts; groups are numbered in order of first appearance in the training
+    set, so the same features and seed always give the same labels.
+
+    Example:
+        >>> pseudo_labeling(np.array([[5.0], [0.0], [5.1], [0.1]]), 2).train_labels.tolist()
+        [0, 1, 0, 1]
+    """
+    from sklearn.cluster import KMeans
+
+    features = np.asarray(features, dtype=np.float64)
+    if features.ndim != 2 or features.shape[0] < n_groups:
+        raise ValueError(
+            f"Need a (N, D) feature array with at least n={n_groups} rows for pseudo-labels; got {features.shape}."
+        )
+    if n_groups < 2:
+        raise ValueError(f"Pseudo-labels need n >= 2 groups; got {n_groups}.")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=UserWarning)
+        kmeans = KMeans(n_clusters=n_groups, n_init=10, random_state=seed).fit(features)
+    order: dict[int, int] = {}
+    for group in kmeans.labels_:
+        order.setdefault(int(group), len(order))
+    if len(order) != n_groups:  # pragma: no cover - K-means keeps clusters non-empty
+        raise RuntimeError(f"K-means produced {len(order)} non-empty groups instead of {n_groups}.")
+    permutation = np.array([old for old, _ in sorted(order.items(), key=lambda kv: kv[1])])
+    centres = kmeans.cluster_centers_[permutation]
+    labels = np.array([order[int(g)] for g in kmeans.labels_], dtype=np.int64)
+    return PseudoLabeling(centres=centres, train_labels=labels, encoder=encoder)

@@ -36,12 +36,19 @@ ROW_KEYS = (
     "protected_acc",
     "chance",
     "protection_score",
+    "clean_acc_best",
+    "protected_acc_best",
+    "protection_score_best",
 )
 RESULTS_JSON, RESULTS_TABLE, RESULTS_PLOT = "results.json", "results.md", "accuracy_vs_n.png"
 
 
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.2f}"
+
+
+def _score(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def results_table(rows: Sequence[dict]) -> str:
@@ -54,15 +61,15 @@ def results_table(rows: Sequence[dict]) -> str:
     """
     header = (
         "| victim | defense | protected fraction | labels | n | seed | clean acc (%) | protected acc (%) "
-        "| chance (%) | protection score |"
+        "| chance (%) | protection score | best-epoch protected acc (%) | best-epoch score |"
     )
     lines = [header, "|" + " --- |" * (header.count("|") - 1)]
     for row in rows:
-        score = "n/a" if row["protection_score"] is None else f"{row['protection_score']:.3f}"
         lines.append(
             f"| {row['victim']} | {row['defense']} | {row['protected_fraction']:g} | {row['relabel']} "
             f"| {row['n_classes']} | {row['seed']} | {_pct(row['clean_acc'])} | {_pct(row['protected_acc'])} "
-            f"| {_pct(row['chance'])} | {score} |"
+            f"| {_pct(row['chance'])} | {_score(row['protection_score'])} | {_pct(row.get('protected_acc_best'))} "
+            f"| {_score(row.get('protection_score_best'))} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -69,6 +70,7 @@ __all__ = [
     "random_crop",
     "random_flip",
     "random_resized_crop",
+    "train_and_predict",
     "train_victim",
     "victim_config",
 ]
@@ -397,11 +399,14 @@ def train_victim(
     defense: Defense | None = None,
     accelerator: Accelerator | None = None,
     progress: bool = True,
+    on_epoch_end: Callable[[Victim, int], None] | None = None,
 ) -> Victim:
     """Train ``model`` from its current weights on ``images`` (uint8 or float, (N, 3, H, W)).
 
     Seeds with ``config.seed``, runs ``epochs`` of SGD with a per-step cosine schedule, random
     augmentation and the defence's hooks, and returns the trained (unwrapped) model.
+    ``on_epoch_end(model, epoch)``, when given, is called on every process after each epoch
+    with the unwrapped model (in eval mode is fine: training mode is restored after it).
 
     Example:
         >>> x = torch.randint(0, 256, (8, 3, 8, 8), dtype=torch.uint8); y = torch.arange(8) % 2
@@ -415,6 +420,9 @@ def train_victim(
     set_seed(config.seed)
     if defense.train_images is not None:
         images = _apply_in_chunks(defense.apply_train_images, images)
+    if defense.train_set is not None:
+        # Needs the labels; keeps float images (a projection may leave [0, 1]).
+        images = defense.train_set(_as_float(images), labels)
     generator = torch.Generator().manual_seed(config.seed)
     loader = DataLoader(
         TensorDataset(images, labels),
@@ -440,7 +448,7 @@ def train_victim(
     )
     model.train()
     loss_value = float("nan")
-    for _ in range(config.epochs):
+    for epoch in range(config.epochs):
         for batch_images, batch_labels in loader:
             x = augment_batch(_as_float(batch_images), config.augment)
             y = F.one_hot(batch_labels, raw_model.num_classes).to(x.dtype)
@@ -457,6 +465,9 @@ def train_victim(
             loss_value = float(loss.detach())
             bar.update(1)
             bar.set_postfix(loss=f"{loss_value:.3f}")
+        if on_epoch_end is not None:
+            on_epoch_end(raw_model, epoch)
+            model.train()
     bar.close()
     logger.debug(
         "Trained %s (%d steps, defence %s): last loss %.4f", raw_model.name, total_steps, defense.name, loss_value
@@ -467,6 +478,17 @@ def train_victim(
 
 
 @torch.no_grad()
+def _predict(model: Victim, images: torch.Tensor, batch_size: int, defense: Defense,
+             accelerator: Accelerator) -> torch.Tensor:
+    loader = accelerator.prepare_data_loader(DataLoader(TensorDataset(images), batch_size=batch_size))
+    model = model.to(accelerator.device).eval()
+    predictions = []
+    for (batch_images,) in loader:
+        x = defense.apply_test_images(_as_float(batch_images))
+        predictions.append(accelerator.gather_for_metrics(model(x).argmax(dim=-1)))
+    return torch.cat(predictions).cpu() if predictions else torch.empty(0, dtype=torch.long)
+
+
 def predict(
     model: Victim,
     images: torch.Tensor,
@@ -483,12 +505,43 @@ def predict(
         torch.Size([5])
     """
     accelerator = accelerator or Accelerator()
-    defense = defense or Defense("none")
-    loader = accelerator.prepare_data_loader(DataLoader(TensorDataset(images), batch_size=batch_size))
-    model = model.to(accelerator.device).eval()
-    predictions = []
-    for (batch_images,) in loader:
-        x = defense.apply_test_images(_as_float(batch_images))
-        predictions.append(accelerator.gather_for_metrics(model(x).argmax(dim=-1)))
+    predictions = _predict(model, images, batch_size, defense or Defense("none"), accelerator)
     accelerator.free_memory()
-    return torch.cat(predictions).cpu() if predictions else torch.empty(0, dtype=torch.long)
+    return predictions
+
+
+def train_and_predict(
+    model: Victim,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    config: TrainConfig,
+    test_images: torch.Tensor,
+    *,
+    defense: Defense | None = None,
+    accelerator: Accelerator | None = None,
+    progress: bool = True,
+    batch_size: int = 256,
+) -> list[torch.Tensor]:
+    """Train like :func:`train_victim` and predict ``test_images`` after every epoch.
+
+    Returns one ``(N,)`` prediction tensor per epoch; the last one is the final model's. The
+    best epoch on a labelled test split is the attacker's best case (early stopping with an
+    oracle), which a protection must also survive.
+
+    Example:
+        >>> x = torch.randint(0, 256, (8, 3, 8, 8), dtype=torch.uint8); y = torch.arange(8) % 2
+        >>> victim = build_victim("resnet18", 2, width=0.125, image_size=8)
+        >>> per_epoch = train_and_predict(victim, x, y, TrainConfig(epochs=2, batch_size=4), x, progress=False)
+        >>> len(per_epoch), per_epoch[-1].shape
+        (2, torch.Size([8]))
+    """
+    accelerator = accelerator or Accelerator()
+    defense = defense or Defense("none")
+    per_epoch: list[torch.Tensor] = []
+
+    def record(trained: Victim, epoch: int) -> None:
+        per_epoch.append(_predict(trained, test_images, batch_size, defense, accelerator))
+
+    train_victim(model, images, labels, config, defense=defense, accelerator=accelerator, progress=progress,
+                 on_epoch_end=record)
+    return per_epoch
