@@ -327,7 +327,9 @@ def test_orthogonal_defence_lets_a_victim_learn_from_poisoned_data():
     x, y = stripes(256, 16, seed=0)
     test_x, test_y = stripes(256, 16, seed=1)
     pattern = torch.sign(torch.randn(4, 3, 16, 16, generator=torch.Generator().manual_seed(5))) * 0.1
-    as_uint8 = lambda t: (t.clamp(0, 1) * 255).round().to(torch.uint8)  # noqa: E731
+    def as_uint8(t: torch.Tensor) -> torch.Tensor:
+        return (t.clamp(0, 1) * 255).round().to(torch.uint8)
+
     config = TrainConfig(epochs=8, batch_size=32, lr=0.05, augment="none")
 
     def accuracy(images: torch.Tensor, defense: str) -> float:

@@ -3,8 +3,8 @@
 from pathlib import Path
 
 import numpy as np
-import torch
 import pytest
+import torch
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
 from uc_datasets.relabel import (
