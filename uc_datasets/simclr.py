@@ -1,0 +1,498 @@
+"""The unsupervised hacker (the paper's Figure 4b): SimCLR on the scraped images, then a linear probe.
+
+A hacker who ignores labels trains a SimCLR encoder (Chen et al., ICML 2020) on the images it
+scraped (protected or clean), freezes it, and fits a linear probe on *clean* labelled data.
+The probe's accuracy on the clean test set says how much the protection kept the encoder from
+learning useful features; :func:`simclr_probe` runs the whole attack.
+
+* Encoder: a victim backbone from a transformers config (ResNet-18 by default; see
+  :mod:`uc_datasets.victims`), classifier removed, plus a 2-layer projection MLP
+  (Linear-BN-ReLU-Linear). The probe uses the pooled backbone features, not the projection.
+* Augmentation (:func:`simclr_augment`): SimCLR's CIFAR recipe for small images: random-resized
+  crop (scale 0.2-1), horizontal flip, colour jitter with strength 0.5 (brightness, contrast,
+  saturation 0.4, hue 0.1, in a random order per image) with probability 0.8, grayscale with
+  probability 0.2. No Gaussian blur: SimCLR drops it on CIFAR-sized images.
+* Loss: NT-Xent (:func:`nt_xent_loss`) over the 2B views of a batch, temperature 0.5.
+  With several processes each one uses its own batch's negatives (no cross-process gather).
+* Optimiser: SGD momentum 0.9, weight decay 5e-4, lr 0.06 x batch / 256 with a per-step cosine
+  decay, as in the common CIFAR reproductions (MoCo's CIFAR demo, SimSiam's CIFAR setting).
+
+Example:
+    >>> import torch
+    >>> x = torch.randint(0, 256, (16, 3, 8, 8), dtype=torch.uint8)
+    >>> encoder, losses = train_simclr(x, SimCLRConfig(epochs=1, batch_size=8), width=0.125, progress=False)
+    >>> encode(encoder, x).shape
+    torch.Size([16, 64])
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+from tqdm.auto import tqdm
+
+from .defenses import grayscale
+from .victims import _as_float, build_victim, random_flip, random_resized_crop
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "SimCLRConfig",
+    "SimCLREncoder",
+    "color_jitter",
+    "encode",
+    "linear_probe",
+    "nt_xent_loss",
+    "simclr_augment",
+    "simclr_probe",
+    "train_simclr",
+]
+
+
+@dataclass
+class SimCLRConfig:
+    """SimCLR hyper-parameters; defaults follow SimCLR's CIFAR setting scaled to small images.
+
+    From Chen et al. (2020), Appendix B.9 (CIFAR-10): temperature 0.5, colour-jitter strength
+    0.5, no blur, projection to 128-d. From the common SGD reproductions on CIFAR (MoCo's CIFAR
+    demo, SimSiam): SGD momentum 0.9, weight decay 5e-4, cosine decay, 200 epochs. ``lr`` is
+    the rate for a batch of 256, scaled linearly (``scaled_lr = lr * batch_size / 256``).
+    ``crop_scale`` is (0.2, 1.0) rather than ImageNet's (0.08, 1.0): a 0.08 crop of a 28 px
+    image is about 8 px.
+
+    Example:
+        >>> SimCLRConfig(batch_size=512).scaled_lr
+        0.12
+    """
+
+    epochs: int = 200
+    batch_size: int = 256
+    lr: float = 0.06
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    temperature: float = 0.5
+    projection_dim: int = 128
+    crop_scale: tuple[float, float] = (0.2, 1.0)
+    jitter_strength: float = 0.5
+    jitter_p: float = 0.8
+    gray_p: float = 0.2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "projection_dim"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1; got {value!r}.")
+        if self.batch_size < 2:
+            raise ValueError(
+                f"batch_size must be >= 2: NT-Xent needs other images as negatives; got {self.batch_size}."
+            )
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0 (the rate for a batch of 256, e.g. 0.06); got {self.lr}.")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1); got {self.momentum}.")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"weight_decay must be >= 0; got {self.weight_decay}.")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0 (SimCLR uses 0.5 on CIFAR); got {self.temperature}.")
+        self.crop_scale = tuple(float(s) for s in self.crop_scale)
+        low, high = self.crop_scale if len(self.crop_scale) == 2 else (math.nan, math.nan)
+        if not 0 < low <= high <= 1:
+            raise ValueError(
+                f"crop_scale must be (low, high) with 0 < low <= high <= 1, e.g. (0.2, 1.0); got {self.crop_scale}."
+            )
+        if not self.jitter_strength >= 0:
+            raise ValueError(
+                f"jitter_strength must be >= 0 (SimCLR uses 0.5 on CIFAR, 1.0 on ImageNet); got {self.jitter_strength}."
+            )
+        for name in ("jitter_p", "gray_p"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} is a probability and must be in [0, 1]; got {getattr(self, name)}.")
+
+    @property
+    def scaled_lr(self) -> float:
+        """The optimiser's learning rate: ``lr * batch_size / 256``."""
+        return self.lr * self.batch_size / 256
+
+    def to_dict(self) -> dict:
+        """The fields as a JSON-friendly dict.
+
+        Example:
+            >>> SimCLRConfig(epochs=3).to_dict()["crop_scale"]
+            [0.2, 1.0]
+        """
+        out = asdict(self)
+        out["crop_scale"] = list(self.crop_scale)
+        return out
+
+
+# --- augmentation ---------------------------------------------------------------------------
+
+# RGB -> YIQ (NTSC); a hue shift is a rotation of the (I, Q) chroma plane.
+_RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+_YIQ_TO_RGB = torch.linalg.inv(_RGB_TO_YIQ)
+
+
+def _factors(x: torch.Tensor, amount: float) -> torch.Tensor:
+    """Per-image factors uniform in [max(0, 1 - amount), 1 + amount], shaped (B, 1, 1, 1)."""
+    return torch.empty(x.shape[0], device=x.device).uniform_(max(0.0, 1 - amount), 1 + amount).view(-1, 1, 1, 1)
+
+
+def _adjust_contrast(x: torch.Tensor, amount: float) -> torch.Tensor:
+    grey = grayscale(x).mean((1, 2, 3), keepdim=True)
+    return grey + (x - grey) * _factors(x, amount)
+
+
+def _adjust_saturation(x: torch.Tensor, amount: float) -> torch.Tensor:
+    grey = grayscale(x)
+    return grey + (x - grey) * _factors(x, amount)
+
+
+def _shift_hue(x: torch.Tensor, amount: float) -> torch.Tensor:
+    angle = (2 * math.pi * torch.empty(x.shape[0], device=x.device).uniform_(-amount, amount)).view(-1, 1, 1)
+    yiq = torch.einsum("ij,bjhw->bihw", _RGB_TO_YIQ.to(x), x)
+    i, q = yiq[:, 1], yiq[:, 2]
+    rotated = torch.stack([yiq[:, 0], i * angle.cos() - q * angle.sin(), i * angle.sin() + q * angle.cos()], dim=1)
+    return torch.einsum("ij,bjhw->bihw", _YIQ_TO_RGB.to(x), rotated)
+
+
+def color_jitter(
+    x: torch.Tensor,
+    brightness: float = 0.4,
+    contrast: float = 0.4,
+    saturation: float = 0.4,
+    hue: float = 0.1,
+) -> torch.Tensor:
+    """Colour jitter per image, the four changes in a random order per image (as SimCLR's).
+
+    Brightness, contrast and saturation scale by a factor uniform in ``[1 - a, 1 + a]``
+    (torchvision's ``ColorJitter`` semantics: blend with black, the image's mean grey, its
+    grey version). Hue shifts by up to ``hue`` turns as a rotation of the YIQ chroma plane,
+    a cheap linear stand-in for torchvision's HSV shift. Clamped to [0, 1] after each change.
+
+    Example:
+        >>> x = torch.rand(2, 3, 4, 4)
+        >>> torch.allclose(color_jitter(x, 0.0, 0.0, 0.0, 0.0), x, atol=1e-6)
+        True
+    """
+    ops = [
+        lambda y: y * _factors(y, brightness),
+        lambda y: _adjust_contrast(y, contrast),
+        lambda y: _adjust_saturation(y, saturation),
+        lambda y: _shift_hue(y, hue),
+    ]
+    # Each image gets every change once, in its own random order: at step k, change j is
+    # applied to the images whose order[k] == j.
+    order = torch.rand(x.shape[0], len(ops), device=x.device).argsort(dim=1)
+    x = x.clone()
+    for step in range(len(ops)):
+        for j, op in enumerate(ops):
+            chosen = (order[:, step] == j).nonzero().squeeze(1)
+            if chosen.numel():
+                x[chosen] = op(x[chosen]).clamp(0, 1)
+    return x
+
+
+def simclr_augment(
+    x: torch.Tensor,
+    *,
+    crop_scale: tuple[float, float] = (0.2, 1.0),
+    jitter_strength: float = 0.5,
+    jitter_p: float = 0.8,
+    gray_p: float = 0.2,
+) -> torch.Tensor:
+    """One random SimCLR view of each image in ``x`` (float, (B, 3, H, W), in [0, 1]).
+
+    Random-resized crop back to (H, W), horizontal flip, colour jitter (strength s: brightness,
+    contrast, saturation 0.8 s, hue 0.2 s) with probability ``jitter_p``, grayscale with
+    probability ``gray_p``. No Gaussian blur (SimCLR leaves it out on small images). Draws from
+    torch's global RNG, so ``set_seed`` makes it reproducible.
+
+    Example:
+        >>> simclr_augment(torch.rand(4, 3, 16, 16)).shape
+        torch.Size([4, 3, 16, 16])
+    """
+    if x.dim() != 4 or x.shape[1] != 3 or not x.is_floating_point():
+        raise ValueError(
+            f"simclr_augment takes float RGB images (B, 3, H, W) in [0, 1]; got {x.dtype} {tuple(x.shape)}."
+        )
+    batch = x.shape[0]
+    x = random_flip(random_resized_crop(x, scale=crop_scale)).clamp(0, 1)
+    s = jitter_strength
+    jittered = color_jitter(x, 0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s)
+    x = torch.where((torch.rand(batch, device=x.device) < jitter_p).view(-1, 1, 1, 1), jittered, x)
+    gray = (torch.rand(batch, device=x.device) < gray_p).view(-1, 1, 1, 1)
+    return torch.where(gray, grayscale(x), x)
+
+
+def nt_xent_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
+    """NT-Xent: cross entropy of each of the 2B views against the other 2B - 1, cosine / temperature.
+
+    ``z1[i]`` and ``z2[i]`` are the two views of image i; the other 2B - 2 views are negatives.
+    Unrelated embeddings give about ``log(2B - 1)``.
+
+    Example:
+        >>> z = torch.eye(4)
+        >>> round(float(nt_xent_loss(z, z, temperature=0.1)), 4)
+        0.0003
+    """
+    if z1.shape != z2.shape or z1.dim() != 2 or z1.shape[0] < 2:
+        raise ValueError(f"z1 and z2 must both be (B, D) with B >= 2; got {tuple(z1.shape)} and {tuple(z2.shape)}.")
+    batch = z1.shape[0]
+    z = F.normalize(torch.cat([z1, z2]), dim=1)
+    logits = z @ z.T / temperature
+    logits = logits.masked_fill(torch.eye(2 * batch, dtype=torch.bool, device=z.device), float("-inf"))
+    targets = torch.cat([torch.arange(batch, 2 * batch), torch.arange(batch)]).to(z.device)
+    return F.cross_entropy(logits, targets)
+
+
+# --- encoder --------------------------------------------------------------------------------
+
+
+class SimCLREncoder(nn.Module):
+    """A victim backbone without its classifier plus SimCLR's 2-layer projection head.
+
+    ``features(pixels)`` gives the pooled backbone features (B, D) (what the probe sees);
+    ``forward(pixels)`` gives the projection (B, projection_dim) that the loss sees. Pixels are
+    images in [0, 1]; the encoder normalises them like the victims do.
+
+    Example:
+        >>> encoder = SimCLREncoder(width=0.125, image_size=8, projection_dim=16)
+        >>> encoder.features(torch.rand(2, 3, 8, 8)).shape, encoder(torch.rand(2, 3, 8, 8)).shape
+        (torch.Size([2, 64]), torch.Size([2, 16]))
+    """
+
+    def __init__(
+        self,
+        arch: str = "resnet18",
+        *,
+        width: float = 1.0,
+        image_size: int = 32,
+        small_input: bool | None = None,
+        projection_dim: int = 128,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__()
+        victim = build_victim(arch, 2, width=width, image_size=image_size, small_input=small_input, seed=seed)
+        self.arch, self.width, self.small_input = victim.name, victim.width, victim.small_input
+        # The classification model's base (ResNetModel, RegNetModel, EfficientNetModel) pools.
+        self.backbone = getattr(victim.model, victim.model.base_model_prefix)
+        self.register_buffer("mean", victim.mean.clone(), persistent=False)
+        self.register_buffer("std", victim.std.clone(), persistent=False)
+        head = victim.model.classifier
+        self.feature_dim = int((head[-1] if isinstance(head, nn.Sequential) else head).in_features)
+        with torch.random.fork_rng(devices=[]):
+            if seed is not None:
+                torch.manual_seed(seed + 1)
+            self.projector = nn.Sequential(
+                nn.Linear(self.feature_dim, self.feature_dim, bias=False),
+                nn.BatchNorm1d(self.feature_dim),
+                nn.ReLU(inplace=True),
+                nn.Linear(self.feature_dim, projection_dim),
+            )
+
+    def features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Pooled backbone features (B, D) of images in [0, 1]."""
+        if pixels.dim() != 4 or pixels.shape[1] != 3:
+            raise ValueError(f"The encoder takes RGB images (B, 3, H, W) in [0, 1]; got {tuple(pixels.shape)}.")
+        return self.backbone(pixel_values=(pixels - self.mean) / self.std).pooler_output.flatten(1)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.projector(self.features(pixels))
+
+
+# --- training, encoding, probing -----------------------------------------------------------
+
+
+def _check_images(images: torch.Tensor, name: str = "images") -> None:
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
+        shape = getattr(images, "shape", type(images))
+        raise ValueError(f"{name} must be a tensor (N, 3, H, W), uint8 or float in [0, 1]; got {shape}.")
+
+
+def train_simclr(
+    images: torch.Tensor,
+    config: SimCLRConfig,
+    *,
+    arch: str = "resnet18",
+    width: float = 1.0,
+    small_input: bool | None = None,
+    accelerator: Accelerator | None = None,
+    progress: bool = True,
+) -> tuple[SimCLREncoder, list[float]]:
+    """Train a SimCLR encoder from scratch on ``images`` (uint8 or float, (N, 3, H, W)); no labels.
+
+    Seeds with ``config.seed``; each step draws two :func:`simclr_augment` views of the batch,
+    one forward pass over both, NT-Xent, SGD with a per-step cosine schedule. Returns the
+    trained (unwrapped) encoder and the mean loss of every epoch.
+
+    Example:
+        >>> x = torch.randint(0, 256, (8, 3, 8, 8), dtype=torch.uint8)
+        >>> encoder, losses = train_simclr(x, SimCLRConfig(epochs=2, batch_size=4), width=0.125, progress=False)
+        >>> len(losses)
+        2
+    """
+    _check_images(images)
+    if images.shape[0] < 2:
+        raise ValueError(f"SimCLR needs at least 2 training images (one batch of 2); got {images.shape[0]}.")
+    accelerator = accelerator or Accelerator()
+    set_seed(config.seed)
+    encoder = SimCLREncoder(
+        arch, width=width, image_size=int(images.shape[-1]), small_input=small_input,
+        projection_dim=config.projection_dim, seed=config.seed,
+    )
+    loader = DataLoader(
+        TensorDataset(images),
+        batch_size=config.batch_size,
+        shuffle=True,
+        # Full batches only (a last batch of one image has no negatives), unless there is only one.
+        drop_last=images.shape[0] > config.batch_size,
+        generator=torch.Generator().manual_seed(config.seed),
+    )
+    optimizer = torch.optim.SGD(
+        encoder.parameters(), lr=config.scaled_lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+    model, optimizer, loader = accelerator.prepare(encoder, optimizer, loader)
+    total_steps = max(1, len(loader) * config.epochs)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+    set_seed(config.seed, device_specific=True)  # different views on every process
+    bar = tqdm(total=total_steps, desc="train SimCLR", leave=False,
+               disable=not (progress and accelerator.is_local_main_process))
+    augment = {"crop_scale": config.crop_scale, "jitter_strength": config.jitter_strength,
+               "jitter_p": config.jitter_p, "gray_p": config.gray_p}
+    model.train()
+    history: list[float] = []
+    for epoch in range(config.epochs):
+        losses = []
+        for (batch,) in loader:
+            x = _as_float(batch)
+            if x.shape[0] < 2:
+                continue  # a process's share of a tiny last batch: no negatives
+            views = torch.cat([simclr_augment(x, **augment), simclr_augment(x, **augment)])
+            z1, z2 = model(views).chunk(2)
+            loss = nt_xent_loss(z1, z2, config.temperature)
+            optimizer.zero_grad(set_to_none=True)
+            accelerator.backward(loss)
+            optimizer.step()
+            scheduler.step()
+            losses.append(float(loss.detach()))
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        mean = float(accelerator.reduce(torch.tensor(np.mean(losses) if losses else math.nan,
+                                                     device=accelerator.device), "mean"))
+        history.append(mean)
+        logger.debug("SimCLR epoch %d/%d: mean loss %.4f", epoch + 1, config.epochs, mean)
+    bar.close()
+    trained = accelerator.unwrap_model(model)
+    accelerator.free_memory()
+    logger.info("Trained SimCLR %s (width %g, %d steps): loss %.3f -> %.3f",
+                trained.arch, trained.width, total_steps, history[0], history[-1])
+    return trained, history
+
+
+@torch.no_grad()
+def encode(
+    encoder: SimCLREncoder,
+    images: torch.Tensor,
+    *,
+    batch_size: int = 512,
+    accelerator: Accelerator | None = None,
+) -> torch.Tensor:
+    """Backbone features (N, D) of ``images`` (uint8 or float), eval mode, gathered from every process.
+
+    Example:
+        >>> encode(SimCLREncoder(width=0.125, image_size=8), torch.zeros(3, 3, 8, 8)).shape
+        torch.Size([3, 64])
+    """
+    _check_images(images)
+    accelerator = accelerator or Accelerator()
+    loader = accelerator.prepare_data_loader(DataLoader(TensorDataset(images), batch_size=batch_size))
+    encoder = encoder.to(accelerator.device).eval()
+    features = [accelerator.gather_for_metrics(encoder.features(_as_float(batch))) for (batch,) in loader]
+    accelerator.free_memory()
+    return torch.cat(features).float().cpu() if features else torch.empty(0, encoder.feature_dim)
+
+
+def linear_probe(
+    train_features: torch.Tensor,
+    train_labels: torch.Tensor,
+    test_features: torch.Tensor,
+    test_labels: torch.Tensor,
+    *,
+    seed: int = 0,
+) -> float:
+    """Accuracy on the test set of a multinomial logistic regression on standardised features.
+
+    The scaler and the regression (scikit-learn, L2, C = 1) are fitted on the train features only.
+
+    Example:
+        >>> f = torch.tensor([[0.0], [1.0], [0.1], [0.9]]); y = torch.tensor([0, 1, 0, 1])
+        >>> linear_probe(f, y, f, y)
+        1.0
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x_train, x_test = np.asarray(train_features, np.float64), np.asarray(test_features, np.float64)
+    y_train, y_test = np.asarray(train_labels).ravel(), np.asarray(test_labels).ravel()
+    if x_train.ndim != 2 or x_test.ndim != 2 or x_train.shape[1] != x_test.shape[1]:
+        raise ValueError(f"features must be (N, D) with the same D; got {x_train.shape} and {x_test.shape}.")
+    if len(x_train) != len(y_train) or len(x_test) != len(y_test):
+        raise ValueError(f"{len(x_train)}/{len(x_test)} train/test features but {len(y_train)}/{len(y_test)} labels.")
+    if len(np.unique(y_train)) < 2:
+        raise ValueError("The probe's train labels need at least 2 classes.")
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed))
+    probe.fit(x_train, y_train)
+    return float((probe.predict(x_test) == y_test).mean())
+
+
+def simclr_probe(
+    train_images: torch.Tensor,
+    probe_images: torch.Tensor,
+    probe_labels: torch.Tensor,
+    test_images: torch.Tensor,
+    test_labels: torch.Tensor,
+    config: SimCLRConfig,
+    *,
+    arch: str = "resnet18",
+    width: float = 1.0,
+    small_input: bool | None = None,
+    accelerator: Accelerator | None = None,
+    progress: bool = True,
+) -> dict:
+    """The unsupervised attack: SimCLR on ``train_images`` (protected or clean, labels unused),
+    then a linear probe fitted on the clean labelled ``probe_images`` and tested on ``test_images``.
+
+    Returns ``{"probe_acc", "loss_history", "seconds"}`` (seconds of the whole attack).
+
+    Example:
+        >>> x = torch.randint(0, 256, (8, 3, 8, 8), dtype=torch.uint8); y = torch.arange(8) % 2
+        >>> result = simclr_probe(x, x, y, x, y, SimCLRConfig(epochs=1, batch_size=4), width=0.125, progress=False)
+        >>> sorted(result)
+        ['loss_history', 'probe_acc', 'seconds']
+    """
+    start = time.perf_counter()
+    accelerator = accelerator or Accelerator()
+    encoder, history = train_simclr(
+        train_images, config, arch=arch, width=width, small_input=small_input,
+        accelerator=accelerator, progress=progress,
+    )
+    probe_acc = linear_probe(
+        encode(encoder, probe_images, accelerator=accelerator), probe_labels,
+        encode(encoder, test_images, accelerator=accelerator), test_labels,
+        seed=config.seed,
+    )
+    seconds = time.perf_counter() - start
+    logger.info("SimCLR probe: clean test accuracy %.4f (%.1f s)", probe_acc, seconds)
+    return {"probe_acc": probe_acc, "loss_history": history, "seconds": seconds}
