@@ -287,3 +287,21 @@ def test_pseudo_label_rows(pair, tmp_path):
     again = run_evaluate(args)
     assert again["config"]["relabelings"]["pseudo-3-clean"] == info["pseudo-3-clean"]
     assert again["rows"][-1]["protected_acc"] == results["rows"][-1]["protected_acc"]
+
+
+def test_simclr_rows(pair, tmp_path):
+    clean, protected = pair
+    args = parse(["--clean", clean, "--protected", protected, "--n-range", 2, 2, "--no-original",
+                  "--protected-fraction", 0.0, 1.0, "--simclr-epochs", 1, "--simclr-batch-size", 16,
+                  "--output-dir", tmp_path, *TINY])
+    rows = run_evaluate(args)["rows"]
+    simclr = [r for r in rows if r["victim"] == "simclr-resnet18"]
+    assert [r["protected_fraction"] for r in simclr] == [0.0, 1.0]
+    for row in simclr:
+        assert set(row) == set(ROW_KEYS)
+        assert (row["relabel"], row["n_classes"], row["defense"]) == ("original", len(NAMES), "none")
+        assert row["chance"] == pytest.approx(1 / len(NAMES))
+        assert row["protected_acc_best"] is None and row["protection_score_best"] is None
+    assert simclr[0]["protected_acc"] == simclr[0]["clean_acc"]  # fraction 0: the clean encoder
+    table = (tmp_path / "results.md").read_text()
+    assert "simclr-resnet18" in table

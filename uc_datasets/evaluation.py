@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -85,6 +86,7 @@ __all__ = [
     "run_evaluate",
     "run_sweep",
     "score_epochs",
+    "simclr_rows",
     "train_and_score",
     "write_outputs",
 ]
@@ -125,6 +127,8 @@ class EvaluationConfig:
     relabel_seed: int = 0
     pseudo_n_values: list[int] = field(default_factory=list)  # pseudo-label K-means of image embeddings
     pseudo_encoder: str = "pixels-pca"
+    simclr_epochs: int = 0  # > 0: also the unsupervised (SimCLR + linear probe) attacker
+    simclr_batch_size: int = 256
     dataset: str = "dataset"
     method: str = "unknown"
     surrogate: str = "unknown"
@@ -140,6 +144,9 @@ class EvaluationConfig:
             raise ValueError(f"mix_by must be one of {MIX_MODES}; got {self.mix_by!r}.")
         if not (self.victims and self.defenses and self.protected_fractions and self.seeds):
             raise ValueError("victims, defenses, protected fractions and seeds must each list at least one value.")
+        if self.simclr_epochs < 0 or self.simclr_batch_size < 2:
+            raise ValueError(f"simclr_epochs must be >= 0 and simclr_batch_size >= 2; got {self.simclr_epochs} "
+                             f"and {self.simclr_batch_size}.")
         for n in self.pseudo_n_values:
             if int(n) < 2:
                 raise ValueError(f"pseudo-label n must be >= 2; got {n}.")
@@ -268,6 +275,43 @@ def _row(config: EvaluationConfig, *, victim: str, n: int, relabel: str, defense
     }
 
 
+def simclr_rows(data: EvaluationData, config: EvaluationConfig, victim_name: str, seed: int,
+                protected_images: Callable[[float, int], torch.Tensor], *, accelerator: Accelerator | None = None,
+                progress: bool = True, metric=None) -> list[dict]:
+    """The unsupervised attacker for one backbone and seed, one row per protected fraction.
+
+    SimCLR (:mod:`uc_datasets.simclr`) is trained on the clean training images and, for each
+    fraction, on the (partly) protected ones; a linear probe on the frozen features, fit on
+    the *clean* labelled training images with the original labels, is scored on the clean
+    test split. ``clean_acc`` / ``protected_acc`` are the two probes' accuracies
+    (``victim = "simclr-<backbone>"``, ``relabel = "original"``); a probe has no epochs, so
+    the best-epoch keys are None.
+    """
+    from .simclr import SimCLRConfig, simclr_probe
+
+    metric = metric or load_unlearnability()
+    simclr = SimCLRConfig(epochs=config.simclr_epochs, batch_size=config.simclr_batch_size, seed=seed)
+    test_y = data.test_labels.tolist()
+    n = len(data.class_names)
+
+    def probe(images: torch.Tensor) -> torch.Tensor:
+        result = simclr_probe(images, data.train_images, data.train_labels, data.test_images, data.test_labels,
+                              simclr, arch=victim_name, width=config.width, small_input=config.small_input,
+                              accelerator=accelerator, progress=progress)
+        return result["predictions"]
+
+    clean_pred = probe(data.train_images)
+    clean = metric.compute(predictions=clean_pred.tolist(), references=test_y)
+    rows = []
+    for fraction in dict.fromkeys(float(f) for f in config.protected_fractions):
+        pred = clean_pred if fraction == 0 else probe(protected_images(fraction, seed))
+        scores = metric.compute(predictions=pred.tolist(), references=test_y, clean_accuracy=clean["accuracy"])
+        rows.append(_row(config, victim=f"simclr-{victim_name}", n=n, relabel="original", defense="none",
+                         fraction=fraction, seed=seed, clean={**clean, "accuracy_best": None},
+                         scores={**scores, "accuracy_best": None, "protection_score_best": None}))
+    return rows
+
+
 def run_sweep(
     data: EvaluationData,
     config: EvaluationConfig,
@@ -296,6 +340,7 @@ def run_sweep(
     trainings_per_case = 1 + sum(1 for f in fractions if f > 0)
     n_labelings = len(labelings) + len(config.pseudo_n_values)
     total = len(config.seeds) * len(config.victims) * len(config.defenses) * n_labelings * trainings_per_case
+    total += len(config.seeds) * len(config.victims) * trainings_per_case * bool(config.simclr_epochs)
     masks = {
         (f, seed): protected_mask(len(data.train_labels), f, seed, by=config.mix_by, labels=data.train_labels)
         for f in fractions
@@ -322,10 +367,11 @@ def run_sweep(
     def log(row: dict) -> None:
         if accelerator.is_main_process:
             logger.info(
-                "%s %s n=%d (%s) fraction=%.2f seed=%d: clean %.2f%%, protected %.2f%% (best epoch %.2f%%), "
+                "%s %s n=%d (%s) fraction=%.2f seed=%d: clean %.2f%%, protected %.2f%% (best epoch %s), "
                 "chance %.2f%%", row["victim"], row["defense"], row["n_classes"], row["relabel"],
                 row["protected_fraction"], row["seed"], 100 * row["clean_acc"], 100 * row["protected_acc"],
-                100 * row["protected_acc_best"], 100 * row["chance"],
+                "n/a" if row["protected_acc_best"] is None else f"{100 * row['protected_acc_best']:.2f}%",
+                100 * row["chance"],
             )
 
     for seed in config.seeds:
@@ -363,6 +409,13 @@ def run_sweep(
                         rows.append(_row(config, victim=victim_name, n=n, relabel=clean_lab.method, defense=spec,
                                          fraction=fraction, seed=seed, clean=clean, scores=scores))
                         log(rows[-1])
+        if config.simclr_epochs:
+            for victim_name in config.victims:
+                rows.extend(simclr_rows(data, config, victim_name, seed, protected_images, accelerator=accelerator,
+                                        progress=progress, metric=metric))
+                for row in rows[-len(fractions):]:
+                    log(row)
+                bar.update(1 + sum(1 for f in fractions if f > 0))
     bar.close()
     relabelings = {str(r.n_groups): r.to_dict() for r in labelings}
     relabelings.update(pseudo_info)
@@ -418,6 +471,10 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     sweep.add_argument("--pseudo-labels", nargs="+", type=int, default=[], metavar="N",
                        help="also train on pseudo-labels: K-means of the hacker's image embeddings into N groups "
                             "(not a function of the class); the test labels are each test image's nearest centre")
+    sweep.add_argument("--simclr-epochs", type=int, default=0, metavar="E",
+                       help="also the unsupervised attacker: SimCLR for E epochs on the clean and on the protected "
+                            "images, then a linear probe on the clean labelled images (0: off)")
+    sweep.add_argument("--simclr-batch-size", type=int, default=256)
     sweep.add_argument("--pseudo-encoder", default="pixels-pca",
                        help=f"image encoder for --pseudo-labels: {', '.join(PSEUDO_ENCODERS)} (offline) or a "
                             "surrogate name (Hub id, local path, efficientnet-lite0)")
@@ -484,6 +541,8 @@ def run_evaluate(args: argparse.Namespace) -> dict:
         relabel_seed=args.relabel_seed,
         pseudo_n_values=args.pseudo_labels,
         pseudo_encoder=args.pseudo_encoder,
+        simclr_epochs=args.simclr_epochs,
+        simclr_batch_size=args.simclr_batch_size,
         dataset=args.dataset_name or _source_name(args.clean),
     )
     accelerator = Accelerator()

@@ -430,10 +430,12 @@ def linear_probe(
     test_labels: torch.Tensor,
     *,
     seed: int = 0,
-) -> float:
+    return_predictions: bool = False,
+) -> float | tuple[float, torch.Tensor]:
     """Accuracy on the test set of a multinomial logistic regression on standardised features.
 
     The scaler and the regression (scikit-learn, L2, C = 1) are fitted on the train features only.
+    With ``return_predictions`` also the predicted test labels ``(N,)``.
 
     Example:
         >>> f = torch.tensor([[0.0], [1.0], [0.1], [0.9]]); y = torch.tensor([0, 1, 0, 1])
@@ -454,7 +456,9 @@ def linear_probe(
         raise ValueError("The probe's train labels need at least 2 classes.")
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed))
     probe.fit(x_train, y_train)
-    return float((probe.predict(x_test) == y_test).mean())
+    predictions = probe.predict(x_test)
+    accuracy = float((predictions == y_test).mean())
+    return (accuracy, torch.from_numpy(np.asarray(predictions, dtype=np.int64))) if return_predictions else accuracy
 
 
 def simclr_probe(
@@ -474,13 +478,14 @@ def simclr_probe(
     """The unsupervised attack: SimCLR on ``train_images`` (protected or clean, labels unused),
     then a linear probe fitted on the clean labelled ``probe_images`` and tested on ``test_images``.
 
-    Returns ``{"probe_acc", "loss_history", "seconds"}`` (seconds of the whole attack).
+    Returns ``{"probe_acc", "predictions", "loss_history", "seconds"}`` (the probe's test
+    predictions; seconds of the whole attack).
 
     Example:
         >>> x = torch.randint(0, 256, (8, 3, 8, 8), dtype=torch.uint8); y = torch.arange(8) % 2
         >>> result = simclr_probe(x, x, y, x, y, SimCLRConfig(epochs=1, batch_size=4), width=0.125, progress=False)
         >>> sorted(result)
-        ['loss_history', 'probe_acc', 'seconds']
+        ['loss_history', 'predictions', 'probe_acc', 'seconds']
     """
     start = time.perf_counter()
     accelerator = accelerator or Accelerator()
@@ -488,11 +493,11 @@ def simclr_probe(
         train_images, config, arch=arch, width=width, small_input=small_input,
         accelerator=accelerator, progress=progress,
     )
-    probe_acc = linear_probe(
+    probe_acc, predictions = linear_probe(
         encode(encoder, probe_images, accelerator=accelerator), probe_labels,
         encode(encoder, test_images, accelerator=accelerator), test_labels,
-        seed=config.seed,
+        seed=config.seed, return_predictions=True,
     )
     seconds = time.perf_counter() - start
     logger.info("SimCLR probe: clean test accuracy %.4f (%.1f s)", probe_acc, seconds)
-    return {"probe_acc": probe_acc, "loss_history": history, "seconds": seconds}
+    return {"probe_acc": probe_acc, "predictions": predictions, "loss_history": history, "seconds": seconds}
