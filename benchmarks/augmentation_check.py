@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> dict:
     train_ds, sets = strength.load_data(profile)
     runner, t0 = strength.VictimRunner(profile, sets, progress=False), time.perf_counter()
     test_y = sets.test_labels.tolist()
-    clean = {aug: runner.accuracy(sets.clean, sets.labels, 10, "none", 0, test_y, augment=aug)["accuracy"]
+    clean = {aug: runner.accuracy(sets.clean, sets.labels, 10, "none", 0, test_y, augment=aug)
              for aug in ("none", "crop")}
     rows = []
     for method in args.methods:
@@ -49,8 +49,9 @@ def main(argv: list[str] | None = None) -> dict:
                                       settings=strength.profile_baseline_settings(method, profile),
                                       epsilon=strength.EPSILON, progress=False)
         for aug in ("none", "crop"):
-            result = runner.accuracy(images, sets.labels, 10, "none", 0, test_y, clean_acc=clean[aug], augment=aug)
-            rows.append({"method": f"{method} (true labels)", "victim_augment": aug, "clean_acc": clean[aug],
+            result = runner.accuracy(images, sets.labels, 10, "none", 0, test_y, clean=clean[aug], augment=aug)
+            rows.append({"method": f"{method} (true labels)", "victim_augment": aug,
+                         "clean_acc": clean[aug]["accuracy"],
                          "protected_acc": result["accuracy"], "chance": result["chance"],
                          "protection_score": result["protection_score"],
                          "fit_stats": {k: v for k, v in (record["stats"] or {}).items() if k != "seconds"}})

@@ -113,6 +113,10 @@ class StrengthProfile:
     baseline_max_rounds: tuple[int, int] = (5, 20)  # EMinN sample-wise, class-wise (reference: 50)
     baseline_train_epochs: int = 10  # EMaxN / AdvPoison classifier (reference: 30)
     advpoison_steps: int = 50  # (reference: 250)
+    # --attackers: supervised labellings n (besides the original 10), pseudo-label n, SimCLR epochs
+    attack_n_values: tuple[int, ...] = (5, 2)
+    pseudo_n_values: tuple[int, ...] = (10, 5)
+    simclr_epochs: int = 10
 
 
 PROFILES = {
@@ -121,7 +125,7 @@ PROFILES = {
                              victim_width=0.0625, victim_epochs=1, victim_batch_size=20, n_clusters=4, n_values=(5, 2),
                              ngf=8, n_blocks=1, agreement_ps=(2, 4), defaults_n_values=(2,), defaults_ps=(3,),
                              baseline_model_width=0.0625, baseline_max_rounds=(1, 1), baseline_train_epochs=1,
-                             advpoison_steps=2),
+                             advpoison_steps=2, attack_n_values=(2,), pseudo_n_values=(3,), simclr_epochs=1),
     # Under 45 minutes on 2 cores (see benchmarks/README.md for the estimate and how it was made).
     "cpu": StrengthProfile(n_train=2000, n_test=2000, surrogate_image_size=64, fit_epochs=10, fit_batch_size=100,
                            victim_width=0.125, victim_epochs=12, victim_batch_size=64),
@@ -132,7 +136,8 @@ PROFILES = {
                              defenses=PAPER_DEFENSES + ("pgd",),
                              defense_methods=("UC", "UC (label-aware)", "random-per-class"),
                              seeds=(0, 1, 2), defaults_n_values=(9, 8, 7, 6, 5, 4, 3, 2), baseline_model_width=1.0,
-                             baseline_max_rounds=(50, 50), baseline_train_epochs=30, advpoison_steps=250),
+                             baseline_max_rounds=(50, 50), baseline_train_epochs=30, advpoison_steps=250,
+                             simclr_epochs=200),
 }
 
 
@@ -376,22 +381,20 @@ class VictimRunner:
         gc.freeze()
 
     def accuracy(self, images: torch.Tensor, labels: torch.Tensor, n_classes: int, defense: str, seed: int,
-                 test_labels: list[int], clean_acc: float | None = None, augment: str = "crop") -> dict:
-        """Train on ``images``/``labels`` (victim augmentation ``augment``) and return the metric's
-        accuracy/chance/protection score."""
-        from uc_datasets.defenses import get_defense
-        from uc_datasets.victims import build_victim, predict, train_victim
+                 test_labels: list[int], clean: dict | None = None, augment: str = "crop") -> dict:
+        """Train on ``images``/``labels`` (victim augmentation ``augment``) and return the final and
+        best-epoch accuracy, chance and protection score (``uc_datasets.evaluation.train_and_score``);
+        the scores are relative to ``clean`` (a clean victim's result) when given."""
+        from uc_datasets.evaluation import train_and_score
 
         t0 = time.perf_counter()
-        victim = build_victim("resnet18", n_classes, width=self.profile.victim_width,
-                              image_size=int(images.shape[-1]), seed=seed)
-        d = get_defense(defense)
-        victim = train_victim(victim, images, labels, self.train_config(seed, augment), defense=d,
-                              accelerator=self.accelerator, progress=False)
-        pred = predict(victim, self.sets.test, batch_size=512, defense=d, accelerator=self.accelerator)
+        result = train_and_score("resnet18", images, labels, n_classes, self.sets.test, test_labels,
+                                 self.train_config(seed, augment), defense=defense, width=self.profile.victim_width,
+                                 clean=clean, accelerator=self.accelerator, progress=False, batch_size=512,
+                                 metric=self.metric)
         self.seconds += time.perf_counter() - t0
         self.trainings += 1
-        return self.metric.compute(predictions=pred.tolist(), references=test_labels, clean_accuracy=clean_acc)
+        return result
 
 
 def _row(profile: StrengthProfile, *, method: str, lab: Relabeling, defense: str, seed: int, clean: dict | None,
@@ -404,6 +407,9 @@ def _row(profile: StrengthProfile, *, method: str, lab: Relabeling, defense: str
         "protected_acc": result["accuracy"] if result else None,
         "chance": (result or clean or {}).get("chance"),
         "protection_score": result["protection_score"] if result else None,
+        "clean_acc_best": clean.get("accuracy_best") if clean else None,
+        "protected_acc_best": result.get("accuracy_best") if result else None,
+        "protection_score_best": result.get("protection_score_best") if result else None,
         "epsilon": "16/255", "n_train": profile.n_train, "n_test": profile.n_test,
     }
     row.update(extra)
@@ -470,7 +476,7 @@ def _sweep_jobs(runner: VictimRunner, sets: TrainSets, jobs: list[tuple], rows: 
             if clean is not None:
                 try:
                     result = runner.accuracy(sets.protected[method], train_y, lab.n_groups, defense, seed, test_y,
-                                             clean_acc=clean["accuracy"])
+                                             clean=clean)
                 except Exception as err:  # noqa: BLE001 - recorded as measured
                     logger.exception("%s victim failed", method)
                     err_m = f"{type(err).__name__}: {err}"
@@ -546,6 +552,8 @@ def report(path: str | Path) -> str:
 
     saved = json.loads(Path(path).read_text())
     rows, mode = saved["rows"], saved["config"].get("mode")
+    if mode == "attackers":
+        return attackers_markdown(rows)
     key = "variant" if mode in ("compare-defaults", "screen") else "method"
     parts = [pivot_markdown(rows, key=key), results_markdown(rows, variant_key="variant" if key == "variant" else None)]
     if saved.get("cluster_agreement"):
@@ -692,6 +700,193 @@ def run_strength(args: argparse.Namespace, profile: StrengthProfile) -> dict:
     if sections["cluster_agreement"]:
         print(agreement_markdown(sections["cluster_agreement"]))
     return _payload(args, profile, "strength", extra, rows, "complete", **sections)
+
+
+#: The methods of the attacker table: UC, the best new family (label-aware tile), the sign-per-
+#: class control and the best baseline of strength_baselines.json (AdvPoison with true labels:
+#: score 0.64 at n = 10, the lowest of every baseline fit).
+BEST_BASELINE = "advpoison"
+ATTACK_METHODS = ("UC", LABEL_AWARE, "sign-per-class", BEST_BASELINE + CONSISTENT)
+PSEUDO_ENCODER = "pixels-pca"
+
+
+def pseudo_sweep(runner: VictimRunner, sets: TrainSets, methods: Sequence[str], n_values: Sequence[int], seed: int,
+                 *, on_rows: Callable[[list[dict]], None] | None = None) -> list[dict]:
+    """Victims on pseudo-labels: K-means of the hacker's own embedding (pixel PCA, fit on the set
+    the victim trains on) into n groups; test labels = nearest centre of each clean test image.
+
+    The clean victim clusters the clean set, each method's victim its protected set. Extra
+    keys: ``pseudo_nmi_class`` (NMI of the pseudo-labels with the true classes) and
+    ``pseudo_nmi_keys`` (with the method's perturbation keys), which say whether the hacker's
+    clusters follow the classes or the protection.
+    """
+    import numpy as np
+    import torch
+    from sklearn.metrics import normalized_mutual_info_score
+
+    from uc_datasets.relabel import image_features, pseudo_labeling
+
+    def labels_for(images: torch.Tensor):
+        train_f, test_f = image_features(images, [sets.test], encoder=PSEUDO_ENCODER)
+        lab = pseudo_labeling(train_f, n, seed=seed, encoder=PSEUDO_ENCODER)
+        return lab, torch.from_numpy(lab.train_labels), lab.assign(test_f).tolist()
+
+    rows: list[dict] = []
+    for n in n_values:
+        lab, train_y, test_y = labels_for(sets.clean)
+        clean, error = None, None
+        try:
+            clean = runner.accuracy(sets.clean, train_y, n, "none", seed, test_y)
+        except Exception as err:  # noqa: BLE001 - recorded as measured
+            logger.exception("clean pseudo-label victim failed")
+            error = f"clean victim: {type(err).__name__}: {err}"
+        for method in methods:
+            m_lab, m_train_y, m_test_y = labels_for(sets.protected[method])
+            result, err_m = None, error
+            if clean is not None:
+                try:
+                    result = runner.accuracy(sets.protected[method], m_train_y, n, "none", seed, m_test_y, clean=clean)
+                except Exception as err:  # noqa: BLE001 - recorded as measured
+                    logger.exception("%s pseudo-label victim failed", method)
+                    err_m = f"{type(err).__name__}: {err}"
+            keys = sets.groups.get(method)
+            extra = {**sets.meta.get(method, {}), "attacker": f"pseudo-labels n={n}",
+                     "pseudo_nmi_class": float(normalized_mutual_info_score(sets.labels.numpy(), m_lab.train_labels)),
+                     "pseudo_nmi_keys": (None if keys is None else
+                                         float(normalized_mutual_info_score(np.asarray(keys), m_lab.train_labels))),
+                     "nmi": None, "cluster_rule_acc": None}
+            rows.append(_row(runner.profile, method=method, lab=m_lab, defense="none", seed=seed, clean=clean,
+                             result=result, extra=extra, error=err_m))
+            r = rows[-1]
+            logger.info("pseudo n=%d %s seed %d: clean %s, protected %s (NMI with classes %.2f)", n, method, seed,
+                        _pct(r["clean_acc"]), _pct(r["protected_acc"]), r["pseudo_nmi_class"])
+        if on_rows is not None:
+            on_rows(rows)
+    return rows
+
+
+def simclr_sweep(profile: StrengthProfile, sets: TrainSets, methods: Sequence[str], seed: int, *,
+                 progress: bool) -> list[dict]:
+    """The unsupervised attacker: SimCLR on the clean set and on each protected set, then a linear
+    probe fitted on the clean labelled train images; rows score the probe on the clean test split."""
+    from accelerate import Accelerator
+
+    from uc_datasets.metrics import load_unlearnability
+    from uc_datasets.relabel import identity_relabeling
+    from uc_datasets.simclr import SimCLRConfig, simclr_probe
+    from uc_datasets.sources import FASHION_MNIST_CLASSES
+
+    metric, accelerator = load_unlearnability(), Accelerator()
+    config = SimCLRConfig(epochs=profile.simclr_epochs, batch_size=min(256, len(sets.labels)), seed=seed)
+    test_y = sets.test_labels.tolist()
+    lab = identity_relabeling(FASHION_MNIST_CLASSES)
+
+    def probe(images: torch.Tensor) -> dict:
+        result = simclr_probe(images, sets.clean, sets.labels, sets.test, sets.test_labels, config,
+                              width=profile.victim_width, accelerator=accelerator, progress=progress)
+        logger.info("SimCLR probe %.1f%% (loss %s, %.0f s)", 100 * result["probe_acc"],
+                    [round(v, 2) for v in result["loss_history"]], result["seconds"])
+        return result
+
+    clean_probe = probe(sets.clean)
+    clean = metric.compute(predictions=clean_probe["predictions"].tolist(), references=test_y)
+    rows = []
+    for method in methods:
+        result = probe(sets.protected[method])
+        scores = metric.compute(predictions=result["predictions"].tolist(), references=test_y,
+                                clean_accuracy=clean["accuracy"])
+        extra = {**sets.meta.get(method, {}), "attacker": "SimCLR + linear probe", "victim": "simclr-resnet18",
+                 "epochs": profile.simclr_epochs, "simclr_loss": result["loss_history"],
+                 "simclr_clean_loss": clean_probe["loss_history"], "nmi": None, "cluster_rule_acc": None}
+        rows.append(_row(profile, method=method, lab=lab, defense="none", seed=seed, clean=clean, result=scores,
+                         extra=extra))
+    return rows
+
+
+def attacker_name(row: dict) -> str:
+    """The attacker column of a row of the ``--attackers`` run."""
+    if row.get("attacker"):
+        return row["attacker"]
+    if row["defense"] != "none":
+        return f"{row['defense']} n={row['n_classes']}"
+    return f"labels n={row['n_classes']}"
+
+
+def attackers_markdown(rows: list[dict]) -> str:
+    """Methods (lines) against attackers (columns): mean protection score over seeds [min, max];
+    supervised labellings also as their best epoch."""
+    import numpy as np
+
+    columns: dict[str, list] = {}
+    for r in rows:
+        name = attacker_name(r)
+        columns.setdefault(name, []).append((r["method"], r["protection_score"]))
+        if r.get("protected_acc_best") is not None:
+            columns.setdefault(f"{name} (best epoch)", []).append((r["method"], r.get("protection_score_best")))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+
+    def cell(values: list[float | None]) -> str:
+        vals = [v for v in values if v is not None]
+        if not vals:
+            return "n/a"
+        return f"{np.mean(vals):.2f}" + (f" [{min(vals):.2f}, {max(vals):.2f}]" if len(vals) > 1 else "")
+
+    body = [[m] + [cell([v for mm, v in columns[c] if mm == m]) for c in columns] for m in methods]
+    return _common.markdown_table(["method \\ attacker"] + list(columns), body)
+
+
+def run_attackers(args: argparse.Namespace, profile: StrengthProfile) -> dict:
+    """UC, the label-aware tile, the sign-per-class control and the best baseline against every
+    attacker: supervised labels (original and BERT relabellings, final and best epoch), pseudo-
+    labels, orthogonal projection and SimCLR. Every seed refits the protectors (fit seed = victim
+    seed); the best baseline is fit once (seed 0), as in the baseline benchmark."""
+    from uc_datasets.sources import FASHION_MNIST_CLASSES
+
+    t_start = time.perf_counter()
+    train_ds, base = load_data(profile)
+    labelings = make_labelings(FASHION_MNIST_CLASSES, profile.attack_n_values, args.encoder)
+    extra: dict[str, Any] = {"encoder": args.encoder, "uc_settings": UC_SETTINGS, "pseudo_encoder": PSEUDO_ENCODER,
+                             "label_aware_settings": LABEL_AWARE_SETTINGS, "fits": {}, "baseline_fits": {},
+                             "methods": list(ATTACK_METHODS),
+                             "relabelings": {str(lab.n_groups): lab.to_dict() for lab in labelings}}
+    rows: list[dict] = []
+
+    def save(new_rows: list[dict], status: str = "partial") -> None:
+        _common.write_json(args.output, _payload(args, profile, "attackers", extra, rows + new_rows, status,
+                                                 timings={"total_seconds": time.perf_counter() - t_start}))
+
+    baseline_images = None
+    for seed in profile.seeds:
+        sets = TrainSets(base.clean, base.labels, base.test, base.test_labels)
+        protector, uc_images, fit_record = fit_and_protect(train_ds, profile, progress=args.progress, seed=seed,
+                                                           **UC_SETTINGS)
+        sets.protected["UC"], sets.groups["UC"] = uc_images, protector.cache_clusters
+        sets.meta["UC"] = {"p": protector.config.n_clusters, "pattern": protector.config.pattern}
+        la, la_images, la_record = fit_and_protect(train_ds, profile, progress=args.progress, seed=seed,
+                                                   label_column="label", name_encoder=args.encoder,
+                                                   **LABEL_AWARE_SETTINGS)
+        sets.protected[LABEL_AWARE], sets.groups[LABEL_AWARE] = la_images, la.cache_clusters
+        sets.meta[LABEL_AWARE] = {"p": la.config.n_clusters, "pattern": la.config.pattern, "surrogate": "none"}
+        add_controls(sets, protector.cache_clusters, protector.config.n_clusters, seed=seed)
+        if baseline_images is None:
+            settings = profile_baseline_settings(BEST_BASELINE, profile)
+            baseline_images, extra["baseline_fits"][BEST_BASELINE + CONSISTENT] = fit_baseline(
+                BEST_BASELINE, train_ds, consistent=True, settings=settings, epsilon=EPSILON, progress=args.progress)
+        name = BEST_BASELINE + CONSISTENT
+        sets.protected[name], sets.groups[name] = baseline_images, sets.labels.numpy()
+        sets.meta[name] = {"p": int(sets.labels.max()) + 1, "surrogate": "none"}
+        extra["fits"][str(seed)] = {"UC": fit_record, LABEL_AWARE: la_record}
+        methods = list(ATTACK_METHODS)
+        one = replace(profile, seeds=(seed,))
+        runner = VictimRunner(one, sets, progress=args.progress)
+        plan: Plan = [("none", methods, labelings), ("orthogonal", methods, labelings[:1])]
+        rows += sweep(one, sets, plan, progress=args.progress, on_rows=save, runner=runner)
+        rows += pseudo_sweep(runner, sets, methods, profile.pseudo_n_values, seed, on_rows=save)
+        rows += simclr_sweep(profile, sets, methods, seed, progress=args.progress)
+        save([])
+    save([], "complete")
+    print(attackers_markdown(rows))
+    return _payload(args, profile, "attackers", extra, rows, "complete")
 
 
 def merge(paths: Sequence[str], output: str) -> dict:
@@ -930,6 +1125,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "(writes screen.json)")
     p.add_argument("--variants", nargs="*", default=None,
                    help="with --screen: only these variants ('UC:tile', 'UC (label-aware):tile', ...)")
+    p.add_argument("--attackers", action="store_true",
+                   help="UC, the label-aware tile, the sign-per-class control and the best baseline against every "
+                        "attacker: labels (final and best epoch), pseudo-labels, orthogonal projection, SimCLR "
+                        "(writes attackers.json)")
     p.add_argument("--baselines", action="store_true",
                    help="add the Table 1 baselines (label-agnostic under every labelling, label-consistent at n = 10; "
                         "writes strength_baselines.json)")
@@ -950,7 +1149,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--output", default=None, help="default: benchmarks/results/strength.json or defaults.json")
     args = p.parse_args(argv)
     if args.output is None:
-        name = ("defaults" if args.compare_defaults else "screen" if args.screen
+        name = ("defaults" if args.compare_defaults else "screen" if args.screen else "attackers" if args.attackers
                 else "strength_baselines" if args.baselines else "strength")
         args.output = str(_common.RESULTS_DIR / f"{name}.json")
     return args
@@ -984,6 +1183,8 @@ def main(argv: list[str] | None = None) -> dict:
         result = run_screen(args, profile)
     elif args.compare_defaults:
         result = run_compare_defaults(args, profile)
+    elif args.attackers:
+        result = run_attackers(args, profile)
     else:
         result = run_strength(args, profile)
     logger.info("wrote %s", args.output)

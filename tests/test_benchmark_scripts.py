@@ -247,3 +247,34 @@ def test_strength_plot_from_a_saved_run(strength_results, tmp_path):
     strength, saved, _ = strength_results
     path = strength.plot_scores(saved["rows"], tmp_path / "s.png")
     assert path.stat().st_size > 5_000 and path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_strength_attackers_smoke(tmp_path):
+    """--attackers: every method of the table against every attacker, one row each, with the
+    best-epoch keys on victims and the pseudo-label agreement keys; the report prints the table."""
+    strength = _bench("strength")
+    profile = strength.PROFILES["smoke"]
+    out = tmp_path / "attackers.json"
+    strength.main(["--profile", "smoke", "--attackers", "--no-progress", "--output", str(out)])
+    saved = json.loads(out.read_text())
+    from uc_datasets.evaluation import ROW_KEYS
+
+    rows = saved["rows"]
+    assert saved["config"]["status"] == "complete" and saved["config"]["mode"] == "attackers"
+    assert all(set(ROW_KEYS) <= set(r) and "error" not in r for r in rows)
+    expected = {"labels n=10", *(f"labels n={n}" for n in profile.attack_n_values), "orthogonal n=10",
+                *(f"pseudo-labels n={n}" for n in profile.pseudo_n_values), "SimCLR + linear probe"}
+    methods = set(strength.ATTACK_METHODS)
+    assert {(strength.attacker_name(r), r["method"]) for r in rows} == {(a, m) for a in expected for m in methods}
+    assert len(rows) == len(expected) * len(methods)
+    for r in rows:
+        if r["victim"] == "resnet18":
+            assert r["protected_acc_best"] >= r["protected_acc"] and r["clean_acc_best"] >= r["clean_acc"]
+        else:
+            assert r["victim"] == "simclr-resnet18" and r["protected_acc_best"] is None
+        if r["relabel"].startswith("pseudo"):
+            assert 0 <= r["pseudo_nmi_class"] <= 1
+    fit = saved["config"]["baseline_fits"][strength.BEST_BASELINE + strength.CONSISTENT]
+    assert fit["verify"]["passed"]
+    table = strength.report(str(out))
+    assert "SimCLR + linear probe" in table and "orthogonal n=10 (best epoch)" in table
