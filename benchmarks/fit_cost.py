@@ -48,7 +48,8 @@ def measure(family: str, p: int, ds, prof: dict) -> dict:
     total = time.perf_counter() - t0
     sec = prot.metadata["stats"]["seconds"]
     return {"family": family, "p": p, "fit_seconds": total, "train_seconds": sec["train"],
-            "features_seconds": sec["features"], "kmeans_seconds": sec["kmeans"]}
+            "features_seconds": sec["features"], "kmeans_seconds": sec["kmeans"],
+            "loss_points": sum(len(curve) for curve in prot.metadata["loss_curves"])}
 
 
 def main(argv: list[str] | None = None) -> dict:

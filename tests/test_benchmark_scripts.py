@@ -240,7 +240,9 @@ def test_fit_cost_smoke_covers_every_family(tmp_path):
     for r in rows:
         assert r["fit_seconds"] > 0 and r["fit_vs_first_p"] > 0
         if r["family"] in ("tile", "ar", "block"):
-            assert r["train_seconds"] < 0.05  # drawn, not trained
+            assert r["loss_points"] == 0  # drawn, not trained (a structural check: timings are noisy)
+        else:
+            assert r["loss_points"] > 0
 
 
 def test_strength_plot_from_a_saved_run(strength_results, tmp_path):
