@@ -297,12 +297,18 @@ def add_baselines(sets: TrainSets, train_ds: datasets.Dataset, profile: Strength
 
 
 def make_labelings(class_names: list[str], n_values: Sequence[int], encoder: str) -> list[Relabeling]:
-    """The original labelling, then BERT-embedding K-means relabellings into each n."""
+    """The original labelling, then BERT-embedding K-means relabellings into each n.
+
+    ``encoder`` may be a ``.npy`` file of precomputed class-name embeddings (one row per class,
+    e.g. saved from ``embed_class_names(names, "offline")``) for a machine without the encoder.
+    """
+    import numpy as np
+
     from uc_datasets.relabel import embed_class_names, identity_relabeling, kmeans_relabeling
 
     labelings = [identity_relabeling(class_names)]
     if n_values:
-        emb = embed_class_names(class_names, encoder)
+        emb = np.load(encoder) if encoder.endswith(".npy") else embed_class_names(class_names, encoder)
         labelings += [kmeans_relabeling(class_names, n, embeddings=emb) for n in n_values]
     for lab in labelings[1:]:
         logger.info("n=%d: %s", lab.n_groups, " || ".join(lab.group_names))
@@ -1138,7 +1144,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--victim-epochs", type=int, default=None, help="override the profile's victim epochs")
     p.add_argument("--defenses", nargs="*", default=None, help="override the profile's defences (n = 10)")
     p.add_argument("--encoder", default="offline",
-                   help="class-name encoder for the relabelling: offline (all-MiniLM-L6-v2) or a Hub id/path")
+                   help="class-name encoder for the relabelling: offline (all-MiniLM-L6-v2), a Hub id/path, or a .npy "
+                        "file of precomputed class-name embeddings")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, all cores)")
     p.add_argument("--report", metavar="JSON", default=None, help="print the tables of a saved run and exit")
     p.add_argument("--plot", metavar="PNG", default=None,
