@@ -66,7 +66,7 @@ def test_confusion_loss_is_the_clean_loss_after_one_sgd_step_on_the_poison():
 @pytest.mark.parametrize("seed", [0, 1])
 def test_generator_steps_raise_the_confusion_loss(seed):
     """At a fixed, partly trained classifier, Adam steps of the generator ascend its objective."""
-    x, grey, y = _digits(60)
+    x, grey, y = _digits(32)
     torch.manual_seed(seed)
     net = build_model("resnet18", 10, width=0.0625, hw=(16, 16), seed=seed, device=CPU).train()
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
@@ -79,7 +79,7 @@ def test_generator_steps_raise_the_confusion_loss(seed):
     gen = AutoEncoder(8, 2)
     g_opt = torch.optim.Adam(gen.parameters(), lr=3e-3)
     hist = [generator_step(gen, g_opt, net, x, grey, y, epsilon=16 / 255, lr=0.1) for _ in range(20)]
-    assert np.mean(hist[-3:]) > hist[0] + 0.03, hist
+    assert np.mean(hist[-3:]) > hist[0] + 0.05, hist  # +0.17 at seeds 0 and 1; at least +0.04 over seeds 0-7
     assert all(torch.equal(weights[k], v) for k, v in net.state_dict().items())
 
 

@@ -33,11 +33,15 @@ Settings (:class:`DeepConfuseSettings`), against the public reference code
 | classifier epochs per trial | 20 | 1 MNIST, 20 CIFAR, 5 ImageNet |
 | trials | 20 (our choice) | up to 1000 (500 ImageNet); "5-7 days on a single GPU" for CIFAR |
 | which generator is kept | the last | the one whose scratch classifier had the lowest clean *test* accuracy |
+| generator BN statistics when frozen | recomputed over the fit set after each trial | running averages (momentum 0.1) |
 
 What differs and why: a fit has no test set to select the best generator on, so the last one
 is kept; ``trials`` is far below the reference's 1000 (each trial costs ``classifier_epochs``
 epochs of a second-order step, about 6x a plain training step) and is the knob that sizes the
-cost; the classifier is the ResNet-18 every other baseline here attacks. The CPU benchmark
+cost; the classifier is the ResNet-18 every other baseline here attacks. With so few generator
+updates the BN running averages lag the weights, and the frozen (eval-mode) generator would not
+compute what was trained, so its BN statistics are recomputed over the fit set (see
+:func:`recalibrate_batchnorm`); with the reference's 1000 trials they would have converged anyway. The CPU benchmark
 profile scales further down (see ``benchmarks/_baselines.py``).
 
 Labels: label-agnostic by default (the class the surrogate classifier predicts, e.g. ImageNet
@@ -299,8 +303,9 @@ def fit(ds: datasets.Dataset, *, image_column: str = "image", label_column: str 
         A sample-wise :class:`~uc_datasets.attacks.base.BaselineProtector`, ``deltas``
         ``(n_images, 3, h, w)``. ``metadata["stats"]`` holds, per trial, the mean
         ``confusion_loss`` (the generator's objective, higher is better for it) and the mean
-        loss of the classifier on the poisoned batches, and the last classifier's accuracy on
-        the poisoned and on the clean fit images.
+        loss of the classifier on the poisoned batches, and the accuracy of the last trial's
+        classifier (trained on the previous trial's noise) on the fit images with the final
+        noise and clean.
 
     Raises:
         ValueError: a bad setting (named in the message); LabelSourceError: fewer than 2 classes.
