@@ -49,7 +49,7 @@ def add_fit_arguments(p: argparse.ArgumentParser, defaults: dict | None = None) 
                    help="perturbation size when images differ in size (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--method", default="uc", help="uc (default) or a baseline: eminn, eminn-classwise, emaxn, "
-                   "advpoison, synper (see uc_datasets.attacks)")
+                   "advpoison, synper, deepconfuse (see uc_datasets.attacks)")
     p.add_argument("--label-column", default=None,
                    help="uc: label-aware mode, keys nested in this column's classes; baselines: label-consistent "
                         "mode (this column instead of the surrogate's predicted classes)")

@@ -16,10 +16,14 @@ TINY = {
     "emaxn": dict(steps=3, train_epochs=1, model_width=0.125, batch_size=8),
     "advpoison": dict(steps=3, train_epochs=1, model_width=0.125, batch_size=8),
     "synper": dict(grid=4),
+    "deepconfuse": {"trials": 1, "classifier_epochs": 1, "batch_size": 8, "model_width": 0.125,
+                    "generator_channels": 4, "generator_depth": 2},
 }
 BASELINES = tuple(TINY)
-SAMPLEWISE = ("eminn", "emaxn", "advpoison")
+SAMPLEWISE = ("eminn", "emaxn", "advpoison", "deepconfuse")
 CLASSWISE = ("eminn-classwise", "synper")
+#: Methods whose noise is ``epsilon * tanh(.)``: within the bound, but not necessarily reaching it.
+TANH_BOUNDED = ("deepconfuse",)
 
 
 def arrays(ds) -> list[np.ndarray]:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.attacks.helpers import BASELINES, CLASSWISE, COMMON, EPS, SAMPLEWISE, TINY, arrays
+from tests.attacks.helpers import BASELINES, CLASSWISE, COMMON, EPS, SAMPLEWISE, TANH_BOUNDED, TINY, arrays
 from tests.conftest import FAST_FIT, image_dataset, structured_images
 from uc_datasets import UCProtector, load_protector, verify
 from uc_datasets.attacks import DEFERRED, METHODS, BaselineProtector, UnseenImageError, fit_method, method_arguments
@@ -18,10 +18,8 @@ from uc_datasets.attacks.synper import SynPerProtector
 
 
 def test_registry_and_fit_method_errors(labelled):
-    assert set(METHODS) == {"uc", "eminn", "eminn-classwise", "emaxn", "advpoison", "synper"}
-    assert set(DEFERRED) == {"deepconfuse"}
-    with pytest.raises(NotImplementedError, match="DeepConfuse is deferred"):
-        fit_method("DeepConfuse", labelled)
+    assert set(METHODS) == {"uc", "eminn", "eminn-classwise", "emaxn", "advpoison", "synper", "deepconfuse"}
+    assert DEFERRED == {}
     with pytest.raises(ValueError, match="unknown method 'tap'.*choose from uc, eminn"):
         fit_method("tap", labelled)
     assert {"n_clusters", "epochs", "surrogate", "epsilon", "seed"} <= set(method_arguments("uc"))
@@ -43,7 +41,8 @@ def test_map_verify_and_epsilon_bound(method, mode, labelled, fitted_lc, fitted_
     protected = labelled.map(prot, batched=True, batch_size=7)
     report = verify(labelled, protected, EPS, progress=False)
     assert report.passed, report.summary()
-    assert report.max_deviation == 8 and report.fraction_changed > 0.5
+    assert report.fraction_changed > 0.5
+    assert report.max_deviation == 8 or (method in TANH_BOUNDED and 1 <= report.max_deviation <= 8)
     assert protected["label"] == labelled["label"]
     deltas = prot.perturbations_for([r["image"] for r in labelled], labels=labelled["label"])
     assert max(float(d.abs().max()) for d in deltas) <= EPS + 1e-6

@@ -13,7 +13,7 @@ protector (a :class:`~uc_datasets.protector.BaseProtector`) that goes through th
 | ``emaxn`` | error-maximising noise, untargeted PGD | sample-wise | ResNet-18 trained on clean data |
 | ``advpoison`` | class-targeted PGD poisons (Fowl et al. 2021) | sample-wise | ResNet-18 trained on clean data |
 | ``synper`` | synthetic linearly separable noise (Yu et al. 2022) | class-wise (+ per-image draw) | none |
-| ``deepconfuse`` | deferred (see :mod:`uc_datasets.attacks.deepconfuse`) | | |
+| ``deepconfuse`` | DeepConfuse (Feng et al. 2019), an auto-encoder trained through the classifier's pseudo-updates | sample-wise | auto-encoder + ResNet-18 trained alternately |
 
 **Labels.** ``label_column=None`` (default) is the paper's label-agnostic setup: the
 baselines use the class a surrogate classifier predicts (``surrogate="efficientnet-lite0"``,
@@ -63,10 +63,11 @@ METHODS: dict[str, Callable[..., BaseProtector]] = {
     "emaxn": emaxn.fit,
     "advpoison": advpoison.fit,
     "synper": synper.fit,
+    "deepconfuse": deepconfuse.fit,
 }
 
-#: Methods of the paper that are not implemented, with the reason.
-DEFERRED: dict[str, str] = {"deepconfuse": deepconfuse.NOTE}
+#: Methods of the paper that are not implemented, with the reason (none left).
+DEFERRED: dict[str, str] = {}
 
 
 def fit_method(method: str, ds: datasets.Dataset, *, image_column: str = "image", label_column: str | None = None,
@@ -74,7 +75,7 @@ def fit_method(method: str, ds: datasets.Dataset, *, image_column: str = "image"
     """Fit protection method ``method`` (a key of :data:`METHODS`) on ``ds`` and return its protector.
 
     Args:
-        method: ``uc``, ``eminn``, ``eminn-classwise``, ``emaxn``, ``advpoison`` or ``synper``
+        method: ``uc``, ``eminn``, ``eminn-classwise``, ``emaxn``, ``advpoison``, ``synper`` or ``deepconfuse``
             (case-insensitive; ``_`` works for ``-``).
         ds: the dataset to protect.
         image_column: its image column.
@@ -88,7 +89,7 @@ def fit_method(method: str, ds: datasets.Dataset, *, image_column: str = "image"
         A protector for ``ds.map(protector, batched=True)``.
 
     Raises:
-        ValueError: unknown method; NotImplementedError: a deferred method (``deepconfuse``).
+        ValueError: unknown method; NotImplementedError: a method listed in :data:`DEFERRED`.
 
     Example:
         >>> prot = fit_method("synper", ds, label_column="label", epsilon=16 / 255)  # doctest: +SKIP
@@ -97,8 +98,8 @@ def fit_method(method: str, ds: datasets.Dataset, *, image_column: str = "image"
     if key in DEFERRED:
         raise NotImplementedError(DEFERRED[key])
     if key not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)} "
-                         f"({', '.join(DEFERRED)} deferred).")
+        deferred = f" ({', '.join(DEFERRED)} deferred)" if DEFERRED else ""
+        raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}{deferred}.")
     return METHODS[key](ds, image_column=image_column, label_column=label_column, **kwargs)
 
 

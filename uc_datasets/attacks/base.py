@@ -49,7 +49,8 @@ __all__ = ["BaselineConfig", "BaselineProtector", "FitData", "UnseenImageError",
 PERTURBATIONS = ("samplewise", "classwise")
 LABEL_SOURCES = ("surrogate", "dataset")
 #: Paper names of the methods, for ``protector.method`` and dataset cards.
-METHOD_NAMES = {"eminn": "EMinN", "emaxn": "EMaxN", "advpoison": "AdvPoison", "synper": "SynPer"}
+METHOD_NAMES = {"eminn": "EMinN", "emaxn": "EMaxN", "advpoison": "AdvPoison", "synper": "SynPer",
+                "deepconfuse": "DeepConfuse"}
 
 
 class UnseenImageError(LookupError):
@@ -231,7 +232,7 @@ def surrogate_info(data: FitData) -> dict:
 
 @register_protector_type
 class BaselineProtector(BaseProtector):
-    """A fitted baseline (EMinN, EMaxN, AdvPoison): stored perturbations, one per class or per image.
+    """A fitted baseline (EMinN, EMaxN, AdvPoison, DeepConfuse): stored perturbations, one per class or per image.
 
     ``deltas`` is ``(P, 3, h, w)`` at the working resolution, within ``[-eps, eps]``. For
     sample-wise methods row ``p`` belongs to the image with content hash ``cache_keys[p]``;
@@ -295,7 +296,7 @@ class BaselineProtector(BaseProtector):
 
     @property
     def method(self) -> str:
-        """The paper's name (``EMinN``, ``EMaxN``, ``AdvPoison``, ``SynPer``); ``-classwise`` for class-wise EMinN."""
+        """The paper's name (``EMinN``, ``EMaxN``, ``AdvPoison``, ``SynPer``, ``DeepConfuse``); ``-classwise`` for class-wise EMinN."""
         name = METHOD_NAMES.get(self.config.method, self.config.method)
         classwise_eminn = self.config.method == "eminn" and self.config.perturbation == "classwise"
         return f"{name}-classwise" if classwise_eminn else name
