@@ -20,7 +20,7 @@ pre-product experiment):
 The sign controls and UC run under every labelling; the uniform ones at n = 10 only.
 
 With ``--baselines`` the Table 1 baselines (EMinN sample- and class-wise, EMaxN, AdvPoison,
-SynPer; DeepConfuse is deferred) are fitted label-agnostic (ImageNet classes predicted by the
+SynPer, DeepConfuse) are fitted label-agnostic (ImageNet classes predicted by the
 same surrogate, the paper's setup) and run under every labelling; their label-consistent fits (true classes, the
 "same labels" column of Figure 2a) run at n = 10. See ``_baselines.py`` for their settings.
 
@@ -64,7 +64,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common  # noqa: E402
-from _baselines import BASELINES, CONSISTENT, baseline_settings, fit_baseline  # noqa: E402
+from _baselines import ALL_BASELINES, CONSISTENT, baseline_settings, fit_baseline  # noqa: E402
 
 if TYPE_CHECKING:
     import datasets
@@ -108,11 +108,13 @@ class StrengthProfile:
     n_blocks: int = 6
     defaults_n_values: tuple[int, ...] = (5, 2)
     defaults_ps: tuple[int, ...] = (5, 20)
-    baselines: tuple[str, ...] = BASELINES
+    baselines: tuple[str, ...] = ALL_BASELINES
     baseline_model_width: float = 0.125
     baseline_max_rounds: tuple[int, int] = (5, 20)  # EMinN sample-wise, class-wise (reference: 50)
     baseline_train_epochs: int = 10  # EMaxN / AdvPoison classifier (reference: 30)
     advpoison_steps: int = 50  # (reference: 250)
+    deepconfuse_trials: int = 5  # (reference: up to 1000)
+    deepconfuse_classifier_epochs: int = 6  # per trial (reference: 20)
     # --attackers: supervised labellings n (besides the original 10), pseudo-label n, SimCLR epochs
     attack_n_values: tuple[int, ...] = (5, 2)
     pseudo_n_values: tuple[int, ...] = (10, 5)
@@ -125,7 +127,8 @@ PROFILES = {
                              victim_width=0.0625, victim_epochs=1, victim_batch_size=20, n_clusters=4, n_values=(5, 2),
                              ngf=8, n_blocks=1, agreement_ps=(2, 4), defaults_n_values=(2,), defaults_ps=(3,),
                              baseline_model_width=0.0625, baseline_max_rounds=(1, 1), baseline_train_epochs=1,
-                             advpoison_steps=2, attack_n_values=(2,), pseudo_n_values=(3,), simclr_epochs=1),
+                             advpoison_steps=2, attack_n_values=(2,), pseudo_n_values=(3,), simclr_epochs=1,
+                             deepconfuse_trials=1, deepconfuse_classifier_epochs=1),
     # Under 45 minutes on 2 cores (see benchmarks/README.md for the estimate and how it was made).
     "cpu": StrengthProfile(n_train=2000, n_test=2000, surrogate_image_size=64, fit_epochs=10, fit_batch_size=100,
                            victim_width=0.125, victim_epochs=12, victim_batch_size=64),
@@ -137,7 +140,7 @@ PROFILES = {
                              defense_methods=("UC", "UC (label-aware)", "random-per-class"),
                              seeds=(0, 1, 2), defaults_n_values=(9, 8, 7, 6, 5, 4, 3, 2), baseline_model_width=1.0,
                              baseline_max_rounds=(50, 50), baseline_train_epochs=30, advpoison_steps=250,
-                             simclr_epochs=200),
+                             simclr_epochs=200, deepconfuse_trials=20, deepconfuse_classifier_epochs=20),
 }
 
 
@@ -265,7 +268,9 @@ def profile_baseline_settings(method: str, profile: StrengthProfile) -> dict[str
     return baseline_settings(method, epsilon=EPSILON, surrogate=SURROGATE,
                              surrogate_image_size=profile.surrogate_image_size,
                              model_width=profile.baseline_model_width, max_rounds=profile.baseline_max_rounds,
-                             train_epochs=profile.baseline_train_epochs, advpoison_steps=profile.advpoison_steps)
+                             train_epochs=profile.baseline_train_epochs, advpoison_steps=profile.advpoison_steps,
+                             deepconfuse_trials=profile.deepconfuse_trials,
+                             deepconfuse_classifier_epochs=profile.deepconfuse_classifier_epochs)
 
 
 def add_baselines(sets: TrainSets, train_ds: datasets.Dataset, profile: StrengthProfile, *,
