@@ -24,13 +24,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common
 import strength
-from _baselines import BASELINES, fit_baseline
+from _baselines import ALL_BASELINES, fit_baseline
 
 
 def main(argv: list[str] | None = None) -> dict:
     """Fit each method label-consistent, train victims with/without augmentation; return the rows."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--methods", nargs="+", default=["eminn", "synper"], choices=BASELINES)
+    p.add_argument("--methods", nargs="+", default=["eminn", "synper"], choices=ALL_BASELINES)
     p.add_argument("--profile", choices=sorted(strength.PROFILES), default="cpu")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--output", default=str(_common.RESULTS_DIR / "augmentation_check.json"))
@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> dict:
                          "clean_acc": clean[aug]["accuracy"],
                          "protected_acc": result["accuracy"], "chance": result["chance"],
                          "protection_score": result["protection_score"],
+                         "protected_acc_best": result["accuracy_best"],
+                         "protection_score_best": result["protection_score_best"],
                          "fit_stats": {k: v for k, v in (record["stats"] or {}).items() if k != "seconds"}})
     gc.unfreeze()  # VictimRunner froze the long-lived objects out of the collector
     table = _common.markdown_table(
