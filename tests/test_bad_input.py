@@ -158,6 +158,11 @@ def test_with_rank_in_two_processes_and_the_rank_device(fitted, monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
     assert [device_for_rank(r) for r in (0, 1, 2, 3, 4, None)] == ["cuda:0", "cuda:1", "cuda:2", "cuda:0",
                                                                     "cuda:1", None]
+    import copy
+
+    clone = copy.copy(prot)  # the surrogate is reloaded on first use, onto the device set by .to()
+    assert clone._surrogate is None and clone.to("meta") is clone
+    assert next(clone.surrogate.parameters()).device.type == "meta"
 
 
 def test_mixed_modes_fit_and_protect(tiny_clip, fitted):

@@ -277,8 +277,10 @@ class BaseProtector:
         return [apply_delta(img, d, eps) for img, d in zip(natives, deltas)]
 
     def to(self, device: str | torch.device) -> BaseProtector:
-        """Run the surrogate on ``device`` from now on (loaded there on first use); returns self."""
+        """Run the surrogate on ``device`` from now on (now if loaded, else on first use); returns self."""
         self.device = str(device)
+        if getattr(self, "_surrogate", None) is not None:
+            self._surrogate.to(self.device)
         return self
 
     def perturbations_for(self, images: Sequence[Image.Image], *,
@@ -600,13 +602,6 @@ class UCProtector(BaseProtector):
     # ------------------------------------------------------------------ pickling / fingerprint
     def _pickle_state(self) -> dict:
         return {**super()._pickle_state(), "use_cache": self.use_cache}
-
-    def to(self, device: str | torch.device) -> UCProtector:
-        """Run the surrogate on ``device`` (now if loaded, else when it is); returns self."""
-        super().to(device)
-        if self._surrogate is not None:
-            self._surrogate.to(self.device)
-        return self
 
     def __repr__(self) -> str:
         c = self.config

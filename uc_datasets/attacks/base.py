@@ -350,7 +350,7 @@ class BaselineProtector(BaseProtector):
                     "protector was fitted with, so predicted classes would be wrong. Load the same revision/path, or "
                     "pass it explicitly: load_protector(path, surrogate=...)."
                 )
-            self._surrogate = clf
+            self._surrogate = clf if self.device is None else clf.to(self.device)
         return self._surrogate
 
     # ------------------------------------------------------------------ persistence
