@@ -428,3 +428,11 @@ def test_the_card_says_which_modes_were_converted():
                                           "n_clusters": 4, "uc_datasets_version": "0", "verify": "PASSED"}})
     assert "original size and mode" not in text
     assert "palette (P) images were converted to RGB" in text and "1-bit images to grey (L)" in text
+
+
+def test_a_grey_rgb_mix_cast_to_rgb_is_pushed(hub, protector):
+    imgs = [im.convert("L") if i % 2 else im for i, im in enumerate(_images(6, 5))]
+    mixed = datasets.Dataset.from_dict({"image": imgs}).cast_column("image", datasets.Image(mode="RGB"))
+    result = push_protected(mixed.map(protector, batched=True), "alice/mixed-modes", clean=mixed, protector=protector,
+                            progress=False)
+    assert result.splits["train"]["passed"] and not result.splits["train"]["violations"]
