@@ -19,6 +19,12 @@ Passes per second are training-phase passes over training-phase seconds, for bot
     python benchmarks/speed.py --profile smoke   # seconds (used by the tests)
     python benchmarks/speed.py --profile cpu     # estimated 10-13 minutes on 2 cores
     python benchmarks/speed.py --profile paper   # GPU: 10,000 images at 224 px
+    python benchmarks/speed.py --load            # peak RSS against N (5k, 20k, 50k) and a killed map
+
+``--load`` protects synthetic 64-px images with ``ds.map(num_proc=2)`` and through an
+``IterableDataset`` at each ``--load-sizes`` N, records peak RSS against N, and kills a map
+halfway and restarts it (details in ``benchmarks/_load.py``); it writes
+``benchmarks/results/load.json`` (or ``--output``).
 
 Writes ``benchmarks/results/speed.json`` (or ``--output``) and prints a markdown table.
 """
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import logging
 import multiprocessing as mp
 import sys
@@ -320,8 +327,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="how children start (forkserver preloads torch/datasets/uc_datasets once)")
     p.add_argument("--no-library-all", action="store_true", help="skip the train_on='all' library fit")
     p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--output", default=str(_common.RESULTS_DIR / "speed.json"))
+    p.add_argument("--output", default=None, help="results file (default: results/speed.json, or load.json)")
+    p.add_argument("--load", action="store_true", help="the load run instead: peak RSS against N, killed map")
+    p.add_argument("--load-sizes", type=int, nargs="+", default=[5_000, 20_000, 50_000],
+                   help="numbers of images of the load run (default: %(default)s)")
+    p.add_argument("--load-child", help=argparse.SUPPRESS)  # internal: one measured job of the load run
     return p.parse_args(argv)
+
+
+def load_main(args: argparse.Namespace) -> dict:
+    """The ``--load`` run: write the JSON and print the table; returns what was written."""
+    import _load
+
+    _common.setup(1)
+    results = _load.measure_load(sorted(args.load_sizes))
+    payload = {**_common.run_record(), "profile": "load", "settings": {
+        "image_size": _load.IMAGE_SIZE, "map_batch_size": _load.MAP_BATCH, "num_proc": 2, "pattern": "tile",
+        "surrogate": "efficientnet-lite0 at 32 px", "omp_threads": 1}, **results}
+    path = _common.write_json(args.output or _common.RESULTS_DIR / "load.json", payload)
+    print(_load.load_table(results))
+    logger.info("wrote %s", path)
+    return payload
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -329,6 +355,13 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     args = parse_args(argv)
+    if args.load_child:
+        import _load
+
+        print(json.dumps(_load.child(json.loads(args.load_child))))
+        return {}
+    if args.load:
+        return load_main(args)
     _common.setup(args.threads)
     profile = PROFILES[args.profile]
     profile = replace(profile, n_images=args.n_images or profile.n_images, epochs=args.epochs or profile.epochs)
@@ -341,7 +374,7 @@ def main(argv: list[str] | None = None) -> dict:
         "parametrization": "generator", "device": device, "threads_per_child": args.threads,
         "start_method": args.start_method, "dataset": "Fashion-MNIST train (Debian package), balanced subset"},
         **results}
-    path = _common.write_json(args.output, payload)
+    path = _common.write_json(args.output or _common.RESULTS_DIR / "speed.json", payload)
     print(report_table(results))
     logger.info("wrote %s", path)
     return payload

@@ -56,8 +56,113 @@ def test_corrupt_bytes_name_the_row_in_fit_and_map(tiny_clip, fitted):
         _uc(tiny_clip).fit(ds)
     _, prot = fitted
     undecoded = ds.cast_column("image", datasets.Image(decode=False))  # map decodes itself, errors are ours
-    with pytest.raises(ImageDecodeError, match="row 7"):
-        undecoded.map(prot, batched=True, batch_size=8)
+    with pytest.raises(ImageDecodeError, match="row 7 of column 'image'"):
+        undecoded.map(prot, batched=True, batch_size=8, with_indices=True)
+
+
+def _corrupt_decoded(n: int = 8, bad: int = 5) -> datasets.Dataset:
+    """``n`` decodable PNG rows but row ``bad`` holds broken bytes, in a *decoded* Image() column."""
+    def png(img):
+        buf = io.BytesIO()
+        img.save(buf, format="PNG")
+        return buf.getvalue()
+
+    rows = [{"bytes": png(img), "path": None} for img in structured_images(n, seed=3)]
+    rows[bad] = {"bytes": b"\x89PNG\r\n\x1a\ngarbage", "path": None}
+    return datasets.Dataset.from_dict({"image": rows, "label": list(range(n))}).cast_column("image", datasets.Image())
+
+
+def test_corrupt_bytes_in_a_decoded_column_name_the_row_and_the_fix(fitted):
+    _, prot = fitted
+    ds = _corrupt_decoded()
+    with pytest.raises(ImageDecodeError, match=r"row 5 of column 'image': the image bytes could not be decoded.*"
+                                               r"ds.filter\(lambda r, i: i != 5, with_indices=True\).*on_bad_image"):
+        ds.map(prot, batched=True, with_indices=True, load_from_cache_file=False)
+    with pytest.raises(ImageDecodeError, match=r"image 5 of this map batch.*with_indices=True\) names its row"):
+        ds.map(prot, batched=True, load_from_cache_file=False)
+
+
+def test_on_bad_image_skip_drops_the_row_and_keep_publishes_it_listed(fitted):
+    import copy
+
+    _, prot = fitted
+    ds = _corrupt_decoded()
+    prot = copy.copy(prot)
+    prot.on_bad_image = "skip"
+    out = ds.map(prot, batched=True, load_from_cache_file=False)
+    assert out["label"] == [0, 1, 2, 3, 4, 6, 7]  # the label column follows the dropped row
+    assert verify(ds.select([0, 1, 2, 3, 4, 6, 7]), out, 8 / 255, progress=False).passed
+    with pytest.raises(ValueError, match="only a batched map"):
+        ds.map(prot, load_from_cache_file=False)
+    prot.on_bad_image = "keep"
+    out = ds.map(prot, batched=True, load_from_cache_file=False)
+    assert isinstance(out.features["image"], datasets.Image) and len(out) == 8
+    raw = out.cast_column("image", datasets.Image(decode=False))
+    assert raw[5]["image"]["bytes"] == b"\x89PNG\r\n\x1a\ngarbage"  # unchanged
+    report = verify(ds, out, 8 / 255, progress=False)
+    assert report.undecodable == [5] and report.passed and "undecodable image(s) kept as they were: rows [5]" in \
+        report.summary()
+    prot.on_bad_image = "nope"
+    with pytest.raises(ValueError, match="on_bad_image must be one of"):
+        ds.map(prot, batched=True, load_from_cache_file=False)
+
+
+def test_a_column_of_file_paths_gets_the_cast_hint_at_map_time(fitted, tmp_path):
+    _, prot = fitted
+    structured_images(1)[0].save(tmp_path / "a.png")
+    ds = datasets.Dataset.from_dict({"image": [str(tmp_path / "a.png")] * 2})
+    with pytest.raises(TypeError, match=r"holds strings \(file paths\?\).*ds.cast_column\('image', datasets.Image\(\)\)"):
+        ds.map(prot, batched=True)
+    with pytest.raises(TypeError, match="cast_column"):
+        ds.map(prot)
+    cast = ds.cast_column("image", datasets.Image())
+    out = cast.map(prot, batched=True)
+    assert isinstance(out.features["image"], datasets.Image) and verify(cast, out, 8 / 255, progress=False).passed
+
+
+def test_a_grey_rgb_mix_cast_to_rgb_verifies_as_it_decodes(tiny_clip):
+    imgs = structured_images(8)
+    mixed = image_dataset([im.convert("L") if i % 2 else im for i, im in enumerate(imgs)])
+    mixed = mixed.cast_column("image", datasets.Image(mode="RGB"))
+    prot = _uc(tiny_clip).fit(mixed)
+    assert len(prot.cache_keys) == 8 and prot.assign([r["image"] for r in mixed]).tolist() == \
+        prot.cache_clusters.tolist()  # fit saw the images as the column decodes them (RGB): cache hits
+    out = mixed.map(prot, batched=True)
+    report = verify(mixed, out, 8 / 255, progress=False)
+    assert report.passed and not report.violations, report.violations
+
+
+@pytest.mark.parametrize("extra", [{"with_rank": True}, {"with_indices": True},
+                                   {"with_indices": True, "with_rank": True}])
+@pytest.mark.parametrize("batched", [False, True])
+def test_with_rank_and_with_indices_maps_give_the_same_images(fitted, extra, batched):
+    ds, prot = fitted
+    small = ds.select(range(6))
+    ref = small.map(prot, batched=True)
+    out = small.map(prot, batched=batched, load_from_cache_file=False, **extra)
+    assert [np.asarray(a["image"]).tobytes() for a in out] == [np.asarray(b["image"]).tobytes() for b in ref]
+
+
+def test_with_rank_in_two_processes_and_the_rank_device(fitted, monkeypatch):
+    import torch
+
+    from uc_datasets.protector import device_for_rank
+
+    ds, prot = fitted
+    small = ds.select(range(8))
+    ref = small.map(prot, batched=True)
+    out = small.map(prot, batched=True, with_rank=True, num_proc=2, load_from_cache_file=False)
+    assert [np.asarray(a["image"]).tobytes() for a in out] == [np.asarray(b["image"]).tobytes() for b in ref]
+    assert device_for_rank(1) is None or torch.cuda.is_available()  # no CUDA: the surrogate stays put
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    assert [device_for_rank(r) for r in (0, 1, 2, 3, 4, None)] == ["cuda:0", "cuda:1", "cuda:2", "cuda:0",
+                                                                    "cuda:1", None]
+    import copy
+
+    clone = copy.copy(prot)  # the surrogate is reloaded on first use, onto the device set by .to()
+    assert clone._surrogate is None and clone.to("meta") is clone
+    assert next(clone.surrogate.parameters()).device.type == "meta"
 
 
 def test_mixed_modes_fit_and_protect(tiny_clip, fitted):
@@ -105,3 +210,76 @@ def test_huge_images_are_refused_before_work(tiny_clip, fitted):
             ds.map(prot, batched=True)
     finally:
         prot.max_pixels = 64_000_000
+
+
+def _saved(prot, path):
+    prot.save_pretrained(path)
+    return path
+
+
+@pytest.mark.parametrize("damage,match", [
+    (lambda d: (d / "config.json").write_text("{not json"), r"config.json: not valid JSON"),
+    (lambda d: (d / "config.json").write_text("[1, 2]"), r"config.json: expected a JSON object"),
+    (lambda d: (d / "config.json").write_text(
+        __import__("json").dumps({k: v for k, v in __import__("json").loads((d / "config.json").read_text()).items()
+                                  if k != "config"})), r"config.json: missing entry 'config'"),
+    (lambda d: (d / "protector.safetensors").write_bytes((d / "protector.safetensors").read_bytes()[:100]),
+     r"protector.safetensors: cannot be read .*truncated"),
+])
+def test_a_damaged_protector_directory_names_the_file(fitted, tmp_path, damage, match):
+    from uc_datasets import load_protector
+    from uc_datasets.protector import InvalidProtectorError
+
+    _, prot = fitted
+    d = _saved(prot, tmp_path / "p")
+    damage(d)
+    with pytest.raises(InvalidProtectorError, match=r"^this is not a valid protector directory: .*" + match):
+        load_protector(d)
+
+
+def _edit_tensors(d, **changes):
+    from safetensors.torch import load_file, save_file
+
+    t = load_file(str(d / "protector.safetensors"))
+    for name, fn in changes.items():
+        t[name] = fn(t[name].clone())
+    save_file(t, str(d / "protector.safetensors"))
+
+
+def test_nan_perturbations_are_refused_at_load_and_never_applied(fitted, tmp_path):
+    import torch
+
+    from uc_datasets import load_protector
+    from uc_datasets.imaging import apply_delta
+    from uc_datasets.protector import InvalidProtectorError
+
+    _, prot = fitted
+    d = _saved(prot, tmp_path / "p")
+
+    def nan(t):
+        t[0, 0, 0, 0] = float("nan")
+        return t
+
+    _edit_tensors(d, deltas=nan)
+    with pytest.raises(InvalidProtectorError, match="NaN or infinite values, so some pixels would be left unprotected"):
+        load_protector(d)
+    delta = torch.full((3, 2, 2), 4 / 255)
+    delta[0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        apply_delta(Image.new("RGB", (2, 2)), delta, 8 / 255)
+
+
+def test_out_of_range_cached_clusters_are_refused_at_load(fitted, tmp_path):
+    from uc_datasets import load_protector
+    from uc_datasets.protector import InvalidProtectorError
+
+    _, prot = fitted
+    d = _saved(prot, tmp_path / "p")
+
+    def out_of_range(t):
+        t[0] = 99
+        return t
+
+    _edit_tensors(d, cache_clusters=out_of_range)
+    with pytest.raises(InvalidProtectorError, match=r"cached cluster id is out of range \(must be in 0..3, found 0..99\)"):
+        load_protector(d)

@@ -280,3 +280,22 @@ def test_strength_attackers_smoke(tmp_path):
     assert fit["verify"]["passed"]
     table = strength.report(str(out))
     assert "SimCLR + linear probe" in table and "orthogonal n=10 (best epoch)" in table
+
+
+def test_speed_load_smoke_subprocess(tmp_path):
+    """``speed.py --load`` at a tiny N: both ways give the same images, a killed map restarts identical."""
+    out = tmp_path / "load.json"
+    proc = subprocess.run([sys.executable, str(BENCH / "speed.py"), "--load", "--load-sizes", "32", "--output",
+                           str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| mode | N |" in proc.stdout
+    saved = json.loads(out.read_text())
+    _check_record(saved)
+    rows = saved["rows"]
+    assert [(r["mode"], r["n"], r["rows"]) for r in rows] == [("map", 32, 32), ("iterable", 32, 32)], rows
+    assert saved["map_and_iterable_identical"] == {"32": True}
+    for r in rows:
+        assert r["peak_anon_rss_total_mib"] > 50 and r["peak_rss_main_mib"] > 50
+    restart = saved["restart"]
+    assert restart["identical_to_uninterrupted"] is True and restart["restart_error"] is None
+    assert sum(restart["cache_after_restart"]["finished_files"].values()) == 32

@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import datasets
+import pytest
 
 from tests.conftest import image_dataset, structured_images
 from uc_datasets.cli import main
@@ -55,11 +56,61 @@ def test_clear_errors(tiny_clip, tmp_path, capsys):
     image_dataset(structured_images(4)).save_to_disk(str(tmp_path / "in"))
     rc = main(["protect", str(tmp_path / "in"), "--surrogate", tiny_clip, "--image-column", "photo",
                "--output-dir", str(tmp_path / "o")])
-    assert rc == 2 and "column 'photo' not found" in capsys.readouterr().err
-    rc = main(["protect", str(tmp_path / "in"), "--surrogate", tiny_clip, "--epsilon", "0.06",
-               "--output-dir", str(tmp_path / "o")])
-    assert rc == 2 and "at least 1/255" in capsys.readouterr().err
-    assert not (tmp_path / "o" / "protected").exists()
+    err = capsys.readouterr().err
+    assert rc == 2 and "column 'photo' not found" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()  # a failed protect leaves nothing behind
+
+
+@pytest.mark.parametrize("argv", [
+    ["protect", "IN", "--epsilon", "0.0627"],
+    ["verify", "IN", "IN", "--epsilon", "0.0627"],
+    ["push", "IN", "me/x", "--clean", "IN", "--epsilon", "0.0627"],
+])
+def test_an_epsilon_below_one_level_is_refused_as_a_likely_fraction(argv, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    assert "did you mean 16 (levels) or 0.0627 as a fraction" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["300", "0", "-4", "nan", "abc"])
+def test_every_bad_epsilon_is_a_usage_error(value, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["protect", "IN", "--epsilon", value])
+    assert exit_.value.code == 2 and "--epsilon" in capsys.readouterr().err
+
+
+def test_exit_codes_one_for_a_failed_check_two_for_bad_usage_no_traceback(capsys, monkeypatch):
+    from uc_datasets import cli
+    from uc_datasets.hub import ProtectionCheckError
+    from uc_datasets.pipeline import VerificationError
+
+    for err, code in [(VerificationError("verification failed"), 1), (ProtectionCheckError("bad", {}), 1),
+                      (ValueError("bad column"), 2), (RuntimeError("boom"), 2)]:
+        def fail(args, err=err):
+            raise err
+
+        monkeypatch.setattr(cli, "_run_protect", fail)
+        assert main(["protect", "IN"]) == code
+        out = capsys.readouterr().err
+        assert out.startswith(f"error: {err}") and "Traceback" not in out
+    with pytest.raises(RuntimeError, match="boom"):
+        main(["-v", "protect", "IN"])  # -v: the traceback
+
+
+def test_import_and_help_do_not_load_the_heavy_modules():
+    code = ("import sys, contextlib, io\n"
+            "import uc_datasets\n"
+            "from uc_datasets.cli import main\n"
+            "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+            "    main(['--help'])\n"
+            "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+            "    main(['protect', '--help'])\n"
+            "heavy = ('torch', 'datasets', 'transformers', 'matplotlib', 'huggingface_hub', 'accelerate')\n"
+            "print(sorted(m for m in heavy if m in sys.modules))\n"
+            "print(uc_datasets.UCConfig(epsilon=8 / 255).epsilon_levels)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split("\n")[:2] == ["[]", "8"]
 
 
 def test_console_script_help():
@@ -98,3 +149,16 @@ def test_protect_label_aware_tile_from_the_command_line(tiny_clip, tmp_path):
     protected = datasets.load_from_disk(str(tmp_path / "out" / "protected"))
     assert read_protection_metadata(protected)["method"] == "UC-CLIP (label-aware)"
     assert json.loads(protected.info.description)["uc_datasets"]["mode"] == "label-aware"
+
+
+def test_a_protect_that_fails_its_check_keeps_only_what_resume_uses(tiny_clip, tmp_path, monkeypatch, capsys):
+    from uc_datasets import pipeline
+    from uc_datasets.verify import VerifyReport
+
+    image_dataset(structured_images(8)).save_to_disk(str(tmp_path / "in"))
+    monkeypatch.setattr(pipeline, "verify", lambda *a, **k: VerifyReport(8, 8, 9, 0.5, [{"index": 0, "reason": "x"}]))
+    rc = main(["protect", str(tmp_path / "in"), "--surrogate", tiny_clip, "--n-clusters", "2", "--epochs", "1",
+               "--batch-size", "8", "--output-dir", str(tmp_path / "o")])
+    assert rc == 1 and "error: verification failed, nothing was saved" in capsys.readouterr().err
+    left = sorted(p.name for p in (tmp_path / "o").iterdir())
+    assert left and set(left) <= {"clusters.safetensors", "checkpoints"}, left

@@ -29,6 +29,7 @@ from uc_datasets.hub import (
     PublicProtectorError,
     add_push_arguments,
     push_protected,
+    render_card_section,
     run_push,
 )
 
@@ -390,3 +391,48 @@ def test_recipe_push_to_hub_flag(hub, clean, tiny_clip, tmp_path, capsys):
     summary = (tmp_path / "out" / "run_summary.json").read_text()
     assert json.loads(summary)["push"]["repo_id"] == "alice/from-recipe" and TOKEN not in summary
     assert "pushed" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------- defaults and command-line errors
+def test_private_is_the_default_in_python_and_on_the_command_line(hub, clean, protected, protector, tmp_path):
+    from uc_datasets.cli import main
+
+    sub_clean, sub_prot = clean.select(range(6)), protected.select(range(6))
+    push_protected(sub_prot, "alice/default-private", clean=sub_clean, protector=protector, progress=False)
+    assert hub.repos[("dataset", "alice/default-private")].private
+    sub_clean.save_to_disk(str(tmp_path / "c"))
+    sub_prot.save_to_disk(str(tmp_path / "p"))
+    protector.save_pretrained(tmp_path / "prot")
+    base = ["push", str(tmp_path / "p"), "--clean", str(tmp_path / "c"), "--protector", str(tmp_path / "prot")]
+    assert main([*base[:2], "alice/cli-private", *base[2:]]) == 0
+    assert hub.repos[("dataset", "alice/cli-private")].private
+    assert main([*base[:2], "alice/cli-public", *base[2:], "--no-private"]) == 0
+    assert not hub.repos[("dataset", "alice/cli-public")].private
+
+
+def test_a_wrong_token_on_the_command_line_is_one_error_line(hub, clean, protected, protector, tmp_path, capsys):
+    from uc_datasets.cli import main
+
+    clean.select(range(6)).save_to_disk(str(tmp_path / "c"))
+    protected.select(range(6)).save_to_disk(str(tmp_path / "p"))
+    protector.save_pretrained(tmp_path / "prot")
+    rc = main(["push", str(tmp_path / "p"), "alice/wrong-token", "--clean", str(tmp_path / "c"), "--protector",
+               str(tmp_path / "prot"), "--token", TOKEN + "x"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err and "error: Client error '401 Unauthorized'" in err
+    assert "hint: check the Hub token (--token or HF_TOKEN)" in err and TOKEN not in err
+
+
+def test_the_card_says_which_modes_were_converted():
+    text = render_card_section({"train": {"method": "UC", "surrogate": "s", "epsilon": 8 / 255, "epsilon_levels": 8,
+                                          "n_clusters": 4, "uc_datasets_version": "0", "verify": "PASSED"}})
+    assert "original size and mode" not in text
+    assert "palette (P) images were converted to RGB" in text and "1-bit images to grey (L)" in text
+
+
+def test_a_grey_rgb_mix_cast_to_rgb_is_pushed(hub, protector):
+    imgs = [im.convert("L") if i % 2 else im for i, im in enumerate(_images(6, 5))]
+    mixed = datasets.Dataset.from_dict({"image": imgs}).cast_column("image", datasets.Image(mode="RGB"))
+    result = push_protected(mixed.map(protector, batched=True), "alice/mixed-modes", clean=mixed, protector=protector,
+                            progress=False)
+    assert result.splits["train"]["passed"] and not result.splits["train"]["violations"]

@@ -1,5 +1,6 @@
 """The API contract of the core issue, on a tiny random CLIP and a 40-image dataset."""
 
+import copy
 import json
 import pickle
 import subprocess
@@ -135,10 +136,18 @@ def test_loading_with_other_surrogate_weights_is_refused(fitted, tmp_path, tiny_
 
 
 def test_determinism_same_seed_same_protector(tiny_clip, rgb40, fitted):
-    _, prot = fitted
+    ds, prot = fitted
     again = UnlearnableClusters(surrogate=tiny_clip, **FAST_FIT).fit(rgb40)
     assert torch.equal(prot.deltas, again.deltas)
     assert np.array_equal(prot.centres, again.centres)
+    # a refit with the same seed: same datasets fingerprint, although its timings differ
+    from datasets.fingerprint import Hasher
+
+    assert prot.metadata["stats"]["seconds"] != again.metadata["stats"]["seconds"]
+    assert Hasher.hash(prot) == Hasher.hash(again)
+    assert ds.map(prot, batched=True)._fingerprint == ds.map(again, batched=True)._fingerprint
+    assert pickle.loads(pickle.dumps(again)).metadata == {}  # the metadata is not in the pickle
+    assert copy.deepcopy(again).metadata == again.metadata  # but a copy keeps it
     other = UnlearnableClusters(surrogate=tiny_clip, **{**FAST_FIT, "seed": 1}).fit(rgb40)
     assert not torch.equal(prot.deltas, other.deltas)
 

@@ -68,5 +68,5 @@ def test_size_change_and_bad_arguments(clean):
     assert len(r.violations) == 6 and "size/mode changed" in r.violations[0]["reason"]
     with pytest.raises(ValueError, match="row by row"):
         verify(image_dataset(clean), image_dataset(clean[:3]), 8 / 255, progress=False)
-    with pytest.raises(ValueError, match=r"\(0, 1\]"):
+    with pytest.raises(ValueError, match=r"Did you mean epsilon=16/255"):
         verify(image_dataset(clean), image_dataset(clean), 16, progress=False)

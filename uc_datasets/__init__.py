@@ -8,11 +8,41 @@ Example:
 
 __version__ = "0.1.0"
 
-from .config import UCConfig  # noqa: E402
-from .protector import UCProtector, load_protector  # noqa: E402
-from .surrogates import load_surrogate  # noqa: E402
-from .unlearnable_clusters import UnlearnableClusters  # noqa: E402
-from .verify import VerifyReport, verify  # noqa: E402
+from typing import TYPE_CHECKING
+
+#: Public name -> the module that defines it. Imported on first use (PEP 562), so that
+#: ``import uc_datasets`` and ``uc-datasets --help`` do not pay for torch, datasets and transformers.
+_EXPORTS = {
+    "UCConfig": "config",
+    "UCProtector": "protector",
+    "load_protector": "protector",
+    "load_surrogate": "surrogates",
+    "UnlearnableClusters": "unlearnable_clusters",
+    "VerifyReport": "verify",
+    "verify": "verify",
+}
+
+if TYPE_CHECKING:
+    from .config import UCConfig
+    from .protector import UCProtector, load_protector
+    from .surrogates import load_surrogate
+    from .unlearnable_clusters import UnlearnableClusters
+    from .verify import VerifyReport, verify
+
+
+def __getattr__(name: str) -> object:
+    if name in _EXPORTS:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
 
 __all__ = ["UCConfig", "UCProtector", "UnlearnableClusters", "VerifyReport", "__version__", "load_protector",
            "load_surrogate", "verify"]

@@ -18,6 +18,34 @@ DEMO_DEFAULTS = dict(source="fashion-mnist", split="train", max_samples=2000, su
                      output_dir="uc_output/demo")
 
 
+#: Subcommands whose arguments come from heavier modules; added only when that command is run.
+_LAZY_COMMANDS = ("push", "evaluate")
+
+
+def epsilon_levels(text: str) -> float:
+    """``argparse`` type of ``--epsilon``: a bound in uint8 levels, > 0.5 and <= 255.
+
+    A value below 1 is refused as a likely fraction (Python's units), naming both readings.
+
+    Example:
+        >>> epsilon_levels("16")
+        16.0
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of uint8 levels, e.g. 16 for 16/255; got {text!r}")
+    if not 1 <= value <= 255:  # NaN fails this too
+        if 0 < value < 1:
+            raise argparse.ArgumentTypeError(
+                f"{text} is in uint8 levels on the command line (16 means 16/255); did you mean "
+                f"{max(1, round(value * 255))} (levels) or {value:g} as a fraction (= {value * 255:.3g} levels)? "
+                f"Write --epsilon {max(1, round(value * 255))}."
+            )
+        raise argparse.ArgumentTypeError(f"--epsilon is in uint8 levels from 1 to 255 (16 for 16/255); got {text}")
+    return value
+
+
 def add_fit_arguments(p: argparse.ArgumentParser, defaults: dict | None = None) -> None:
     """Arguments shared by ``protect``, ``demo`` and ``recipes/protect.py``."""
     d = {"source": None, "split": "train", "max_samples": None, "surrogate": None,
@@ -36,8 +64,8 @@ def add_fit_arguments(p: argparse.ArgumentParser, defaults: dict | None = None) 
     p.add_argument("--surrogate-image-size", type=int, default=d["surrogate_image_size"],
                    help="override the surrogate's input size (faster on CPU)")
     p.add_argument("--n-clusters", type=int, default=d["n_clusters"], help="p, the number of clusters")
-    p.add_argument("--epsilon", type=float, default=16.0,
-                   help="L-inf bound in uint8 levels, e.g. 16 for 16/255 (default: %(default)s)")
+    p.add_argument("--epsilon", type=epsilon_levels, default=16.0,
+                   help="L-inf bound in uint8 levels, 1..255, e.g. 16 for 16/255 (default: %(default)s)")
     p.add_argument("--epochs", type=int, default=d["epochs"], help="training epochs (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=d["batch_size"], help="training batch (default: %(default)s)")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: 1e-4 generator, 1e-2 direct)")
@@ -72,8 +100,6 @@ def uc_kwargs_from_args(args: argparse.Namespace) -> dict:
     For a baseline (``--method``), only the options it accepts are forwarded, plus its
     ``--method-arg KEY=VALUE`` extras.
     """
-    if not 0 < args.epsilon <= 255:
-        raise SystemExit(f"error: --epsilon is in uint8 levels (e.g. 16 for 16/255); got {args.epsilon}")
     kwargs = _uc_kwargs(args)
     extra = {}
     for item in getattr(args, "method_arg", []):
@@ -182,8 +208,10 @@ def _run_verify(args: argparse.Namespace) -> int:
     return 0 if report.passed else 1
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="uc-datasets", description=__doc__)
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The ``uc-datasets`` parser. ``argv`` decides which lazily built subcommand gets its arguments."""
+    parser = argparse.ArgumentParser(prog="uc-datasets", description=__doc__, epilog=EXIT_CODES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("protect", help="fit a protector on a dataset split and protect it")
@@ -197,18 +225,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("protected")
     p.add_argument("--split", default="train")
     p.add_argument("--image-column", default="image")
-    p.add_argument("--epsilon", type=float, default=16.0, help="bound in uint8 levels (default: %(default)s)")
+    p.add_argument("--epsilon", type=epsilon_levels, default=16.0,
+                   help="bound in uint8 levels, 1..255 (default: %(default)s)")
     p.set_defaults(func=_run_verify)
-    from .hub import add_push_arguments, run_push
+    command = next((a for a in (argv or []) if not a.startswith("-")), None)
+    p = sub.add_parser("push", help="verify and publish a protected dataset to the Hub (private by default; the "
+                                    "protector stays private)")
+    if command == "push":  # hub imports datasets and huggingface_hub: only when pushing
+        from .hub import add_push_arguments, run_push
 
-    p = sub.add_parser("push", help="verify and publish a protected dataset to the Hub (protector stays private)")
-    add_push_arguments(p)
-    p.set_defaults(func=run_push)
-    from .evaluation import add_evaluate_arguments
-
+        add_push_arguments(p)
+        p.set_defaults(func=run_push)
     p = sub.add_parser("evaluate", help="play the hacker: relabel, train victims on clean vs protected data")
-    add_evaluate_arguments(p)
-    p.set_defaults(func=_run_evaluate)
+    if command == "evaluate":  # evaluation imports torch, transformers and accelerate: only when evaluating
+        from .evaluation import add_evaluate_arguments
+
+        add_evaluate_arguments(p)
+        p.set_defaults(func=_run_evaluate)
     return parser
 
 
@@ -219,20 +252,35 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+EXIT_CODES = """exit codes: 0 done; 1 a check failed (verification, a refused leak or public protector);
+2 bad usage or input (arguments, columns, files, Hub access). Errors print one line; -v shows the traceback."""
+
+
+def exit_code(err: BaseException) -> int:
+    """1 for a failed check (an exception with ``exit_code = 1``), 2 for anything else."""
+    return int(getattr(err, "exit_code", 2))
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``uc-datasets`` command."""
-    args = build_parser().parse_args(argv)
+    """Entry point of the ``uc-datasets`` command; returns the exit code (see ``EXIT_CODES``)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv).parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     for noisy in ("httpx", "urllib3", "filelock", "fsspec"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return args.func(args)
-    except (ValueError, KeyError, TypeError, FileNotFoundError, OSError) as err:
+    except Exception as err:  # one line and an exit code; the traceback with -v
         if args.verbose:
             raise
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        print(f"error: {str(err) or type(err).__name__}", file=sys.stderr)
+        if type(err).__name__.startswith(("HfHubHTTPError", "RepositoryNotFound", "GatedRepo")) or \
+                "401" in str(err).split("\n")[0]:
+            print("hint: check the Hub token (--token or HF_TOKEN) and the repo id", file=sys.stderr)
+        elif exit_code(err) == 2 and not isinstance(err, (ValueError, KeyError, TypeError, OSError)):
+            print("hint: uc-datasets -v ... shows the traceback", file=sys.stderr)
+        return exit_code(err)
 
 
 if __name__ == "__main__":

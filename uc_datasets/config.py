@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass, fields
 
 LOSSES = ("kl", "cosine", "mse")
@@ -14,6 +15,37 @@ LEVEL_SOURCES = ("auto", "features", "class-names")
 FEATURE_NORMS = ("none", "l2", "l2-pca")
 #: Reference optimiser values (Adam, cosine annealing per iteration).
 DEFAULT_LR = {"generator": 1e-4, "direct": 1e-2}
+
+
+def as_epsilon(value: object, *, name: str = "epsilon") -> float:
+    """``value`` as an L-inf bound in [0, 1] pixel units, or ``ValueError`` saying how to fix it.
+
+    Any real number is accepted (``float``, ``int``, ``np.float32``, a one-element torch
+    tensor); bools, strings, NaN, values above 1 and values that change no pixel are refused.
+    A pixel changes only when ``round(epsilon * 255) >= 1``, so the bound must be above half a level.
+
+    Example:
+        >>> as_epsilon(16 / 255) == 16 / 255
+        True
+    """
+    if hasattr(value, "numel") and hasattr(value, "item") and value.numel() == 1:  # a torch scalar
+        value = value.item()
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(float(value)):
+        raise ValueError(f"{name} must be a number in pixel units of [0, 1], e.g. 16/255, got {value!r}.")
+    eps = float(value)
+    if abs(eps * 255 - round(eps * 255)) < 1e-4:  # k/255 given in float32 (or rounded): exactly k/255
+        eps = round(eps * 255) / 255
+    if eps > 1:
+        raise ValueError(
+            f"{name}={eps:g} is larger than 1: it is in [0, 1] pixel units, not uint8 levels. "
+            f"Did you mean {name}={eps:g}/255 = {eps / 255:.4f}?"
+        )
+    if eps * 255 <= 0.5 + 1e-9:
+        raise ValueError(
+            f"{name}={eps:g} ({eps * 255:.3g}/255) is at most half a uint8 level and would change no pixel "
+            "(perturbations are rounded to whole levels); use at least 1/255 (the paper uses 16/255)."
+        )
+    return eps
 
 
 @dataclass
@@ -65,19 +97,7 @@ class UCConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` with a fix for every bad setting."""
-        eps = self.epsilon
-        if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not math.isfinite(eps):
-            raise ValueError(f"epsilon must be a number in pixel units of [0, 1], got {eps!r}.")
-        if eps > 1:
-            raise ValueError(
-                f"epsilon={eps} is larger than 1: it is in [0, 1] pixel units, not uint8 levels. "
-                f"Did you mean epsilon={eps:g}/255 = {eps / 255:.4f}?"
-            )
-        if eps * 255 < 0.5:
-            raise ValueError(
-                f"epsilon={eps} is below half a uint8 level and would change no pixel; use at least 1/255 "
-                "(the paper uses 16/255)."
-            )
+        self.epsilon = as_epsilon(self.epsilon)
         for name, allowed in (("loss", LOSSES), ("train_on", TRAIN_ON),
                               ("parametrization", PARAMETRIZATIONS), ("permutation", PERMUTATIONS)):
             if getattr(self, name) not in allowed:

@@ -47,16 +47,26 @@ def check_image_column(ds: datasets.Dataset, image_column: str) -> None:
         raise ValueError("the dataset is empty: there is nothing to protect.")
 
 
+def feature_mode(ds: datasets.Dataset, image_column: str) -> str | None:
+    """The mode an ``Image(mode=...)`` feature converts its images to on decoding, or None."""
+    feat = ds.features.get(image_column)
+    return getattr(feat, "mode", None) if isinstance(feat, datasets.Image) else None
+
+
 def undecoded(ds: datasets.Dataset, image_column: str) -> datasets.Dataset:
     """``ds`` with its image column left as bytes, so we decode (and report errors) ourselves."""
     return ds.cast_column(image_column, datasets.Image(decode=False))
 
 
-def load_native(value: object, *, index: int, image_column: str,
-                max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Decode one image, convert it to a supported mode and check its size."""
-    where = f"row {index} of column {image_column!r}"
-    img = to_supported_mode(decode_image(value, where=where), where=where)
+def load_native(value: object, *, index: int, image_column: str, max_pixels: int = DEFAULT_MAX_PIXELS,
+                mode: str | None = None, where: str | None = None) -> Image.Image:
+    """Decode one image, convert it to ``mode`` if given (an ``Image(mode=...)`` feature), then to a
+    supported mode, and check its size. Errors name ``where`` (default: row ``index`` of the column)."""
+    where = where or f"row {index} of column {image_column!r}"
+    img = decode_image(value, where=where)
+    if mode is not None and img.mode != mode:
+        img = img.convert(mode)
+    img = to_supported_mode(img, where=where)
     check_size(img, max_pixels=max_pixels, where=where)
     return img
 
@@ -83,13 +93,14 @@ def scan_sizes(ds: datasets.Dataset, image_column: str, *, max_pixels: int = DEF
     """
     from tqdm.auto import tqdm
 
+    forced = feature_mode(ds, image_column)
     raw = undecoded(ds, image_column)
     sizes: Counter = Counter()
     grey = 0
     for i, row in enumerate(tqdm(raw, desc="checking images", disable=not progress, total=len(raw))):
         where = f"row {i} of column {image_column!r}"
         img = decode_image(row[image_column], where=where, load=False)
-        mode = supported_mode(img, where=where)
+        mode = supported_mode(img if forced is None else Image.new(forced, (1, 1)), where=where)
         check_size(img, max_pixels=max_pixels, where=where)
         sizes[(img.size[1], img.size[0])] += 1
         grey += mode in ("L", "LA")
@@ -111,6 +122,7 @@ class WorkingSet(torch.utils.data.Dataset):
 
     def __init__(self, ds: datasets.Dataset, image_column: str, hw: tuple[int, int], *,
                  max_pixels: int = DEFAULT_MAX_PIXELS, progress: bool = True):
+        self.mode = feature_mode(ds, image_column)
         self.raw = undecoded(ds, image_column)
         self.image_column = image_column
         self.hw = tuple(hw)
@@ -132,7 +144,7 @@ class WorkingSet(torch.utils.data.Dataset):
     def native(self, i: int) -> Image.Image:
         """Row ``i`` decoded, checked and converted to a supported mode."""
         return load_native(self.raw[i][self.image_column], index=i, image_column=self.image_column,
-                           max_pixels=self.max_pixels)
+                           max_pixels=self.max_pixels, mode=self.mode)
 
     def content_keys(self) -> list[bytes]:
         """:func:`~uc_datasets.imaging.content_key` of every image, in order."""

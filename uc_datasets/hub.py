@@ -33,6 +33,7 @@ from huggingface_hub import CommitOperationAdd, DatasetCard, HfApi, hf_hub_downl
 from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 
 from . import __version__
+from .cli import epsilon_levels
 from .verify import VerifyReport, verify
 
 if TYPE_CHECKING:
@@ -58,6 +59,8 @@ _MAX_LISTED = 20
 class ProtectionCheckError(ValueError):
     """Some images break the epsilon bound or were left unprotected; nothing was pushed."""
 
+    exit_code = 1  # a failed check on the command line
+
     def __init__(self, message: str, reports: dict[str, VerifyReport]):
         super().__init__(message)
         self.reports = reports
@@ -66,9 +69,13 @@ class ProtectionCheckError(ValueError):
 class ProtectorLeakError(ValueError):
     """The dataset (or its target repo) carries protector data; nothing was pushed."""
 
+    exit_code = 1
+
 
 class PublicProtectorError(PermissionError):
     """A protector push would make the protector public; nothing was pushed."""
+
+    exit_code = 1
 
 
 @dataclass
@@ -104,7 +111,7 @@ def push_protected(
     image_column: str = "image",
     split: str | None = None,
     config_name: str = "default",
-    private: bool | None = None,
+    private: bool = True,
     revision: str | None = None,
     create_pr: bool = False,
     token: str | None = None,
@@ -118,8 +125,9 @@ def push_protected(
     from its clean original by at most ``ceil(epsilon * 255)`` levels and differ at all;
     otherwise nothing is pushed and :class:`ProtectionCheckError` names the images. The
     method, surrogate, epsilon and number of clusters come from ``protector`` or from the
-    explicit arguments. ``private``, ``revision``, ``create_pr``, ``token`` and
-    ``max_shard_size`` go to ``datasets``' ``push_to_hub``. The dataset card keeps what the
+    explicit arguments. ``private`` (default True, as on the command line and in the recipe)
+    applies when the repo is created; an existing repo keeps its visibility. It, ``revision``,
+    ``create_pr``, ``token`` and ``max_shard_size`` go to ``datasets``' ``push_to_hub``. The dataset card keeps what the
     repo's card already has (license, text, other splits) and gains a protection section,
     written in a second commit on the same branch or pull request.
 
@@ -334,7 +342,10 @@ variant that uses a CLIP image encoder as the surrogate; UC uses another ImageNe
 | --- | --- | --- | --- | --- | --- | --- |
 {rows}
 
-Images are stored as PNG (lossless), at their original size and mode.
+Images are stored as PNG (lossless), at their original size. RGB, RGBA, grey (L) and grey +
+alpha (LA) images keep their mode; palette (P) images were converted to RGB (RGBA with
+transparency), CMYK, YCbCr, LAB and HSV images to RGB, and 1-bit images to grey (L), because
+those modes cannot hold the perturbation.
 
 ### If you found this dataset
 
@@ -438,15 +449,16 @@ def add_push_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
                              "image is verified against it before anything is pushed")
     parser.add_argument("--protector", help="saved protector (directory, or private Hub model repo) giving "
                                             "method, surrogate, epsilon and clusters")
-    parser.add_argument("--epsilon", type=float,
-                        help="without --protector: L-inf bound in uint8 levels, e.g. 8 for 8/255")
+    parser.add_argument("--epsilon", type=epsilon_levels,
+                        help="without --protector: L-inf bound in uint8 levels, 1..255, e.g. 8 for 8/255")
     parser.add_argument("--method", choices=["UC", "UC-CLIP"], help="without --protector: method for the card")
     parser.add_argument("--surrogate", help="without --protector: surrogate model id for the card")
     parser.add_argument("--n-clusters", type=int, help="without --protector: number of clusters for the card")
     parser.add_argument("--image-column", default="image", help="image column (default: %(default)s)")
     parser.add_argument("--split", default=None, help="push only this split (default: every split)")
     parser.add_argument("--config-name", default="default", help="dataset config (subset) name")
-    parser.add_argument("--private", action="store_true", help="create the dataset repo private")
+    parser.add_argument("--private", action=argparse.BooleanOptionalAction, default=True,
+                        help="create the dataset repo private (default: yes; --no-private makes a new repo public)")
     parser.add_argument("--revision", help="branch to push to (created if missing)")
     parser.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing")
     parser.add_argument("--max-shard-size", help="parquet shard size, e.g. 500MB")
@@ -465,8 +477,6 @@ def run_push(args: argparse.Namespace) -> int:
         from .protector import load_protector
 
         protector = load_protector(args.protector, token=args.token)
-    if args.epsilon is not None and not 0 < args.epsilon <= 255:
-        raise ValueError(f"--epsilon is in uint8 levels (e.g. 8 for 8/255); got {args.epsilon}")
     protected = load_source(args.protected, split=args.split)
     clean = load_source(args.clean, split=args.split)
     result = push_protected(
@@ -474,7 +484,7 @@ def run_push(args: argparse.Namespace) -> int:
         epsilon=None if args.epsilon is None else args.epsilon / 255, method=args.method, surrogate=args.surrogate,
         n_clusters=args.n_clusters, image_column=args.image_column,
         split=args.split if isinstance(protected, datasets.Dataset) else None, config_name=args.config_name,
-        private=True if args.private else None, revision=args.revision, create_pr=args.create_pr, token=args.token,
+        private=args.private, revision=args.revision, create_pr=args.create_pr, token=args.token,
         max_shard_size=args.max_shard_size, commit_message=args.commit_message,
     )
     if args.output_dir:

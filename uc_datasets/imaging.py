@@ -216,6 +216,9 @@ def apply_delta(img: Image.Image, delta: torch.Tensor, epsilon: float) -> Image.
         >>> out.getpixel((0, 0))
         (14, 24, 34)
     """
+    if not bool(torch.isfinite(delta).all()):
+        raise ValueError("the perturbation holds NaN or infinite values; those pixels would be left unprotected. "
+                         "Refit the protector.")
     w, h = img.size
     d = resize_delta(delta.float(), (h, w)).clamp_(-epsilon, epsilon)
     n_color = color_channels(img.mode)

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import logging
 import resource
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,12 @@ PROTECTOR_WARNING = (
     "subtract the protection. Never publish it, never push it to a public repo. The fit caches\n"
     "next to it (../clusters.safetensors, ../checkpoints/) are secret too.\n"
 )
+
+
+class VerificationError(RuntimeError):
+    """The protected dataset failed :func:`uc_datasets.verify`; nothing was saved."""
+
+    exit_code = 1  # a failed check on the command line
 
 
 @dataclass
@@ -61,13 +68,48 @@ def protect_dataset(ds: datasets.Dataset, output_dir: str | Path, *, image_colum
     ``main_process_first()`` and only the main process verifies and writes (the others
     return None).
 
+    A failed run leaves nothing in an ``output_dir`` it created, or only what ``--resume``
+    can use (``clusters.safetensors``, ``checkpoints/``).
+
     Example:
         >>> out = protect_dataset(ds, "uc_output", surrogate="efficientnet-lite0", epochs=5)  # doctest: +SKIP
         >>> out.report.passed  # doctest: +SKIP
         True
     """
     out = Path(output_dir)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
+    main = accelerator is None or accelerator.is_main_process
+    try:
+        return _protect_dataset(ds, out, image_column=image_column, progress=progress, map_batch_size=map_batch_size,
+                                accelerator=accelerator, resume=resume, num_workers=num_workers,
+                                extra_summary=extra_summary, method=method, label_column=label_column, **uc_kwargs)
+    except BaseException:
+        if created and main:
+            _remove_unusable(out)
+        raise
+
+
+#: What ``--resume`` reads from an output directory (see ``uc_datasets.fit``).
+RESUMABLE = ("clusters.safetensors", "checkpoints")
+
+
+def _remove_unusable(out: Path) -> None:
+    """After a failed run in a directory it created: keep only what ``--resume`` can use, or nothing."""
+    kept = [name for name in RESUMABLE if (out / name).exists()]
+    for child in out.iterdir():
+        if child.name not in kept:
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+    if kept:
+        logger.warning("The run failed; kept %s in %s for --resume (secret: it holds the perturbations).",
+                       ", ".join(kept), out)
+    else:
+        out.rmdir()
+
+
+def _protect_dataset(ds: datasets.Dataset, out: Path, *, image_column: str, progress: bool, map_batch_size: int,
+                     accelerator, resume: bool, num_workers: int, extra_summary: dict | None, method: str,
+                     label_column: str | None, **uc_kwargs) -> ProtectOutputs | None:
     main = accelerator is None or accelerator.is_main_process
     t0 = time.perf_counter()
     if method == "uc":
@@ -91,7 +133,7 @@ def protect_dataset(ds: datasets.Dataset, output_dir: str | Path, *, image_colum
         return None
     report = verify(ds, protected, protector.config.epsilon, image_column=image_column, progress=progress)
     if not report.passed:
-        raise RuntimeError(f"verification failed, nothing was saved: {report.summary()}; "
+        raise VerificationError(f"verification failed, nothing was saved: {report.summary()}; "
                            f"first problems: {(report.violations + report.unchanged)[:5]}")
     protected_dir = out / "protected"
     protected.info.description = json.dumps({"uc_datasets": {

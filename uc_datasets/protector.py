@@ -15,9 +15,11 @@ lossless application, save/load, the pickle fingerprint, the private Hub push);
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
@@ -32,7 +34,7 @@ from . import __version__
 from .clustering import apply_feature_transform, assign
 from .config import UCConfig
 from .data import load_native, working_tensor
-from .imaging import DEFAULT_MAX_PIXELS, apply_delta, content_key
+from .imaging import DEFAULT_MAX_PIXELS, ImageDecodeError, apply_delta, content_key
 from .patterns import PERIODIC, tile_to
 from .surrogates import Surrogate, load_surrogate
 
@@ -42,10 +44,58 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "protector.safetensors"
 PROTECTOR_TYPE = "unlearnable-clusters"
 _IMPORT_PID = os.getpid()
+#: What a protector does with an image whose bytes cannot be decoded (``protector.on_bad_image``).
+ON_BAD_IMAGE = ("raise", "skip", "keep")
+#: Errors PIL (inside ``datasets``' decoding) raises for corrupt or truncated image bytes.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError)
 
 
 class SurrogateMismatchError(RuntimeError):
     """The surrogate loaded at map time is not the one the protector was fitted with."""
+
+
+class InvalidProtectorError(ValueError):
+    """A saved protector directory is damaged or not a protector; the message names the file."""
+
+
+class _Entries(dict):
+    """A dict of a saved protector's file whose missing keys raise :class:`InvalidProtectorError`."""
+
+    def __init__(self, data: dict, file: Path):
+        super().__init__(data)
+        self.file = file
+
+    def __missing__(self, key: str):
+        raise InvalidProtectorError(f"this is not a valid protector directory: {self.file}: missing entry {key!r}")
+
+
+def _map_flags() -> tuple[bool, bool] | None:
+    """``(with_indices, with_rank)`` of the ``Dataset.map`` calling us, read from its frame (None if not found).
+
+    Needed only for an unbatched map with one extra argument, where an index and a rank are
+    both a plain ``int``.
+    """
+    frame = sys._getframe(2)
+    for _ in range(12):
+        if frame is None:
+            return None
+        if frame.f_code.co_name == "_map_single" and "with_rank" in frame.f_locals:
+            return bool(frame.f_locals.get("with_indices")), bool(frame.f_locals.get("with_rank"))
+        frame = frame.f_back
+    return None
+
+
+def device_for_rank(rank: int | None) -> str | None:
+    """The device a ``ds.map(..., with_rank=True, num_proc=n)`` worker of ``rank`` uses:
+    ``cuda:{rank % device_count}``, or None (stay where it is) without CUDA or without a rank.
+
+    Example:
+        >>> device_for_rank(None) is None
+        True
+    """
+    if rank is None or not torch.cuda.is_available() or torch.cuda.device_count() == 0:
+        return None
+    return f"cuda:{int(rank) % torch.cuda.device_count()}"
 
 
 #: protector_type (config.json) -> class; filled by :func:`register_protector_type`.
@@ -83,16 +133,53 @@ class BaseProtector:
     protector_type: ClassVar[str] = ""
     label_column: str | None = None
 
+    #: ``"raise"`` (default): an undecodable image stops the map with its row and a fix;
+    #: ``"skip"``: its row is dropped (batched maps); ``"keep"``: the row is kept unchanged and
+    #: :func:`uc_datasets.verify` lists it under ``undecodable``.
+    on_bad_image: str = "raise"
+    #: Where the surrogate runs; set per worker by ``ds.map(..., with_rank=True)`` (see :func:`device_for_rank`).
+    device: str | None = None
+
     # ------------------------------------------------------------------ map interface
-    def __call__(self, examples: dict) -> dict:
-        """Protect a batch (``batched=True``) or a single example of a ``datasets.map``."""
+    def __call__(self, examples: dict, *extra: object) -> dict:
+        """Protect a batch (``batched=True``) or a single example of a ``datasets.map``.
+
+        Accepts ``with_indices=True`` (rows are then named by their dataset index in errors)
+        and ``with_rank=True`` (each worker of a ``num_proc`` map puts its surrogate on
+        ``cuda:{rank % device_count}``).
+
+        Example:
+            >>> protected = ds.map(uc_protect, batched=True, with_rank=True, num_proc=2)  # doctest: +SKIP
+        """
+        if self.on_bad_image not in ON_BAD_IMAGE:
+            raise ValueError(f"on_bad_image must be one of {ON_BAD_IMAGE}, got {self.on_bad_image!r}.")
         if self.image_column not in examples:
             raise KeyError(
                 f"column {self.image_column!r} not in the mapped examples {list(examples)}; set "
                 f"protector.image_column to the image column."
             )
-        col = examples[self.image_column]
+        try:
+            col = examples[self.image_column]
+        except _DECODE_ERRORS:  # a decoded Image() column: datasets failed on a corrupt image
+            if not hasattr(examples, "pa_table"):
+                raise
+            raw = examples.pa_table.column(self.image_column).to_pylist()  # the stored {bytes, path}: decode here
+            col = raw if type(examples).__name__ == "LazyBatch" else raw[0]
         batched = isinstance(col, list)
+        indices, rank = self._extra_args(extra, batched)
+        device = device_for_rank(rank)
+        if device is not None and device != self.device:
+            self.to(device)
+        values = col if batched else [col]
+        if any(isinstance(v, str) for v in values):
+            raise TypeError(
+                f"column {self.image_column!r} holds strings (file paths?), not images, so the output would not be an "
+                f"image column. Cast it first: ds = ds.cast_column({self.image_column!r}, datasets.Image())"
+            )
+        if not batched and self.on_bad_image == "skip":
+            raise ValueError("on_bad_image='skip' drops rows, which only a batched map can do: "
+                             "ds.map(protector, batched=True).")
+        rows = indices if isinstance(indices, list) else [indices] if indices is not None else None
         labels = None
         if self.label_column is not None:
             if self.label_column not in examples:
@@ -102,21 +189,99 @@ class BaseProtector:
                     f"it before ds.map(protector), or set protector.label_column to the label column."
                 )
             labels = examples[self.label_column] if batched else [examples[self.label_column]]
-        if batched:
-            return {self.image_column: self.protect_images(col, labels=labels)}
-        return {self.image_column: self.protect_images([col], labels=labels)[0]}
+        out, bad = self._protect_tolerant(values, labels=labels, rows=rows)
+        if not batched:
+            return {self.image_column: out[0]}
+        if bad and self.on_bad_image == "skip":
+            keep = [j for j in range(len(values)) if j not in bad]
+            result = {k: [examples[k][j] for j in keep] for k in examples if k != self.image_column}
+            return {**result, self.image_column: [out[j] for j in keep]}
+        return {self.image_column: out}
 
-    def protect_images(self, images: Sequence[object], *, start: int = 0,
-                       labels: Sequence[object] | None = None) -> list[Image.Image]:
+    @staticmethod
+    def _extra_args(extra: tuple, batched: bool | None) -> tuple[object, int | None]:
+        """``(indices, rank)`` from the extra arguments of ``with_indices`` / ``with_rank``."""
+        if not extra:
+            return None, None
+        if len(extra) == 2:
+            return extra[0], extra[1]
+        if len(extra) > 2:
+            raise TypeError(f"a protector takes the examples plus at most indices and rank, got {len(extra) + 1} "
+                            "arguments")
+        (x,) = extra
+        if isinstance(x, list):  # batched indices
+            return x, None
+        if x is None:  # the rank of a single-process map
+            return None, None
+        flags = _map_flags() if batched is not True else (False, True)
+        return (None, x) if flags == (False, True) else (x, None)
+
+    def _protect_tolerant(self, values: list, *, labels: Sequence[object] | None,
+                          rows: Sequence[int] | None) -> tuple[list, set[int]]:
+        """Protect ``values``; undecodable ones follow ``on_bad_image``. Returns (outputs, bad positions)."""
+        try:
+            return self.protect_images(values, labels=labels, indices=rows, start=None), set()
+        except ImageDecodeError:
+            if self.on_bad_image == "raise":
+                raise
+        bad: set[int] = set()
+        for j, v in enumerate(values):
+            try:
+                load_native(v, index=j, image_column=self.image_column, max_pixels=self.max_pixels)
+            except ImageDecodeError:
+                bad.add(j)
+        good = [j for j in range(len(values)) if j not in bad]
+        done = self.protect_images([values[j] for j in good], labels=None if labels is None else
+                                   [labels[j] for j in good], indices=None if rows is None else [rows[j] for j in good],
+                                   start=None)
+        out: list = list(values)
+        for j, img in zip(good, done):
+            out[j] = img
+        where = ", ".join(str(rows[j] if rows is not None else f"#{j} of this batch") for j in sorted(bad))
+        logger.warning("%d image(s) could not be decoded (rows %s): %s (on_bad_image=%r)", len(bad), where,
+                       "dropped" if self.on_bad_image == "skip" else "kept unchanged", self.on_bad_image)
+        return out, bad
+
+    def protect_images(self, images: Sequence[object], *, start: int | None = 0,
+                       labels: Sequence[object] | None = None,
+                       indices: Sequence[int] | None = None) -> list[Image.Image]:
         """Protect a list of images (PIL, bytes dicts or paths); returns new PNG-bound images.
 
-        ``labels`` (one per image) is needed only by protectors with a ``label_column``.
+        ``labels`` (one per image) is needed only by protectors with a ``label_column``;
+        ``indices`` (or ``start``, the row of the first image; None: unknown) name rows in errors.
+
+        Example:
+            >>> [out] = uc_protect.protect_images([Image.open("cat.png")])  # doctest: +SKIP
         """
-        natives = [load_native(v, index=start + i, image_column=self.image_column, max_pixels=self.max_pixels)
-                   for i, v in enumerate(images)]
+        rows = list(indices) if indices is not None else None
+        natives = []
+        for i, v in enumerate(images):
+            row = rows[i] if rows is not None else None if start is None else start + i
+            where = (f"row {row} of column {self.image_column!r}" if row is not None else
+                     f"image {i} of this map batch of column {self.image_column!r} (ds.map(protector, ..., "
+                     "with_indices=True) names its row)")
+            try:
+                natives.append(load_native(v, index=i, where=where, image_column=self.image_column,
+                                           max_pixels=self.max_pixels))
+            except ImageDecodeError as err:
+                drop = (f"ds = ds.filter(lambda r, i: i != {row}, with_indices=True)" if row is not None else
+                        "ds.filter(...)")
+                raise ImageDecodeError(
+                    f"{where}: the image bytes could not be decoded ({err.__cause__ or err}). Nothing was written. "
+                    f"Remove the row ({drop}), or set protector.on_bad_image = 'skip' (drop such rows, batched maps) "
+                    "or 'keep' (keep them unchanged; verify lists them). To look at the bytes, cast the column "
+                    f"with ds.cast_column({self.image_column!r}, datasets.Image(decode=False))."
+                ) from err
         deltas = self.perturbations_for(natives, labels=labels)
         eps = self.config.epsilon
         return [apply_delta(img, d, eps) for img, d in zip(natives, deltas)]
+
+    def to(self, device: str | torch.device) -> BaseProtector:
+        """Run the surrogate on ``device`` from now on (now if loaded, else on first use); returns self."""
+        self.device = str(device)
+        if getattr(self, "_surrogate", None) is not None:
+            self._surrogate.to(self.device)
+        return self
 
     def perturbations_for(self, images: Sequence[Image.Image], *,
                           labels: Sequence[object] | None = None) -> list[torch.Tensor]:
@@ -150,20 +315,40 @@ class BaseProtector:
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, *, surrogate: Surrogate | None = None) -> BaseProtector:
-        """Load a protector saved with :meth:`save_pretrained` (safetensors + JSON only)."""
+        """Load a protector saved with :meth:`save_pretrained` (safetensors + JSON only).
+
+        A damaged directory raises :class:`InvalidProtectorError` naming the file and what is wrong.
+        """
         d = Path(path)
         if not (d / CONFIG_NAME).is_file() or not (d / WEIGHTS_NAME).is_file():
             raise FileNotFoundError(
                 f"{d} is not a saved protector: expected {CONFIG_NAME} and {WEIGHTS_NAME} in it."
             )
-        cfg = json.loads((d / CONFIG_NAME).read_text())
-        target = protector_class(cfg.get("protector_type")) if cls is BaseProtector else cls
-        return target._from_parts(cfg, load_file(str(d / WEIGHTS_NAME)), surrogate=surrogate)
+        bad = "this is not a valid protector directory"
+        try:
+            cfg = json.loads((d / CONFIG_NAME).read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as err:
+            raise InvalidProtectorError(f"{bad}: {d / CONFIG_NAME}: not valid JSON ({err})") from None
+        if not isinstance(cfg, dict) or not isinstance(cfg.get("config", {}), dict):
+            raise InvalidProtectorError(f"{bad}: {d / CONFIG_NAME}: expected a JSON object with a 'config' object")
+        try:
+            tensors = load_file(str(d / WEIGHTS_NAME))
+        except Exception as err:  # noqa: BLE001 - safetensors raises its own error types
+            raise InvalidProtectorError(f"{bad}: {d / WEIGHTS_NAME}: cannot be read ({err}); is it truncated? "
+                                        "Copy it again from where it was saved.") from None
+        try:
+            target = protector_class(cfg.get("protector_type")) if cls is BaseProtector else cls
+            return target._from_parts(_Entries(cfg, d / CONFIG_NAME), _Entries(tensors, d / WEIGHTS_NAME),
+                                      surrogate=surrogate)
+        except InvalidProtectorError:
+            raise
+        except (KeyError, ValueError, TypeError, IndexError) as err:
+            raise InvalidProtectorError(f"{bad}: {d}: {err}") from None
 
     # ------------------------------------------------------------------ pickling / fingerprint
     def _pickle_state(self) -> dict:
         """Runtime settings that travel with a pickle but are not saved (e.g. ``max_pixels``)."""
-        return {"max_pixels": self.max_pixels}
+        return {"max_pixels": self.max_pixels, "on_bad_image": self.on_bad_image}
 
     def _set_pickle_state(self, state: dict) -> None:
         for k, v in state.items():
@@ -172,10 +357,20 @@ class BaseProtector:
     def __reduce__(self):
         # datasets fingerprints map functions by pickling them. Pickle only what defines the
         # output (config, perturbations, centres, cache, surrogate digest, package version),
-        # as deterministic bytes, never the surrogate's weights. Worker processes
-        # (num_proc) rebuild the protector from the same bytes and reload the surrogate.
-        cfg = json.dumps(self._config_dict(), sort_keys=True)
-        return (_restore_protector, (cfg, save(self._tensors()), self._pickle_state()))
+        # as deterministic bytes: never the surrogate's weights, nor the metadata (timings,
+        # loss curves), which differ between two identical fits. Worker processes (num_proc)
+        # rebuild the protector from the same bytes and reload the surrogate.
+        cfg = {k: v for k, v in self._config_dict().items() if k != "metadata"}
+        return (_restore_protector, (json.dumps(cfg, sort_keys=True), save(self._tensors()), self._pickle_state()))
+
+    def __deepcopy__(self, memo: dict) -> BaseProtector:
+        fn, args = self.__reduce__()
+        new = fn(*args)
+        new.metadata = copy.deepcopy(self.metadata, memo)
+        return new
+
+    def __copy__(self) -> BaseProtector:
+        return self.__deepcopy__({})
 
     def push_to_hub(self, repo_id: str, *, private: bool = True, allow_public: bool = False, token: str | None = None,
                     revision: str | None = None, commit_message: str | None = None) -> str:
@@ -240,6 +435,17 @@ class UCProtector(BaseProtector):
         p = self.config.n_clusters
         if self.deltas.shape[0] != p or self.centres.shape[0] != p or self.permutation.shape != (p,):
             raise ValueError("inconsistent protector: deltas, centres and permutation must have n_clusters rows")
+        if sorted(self.permutation.tolist()) != list(range(p)):
+            raise ValueError(f"inconsistent protector: the target permutation is not a permutation of 0..{p - 1}")
+        if not bool(torch.isfinite(self.deltas).all()) or not np.isfinite(self.centres).all():
+            raise ValueError("inconsistent protector: the perturbations or centres hold NaN or infinite values, so "
+                             "some pixels would be left unprotected; refit the protector")
+        keys = self.cache_keys
+        if keys.ndim != 2 or keys.shape[1] != 16 or len(keys) != len(self.cache_clusters):
+            raise ValueError("inconsistent protector: cache_keys must be (n, 16) with one cached cluster per key")
+        if len(self.cache_clusters) and (self.cache_clusters.min() < 0 or self.cache_clusters.max() >= p):
+            raise ValueError(f"inconsistent protector: a cached cluster id is out of range (must be in 0..{p - 1}, "
+                             f"found {int(self.cache_clusters.min())}..{int(self.cache_clusters.max())})")
         if self.config.label_aware:
             if self.classes is None or self.cluster_class is None or self.cluster_class.shape != (p,):
                 raise ValueError("inconsistent protector: a label-aware protector needs its classes and the class "
@@ -325,7 +531,7 @@ class UCProtector(BaseProtector):
                     "protector was fitted with, so cluster assignment would be wrong. Load the same "
                     "revision/path, or pass it explicitly: load_protector(path, surrogate=...)."
                 )
-            self._surrogate = sur
+            self._surrogate = sur if self.device is None else sur.to(self.device)
         return self._surrogate
 
     # ------------------------------------------------------------------ persistence
@@ -395,7 +601,7 @@ class UCProtector(BaseProtector):
 
     # ------------------------------------------------------------------ pickling / fingerprint
     def _pickle_state(self) -> dict:
-        return {"use_cache": self.use_cache, "max_pixels": self.max_pixels}
+        return {**super()._pickle_state(), "use_cache": self.use_cache}
 
     def __repr__(self) -> str:
         c = self.config

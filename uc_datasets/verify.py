@@ -9,8 +9,9 @@ from dataclasses import asdict, dataclass, field
 import datasets
 import numpy as np
 
-from .data import check_image_column, load_native, undecoded
-from .imaging import image_to_array
+from .config import as_epsilon
+from .data import check_image_column, feature_mode, load_native, undecoded
+from .imaging import ImageDecodeError, image_to_array
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +28,9 @@ class VerifyReport:
     fraction_changed: float  # of all pixel values
     violations: list[dict] = field(default_factory=list)  # images over the bound / wrong size / lossy
     unchanged: list[int] = field(default_factory=list)  # images identical to their original
+    # rows whose original cannot be decoded and whose protected copy is the same bytes (on_bad_image="keep"):
+    # they hold no pixels a decoder reads, so they do not fail the check, but they are listed
+    undecodable: list[int] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -39,7 +43,9 @@ class VerifyReport:
         verdict = "PASSED" if self.passed else "FAILED"
         return (f"{verdict}: {self.n_images} images, max deviation {self.max_deviation}/255 "
                 f"(bound {self.epsilon_levels}/255), {100 * self.fraction_changed:.1f}% of pixel values changed, "
-                f"{len(self.violations)} violation(s), {len(self.unchanged)} unprotected image(s)")
+                f"{len(self.violations)} violation(s), {len(self.unchanged)} unprotected image(s)"
+                + (f", {len(self.undecodable)} undecodable image(s) kept as they were: rows {self.undecodable[:20]}"
+                   if self.undecodable else ""))
 
 
 def verify(clean: datasets.Dataset, protected: datasets.Dataset, epsilon: float, *,
@@ -48,7 +54,10 @@ def verify(clean: datasets.Dataset, protected: datasets.Dataset, epsilon: float,
 
     Every protected image must have the original's size, be stored losslessly (PNG/TIFF),
     and differ from the (mode-converted) original by at most ``ceil(epsilon * 255)`` uint8
-    levels in every channel; images with no change at all are listed as unprotected.
+    levels in every channel; images with no change at all are listed as unprotected. Both
+    sides are compared as their columns decode them: an ``Image(mode="RGB")`` feature
+    converts first. An original that cannot be decoded, published as the same bytes
+    (``on_bad_image="keep"``), is listed under ``undecodable``.
 
     Example:
         >>> report = verify(ds, ds.map(uc_protect, batched=True), 16 / 255)  # doctest: +SKIP
@@ -57,25 +66,37 @@ def verify(clean: datasets.Dataset, protected: datasets.Dataset, epsilon: float,
     """
     from tqdm.auto import tqdm
 
-    if not 0 < epsilon <= 1:
-        raise ValueError(f"epsilon must be in (0, 1] pixel units (e.g. 16/255), got {epsilon!r}")
+    epsilon = as_epsilon(epsilon)
     check_image_column(clean, image_column)
     check_image_column(protected, image_column)
     if len(clean) != len(protected):
         raise ValueError(f"clean has {len(clean)} rows but protected has {len(protected)}; verify compares "
                          "row by row, so pass the same split in the same order.")
     bound = math.ceil(epsilon * 255 - 1e-9)
+    a_mode, b_mode = feature_mode(clean, image_column), feature_mode(protected, image_column)
     a_raw, b_raw = undecoded(clean, image_column), undecoded(protected, image_column)
     worst, changed, total = 0, 0, 0
     report = VerifyReport(len(clean), bound, 0, 0.0)
     for i in tqdm(range(len(clean)), desc="verifying", disable=not progress):
         a_val, b_val = a_raw[i][image_column], b_raw[i][image_column]
-        fmt = _format(b_val)
-        if fmt is None:
+        try:
+            a = load_native(a_val, index=i, image_column=image_column, max_pixels=2**62, mode=a_mode)
+        except ImageDecodeError:
+            same = _bytes(a_val) is not None and _bytes(a_val) == _bytes(b_val)
+            if same:
+                report.undecodable.append(i)
+            else:
+                report.violations.append({"index": i, "reason": "the original cannot be decoded and the protected "
+                                                                "copy is not the same bytes"})
+            continue
+        if _format(b_val) is None:
             report.violations.append({"index": i, "reason": "not stored losslessly (expected PNG)"})
             continue
-        a = load_native(a_val, index=i, image_column=image_column, max_pixels=2**62)
-        b = load_native(b_val, index=i, image_column=image_column, max_pixels=2**62)
+        try:
+            b = load_native(b_val, index=i, image_column=image_column, max_pixels=2**62, mode=b_mode)
+        except ImageDecodeError:
+            report.violations.append({"index": i, "reason": "the protected image cannot be decoded"})
+            continue
         if a.size != b.size or a.mode != b.mode:
             report.violations.append({"index": i, "reason": f"size/mode changed: {a.size} {a.mode} -> "
                                                             f"{b.size} {b.mode}"})
@@ -92,8 +113,23 @@ def verify(clean: datasets.Dataset, protected: datasets.Dataset, epsilon: float,
             report.unchanged.append(i)
     report.max_deviation = worst
     report.fraction_changed = changed / max(total, 1)
+    if report.undecodable:
+        logger.warning("%d original image(s) cannot be decoded and were kept as they were: rows %s",
+                       len(report.undecodable), report.undecodable[:20])
     logger.info(report.summary())
     return report
+
+
+def _bytes(value: object) -> bytes | None:
+    """The stored bytes of an undecoded image value (read from its path if needed)."""
+    if not isinstance(value, dict):
+        return None
+    if value.get("bytes") is not None:
+        return bytes(value["bytes"])
+    if value.get("path"):
+        with open(value["path"], "rb") as f:
+            return f.read()
+    return None
 
 
 def _format(value: object) -> str | None:

@@ -35,6 +35,7 @@ import torch
 from PIL import Image
 
 from .. import __version__
+from ..config import as_epsilon
 from ..data import WorkingSet, check_image_column, choose_working_hw, scan_sizes, working_tensor
 from ..imaging import DEFAULT_MAX_PIXELS, content_key
 from ..protector import BaseProtector, SurrogateMismatchError, register_protector_type
@@ -69,17 +70,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def check_epsilon(eps: float) -> None:
-    """Raise ``ValueError`` with a fix for an epsilon that is not in (0, 1] pixel units."""
-    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not math.isfinite(eps):
-        raise ValueError(f"epsilon must be a number in pixel units of [0, 1], got {eps!r}.")
-    if eps > 1:
-        raise ValueError(f"epsilon={eps} is larger than 1: it is in [0, 1] pixel units, not uint8 levels. "
-                         f"Did you mean epsilon={eps:g}/255 = {eps / 255:.4f}?")
-    if eps * 255 < 0.5:
-        raise ValueError(f"epsilon={eps} is below half a uint8 level and would change no pixel; use at least 1/255.")
-
-
 @dataclass
 class BaselineConfig:
     """Settings and outcome of a baseline fit, saved in the protector's ``config.json``.
@@ -109,7 +99,7 @@ class BaselineConfig:
     params: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        check_epsilon(self.epsilon)
+        self.epsilon = as_epsilon(self.epsilon)
         if self.perturbation not in PERTURBATIONS:
             raise ValueError(f"perturbation must be one of {PERTURBATIONS}, got {self.perturbation!r}.")
         if self.label_source not in LABEL_SOURCES:
@@ -291,6 +281,9 @@ class BaselineProtector(BaseProtector):
             raise ValueError("inconsistent protector: a class-wise protector needs one perturbation per class")
         if c.perturbation == "samplewise" and len(self.cache_keys) != self.n_rows:
             raise ValueError("inconsistent protector: a sample-wise protector needs one key per perturbation")
+        if not bool(torch.isfinite(self.deltas).all()):
+            raise ValueError("inconsistent protector: the perturbations hold NaN or infinite values, so some pixels "
+                             "would be left unprotected; refit the protector")
         if self.n_rows and float(self.deltas.abs().max()) > c.epsilon + 1e-6:
             raise ValueError("inconsistent protector: a perturbation exceeds epsilon")
 
@@ -358,7 +351,7 @@ class BaselineProtector(BaseProtector):
                     "protector was fitted with, so predicted classes would be wrong. Load the same revision/path, or "
                     "pass it explicitly: load_protector(path, surrogate=...)."
                 )
-            self._surrogate = clf
+            self._surrogate = clf if self.device is None else clf.to(self.device)
         return self._surrogate
 
     # ------------------------------------------------------------------ persistence
@@ -395,7 +388,7 @@ class BaselineProtector(BaseProtector):
                    metadata=cfg.get("metadata", {}), surrogate=surrogate)
 
     def _pickle_state(self) -> dict:
-        return {"use_cache": self.use_cache, "max_pixels": self.max_pixels, "label_column": self.label_column}
+        return {**super()._pickle_state(), "use_cache": self.use_cache, "label_column": self.label_column}
 
     def __repr__(self) -> str:
         c = self.config
