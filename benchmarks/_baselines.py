@@ -81,7 +81,7 @@ def fit_baseline(method: str, train_ds: datasets.Dataset, *, consistent: bool, s
     """
     from uc_datasets import verify
     from uc_datasets.attacks import fit_method
-    from uc_datasets.evaluation import dataset_to_tensors
+    from uc_datasets.evaluation.sweep import dataset_to_tensors
 
     t0 = time.perf_counter()
     protector = fit_method(method, train_ds, label_column="label" if consistent else None, progress=progress,

@@ -46,7 +46,7 @@ Nothing is selected on the test split: every setting is fixed by the profile bef
     python benchmarks/strength.py --profile paper            # GPU settings (reference protocol)
 
 Writes ``benchmarks/results/strength.json`` (``strength_baselines.json``, ``defaults.json``) in the results.json schema
-of ``uc_datasets.evaluation`` (``{"config": ..., "rows": [...]}``, extra row keys ``p``,
+of ``uc_datasets.evaluation.sweep`` (``{"config": ..., "rows": [...]}``, extra row keys ``p``,
 ``nmi``, ``cluster_rule_acc``, ...) and prints a markdown table.
 """
 
@@ -72,7 +72,7 @@ if TYPE_CHECKING:
     import torch
 
     from uc_datasets import UCProtector
-    from uc_datasets.relabel import Relabeling
+    from uc_datasets.evaluation.relabel import Relabeling
 
 logger = logging.getLogger("strength")
 
@@ -166,7 +166,7 @@ def load_data(profile: StrengthProfile, *, validation: bool = False) -> tuple[da
     With ``validation`` the "test" images are a balanced validation subset of the train
     split, disjoint from the training images; choices made on it never see the test split.
     """
-    from uc_datasets.evaluation import dataset_to_tensors
+    from uc_datasets.evaluation.sweep import dataset_to_tensors
 
     train_ds = _common.load_balanced_fashion_mnist("train", profile.n_train)
     test_ds = (_common.load_balanced_fashion_mnist("train", profile.n_test, skip=profile.n_train) if validation
@@ -185,7 +185,7 @@ def fit_and_protect(train_ds: datasets.Dataset, profile: StrengthProfile, *, pro
     Returns (protector, protected uint8 tensor, record with timings, stats and verify report).
     """
     from uc_datasets import UnlearnableClusters, verify
-    from uc_datasets.evaluation import dataset_to_tensors
+    from uc_datasets.evaluation.sweep import dataset_to_tensors
 
     settings = dict(surrogate=SURROGATE, surrogate_image_size=profile.surrogate_image_size,
                     n_clusters=profile.n_clusters, epsilon=EPSILON, epochs=profile.fit_epochs,
@@ -309,7 +309,7 @@ def make_labelings(class_names: list[str], n_values: Sequence[int], encoder: str
     """
     import numpy as np
 
-    from uc_datasets.relabel import embed_class_names, identity_relabeling, kmeans_relabeling
+    from uc_datasets.evaluation.relabel import embed_class_names, identity_relabeling, kmeans_relabeling
 
     labelings = [identity_relabeling(class_names)]
     if n_values:
@@ -344,9 +344,9 @@ def cluster_agreement(protector: UCProtector, train_ds: datasets.Dataset, labels
     """
     import numpy as np
 
-    from uc_datasets.clustering import kmeans
-    from uc_datasets.data import WorkingSet
-    from uc_datasets.fit import compute_features
+    from uc_datasets.protection.clustering import kmeans
+    from uc_datasets.protection.data import WorkingSet
+    from uc_datasets.protection.fit import compute_features
 
     surrogate = protector.surrogate
     device = next(surrogate.parameters()).device
@@ -377,8 +377,8 @@ class VictimRunner:
     def __init__(self, profile: StrengthProfile, sets: TrainSets, *, progress: bool):
         from accelerate import Accelerator
 
-        from uc_datasets.metrics import load_unlearnability
-        from uc_datasets.victims import TrainConfig
+        from uc_datasets.evaluation.metrics import load_unlearnability
+        from uc_datasets.evaluation.victims import TrainConfig
 
         self.profile, self.sets, self.progress = profile, sets, progress
         self.accelerator = Accelerator()
@@ -394,9 +394,9 @@ class VictimRunner:
     def accuracy(self, images: torch.Tensor, labels: torch.Tensor, n_classes: int, defense: str, seed: int,
                  test_labels: list[int], clean: dict | None = None, augment: str = "crop") -> dict:
         """Train on ``images``/``labels`` (victim augmentation ``augment``) and return the final and
-        best-epoch accuracy, chance and protection score (``uc_datasets.evaluation.train_and_score``);
+        best-epoch accuracy, chance and protection score (``uc_datasets.evaluation.sweep.train_and_score``);
         the scores are relative to ``clean`` (a clean victim's result) when given."""
-        from uc_datasets.evaluation import train_and_score
+        from uc_datasets.evaluation.sweep import train_and_score
 
         t0 = time.perf_counter()
         result = train_and_score("resnet18", images, labels, n_classes, self.sets.test, test_labels,
@@ -633,7 +633,7 @@ def plot_scores(rows: list[dict], path: str | Path, *, key: str = "method", defe
 
 def _payload(args: argparse.Namespace, profile: StrengthProfile, mode: str, extra_config: dict, rows: list[dict],
              status: str, **sections: Any) -> dict:
-    from uc_datasets.evaluation import ROW_KEYS
+    from uc_datasets.evaluation.sweep import ROW_KEYS
 
     missing = [k for r in rows for k in ROW_KEYS if k not in r]
     assert not missing, f"rows miss schema keys {sorted(set(missing))}"
@@ -735,7 +735,7 @@ def pseudo_sweep(runner: VictimRunner, sets: TrainSets, methods: Sequence[str], 
     import torch
     from sklearn.metrics import normalized_mutual_info_score
 
-    from uc_datasets.relabel import image_features, pseudo_labeling
+    from uc_datasets.evaluation.relabel import image_features, pseudo_labeling
 
     def labels_for(images: torch.Tensor):
         train_f, test_f = image_features(images, [sets.test], encoder=PSEUDO_ENCODER)
@@ -782,9 +782,9 @@ def simclr_sweep(profile: StrengthProfile, sets: TrainSets, methods: Sequence[st
     probe fitted on the clean labelled train images; rows score the probe on the clean test split."""
     from accelerate import Accelerator
 
-    from uc_datasets.metrics import load_unlearnability
-    from uc_datasets.relabel import identity_relabeling
-    from uc_datasets.simclr import SimCLRConfig, simclr_probe
+    from uc_datasets.evaluation.metrics import load_unlearnability
+    from uc_datasets.evaluation.relabel import identity_relabeling
+    from uc_datasets.evaluation.simclr import SimCLRConfig, simclr_probe
     from uc_datasets.sources import FASHION_MNIST_CLASSES
 
     metric, accelerator = load_unlearnability(), Accelerator()
@@ -1074,7 +1074,7 @@ def calibrate(profile: StrengthProfile, compare_defaults: bool = False) -> dict[
     import torch
 
     from uc_datasets import UnlearnableClusters
-    from uc_datasets.victims import TrainConfig, build_victim, predict, train_victim
+    from uc_datasets.evaluation.victims import TrainConfig, build_victim, predict, train_victim
 
     n_fit = min(profile.n_train, 4 * profile.fit_batch_size)
     ds = _common.load_balanced_fashion_mnist("train", max(n_fit, 10 * profile.n_clusters))

@@ -38,7 +38,7 @@ def strength_results(tmp_path_factory):
 
 def test_strength_smoke_rows_follow_the_results_schema(strength_results):
     strength, saved, returned = strength_results
-    from uc_datasets.evaluation import ROW_KEYS
+    from uc_datasets.evaluation.sweep import ROW_KEYS
 
     profile = strength.PROFILES["smoke"]
     config, rows = saved["config"], saved["rows"]
@@ -166,7 +166,7 @@ def test_sign_control_is_plus_minus_epsilon_per_key():
 def test_reference_schedule_trains_each_cluster_on_every_image():
     reference = _bench("reference_schedule")
     common = _bench("_common")
-    from uc_datasets.surrogates import load_surrogate
+    from uc_datasets.protection.surrogates import load_surrogate
 
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(3, 3, 28, 28)
@@ -259,7 +259,7 @@ def test_strength_attackers_smoke(tmp_path):
     out = tmp_path / "attackers.json"
     strength.main(["--profile", "smoke", "--attackers", "--no-progress", "--output", str(out)])
     saved = json.loads(out.read_text())
-    from uc_datasets.evaluation import ROW_KEYS
+    from uc_datasets.evaluation.sweep import ROW_KEYS
 
     rows = saved["rows"]
     assert saved["config"]["status"] == "complete" and saved["config"]["mode"] == "attackers"

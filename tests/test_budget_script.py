@@ -16,7 +16,7 @@ require_benchmark_data()
 
 def test_budget_smoke_fits_each_multiplier_and_scores_every_labelling(tmp_path, capsys):
     budget = _bench("budget")
-    from uc_datasets.evaluation import ROW_KEYS
+    from uc_datasets.evaluation.sweep import ROW_KEYS
 
     out = tmp_path / "b.json"
     returned = run_main(budget, ["--profile", "smoke", "--multipliers", "1", "2", "--no-progress",

@@ -6,7 +6,7 @@ import datasets
 import pytest
 
 from tests.conftest import image_dataset, structured_images
-from uc_datasets.cli import main
+from uc_datasets.commands.cli import main
 
 
 def test_protect_from_disk_writes_everything(tiny_clip, tmp_path, capsys):
@@ -19,7 +19,7 @@ def test_protect_from_disk_writes_everything(tiny_clip, tmp_path, capsys):
     assert "PASSED" in out and "SECRET" in out and "preview.png" in out
     protected = datasets.load_from_disk(str(tmp_path / "out" / "protected"))
     assert len(protected) == 12
-    from uc_datasets.evaluation import read_protection_metadata
+    from uc_datasets.evaluation.sweep import read_protection_metadata
 
     meta = read_protection_metadata(protected)
     assert meta["method"] == "UC-CLIP" and meta["surrogate"].endswith("(local model)")
@@ -81,9 +81,9 @@ def test_every_bad_epsilon_is_a_usage_error(value, capsys):
 
 
 def test_exit_codes_one_for_a_failed_check_two_for_bad_usage_no_traceback(capsys, monkeypatch):
-    from uc_datasets import cli
+    from uc_datasets.commands import cli
     from uc_datasets.hub import ProtectionCheckError
-    from uc_datasets.pipeline import VerificationError
+    from uc_datasets.protection.pipeline import VerificationError
 
     for err, code in [(VerificationError("verification failed"), 1), (ProtectionCheckError("bad", {}), 1),
                       (ValueError("bad column"), 2), (RuntimeError("boom"), 2)]:
@@ -101,7 +101,7 @@ def test_exit_codes_one_for_a_failed_check_two_for_bad_usage_no_traceback(capsys
 def test_import_and_help_do_not_load_the_heavy_modules():
     code = ("import sys, contextlib, io\n"
             "import uc_datasets\n"
-            "from uc_datasets.cli import main\n"
+            "from uc_datasets.commands.cli import main\n"
             "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
             "    main(['--help'])\n"
             "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
@@ -114,7 +114,7 @@ def test_import_and_help_do_not_load_the_heavy_modules():
 
 
 def test_console_script_help():
-    out = subprocess.run([sys.executable, "-m", "uc_datasets.cli", "protect", "--help"], capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "uc_datasets.commands.cli", "protect", "--help"], capture_output=True,
                          text=True, check=True).stdout
     assert "--n-clusters" in out and "--epsilon" in out and "--output-dir" in out
 
@@ -141,7 +141,7 @@ def test_protect_label_aware_tile_from_the_command_line(tiny_clip, tmp_path):
                "--label-column", "label", "--epsilon", "8", "--output-dir", str(tmp_path / "out")])
     assert rc == 0
     from uc_datasets import load_protector
-    from uc_datasets.evaluation import read_protection_metadata
+    from uc_datasets.evaluation.sweep import read_protection_metadata
 
     prot = load_protector(tmp_path / "out" / "protector")
     assert prot.method == "UC-CLIP (label-aware)" and prot.config.pattern == "tile" and prot.config.period == 3
@@ -152,7 +152,7 @@ def test_protect_label_aware_tile_from_the_command_line(tiny_clip, tmp_path):
 
 
 def test_a_protect_that_fails_its_check_keeps_only_what_resume_uses(tiny_clip, tmp_path, monkeypatch, capsys):
-    from uc_datasets import pipeline
+    from uc_datasets.protection import pipeline
     from uc_datasets.verify import VerifyReport
 
     image_dataset(structured_images(8)).save_to_disk(str(tmp_path / "in"))

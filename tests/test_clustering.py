@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from uc_datasets.clustering import assign, kmeans, target_permutation
+from uc_datasets.protection.clustering import assign, kmeans, target_permutation
 
 
 def _blobs(n_per=20, k=4, d=8, seed=0):

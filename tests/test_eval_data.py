@@ -8,7 +8,7 @@ from datasets import Dataset, DatasetDict, Features, Value
 from datasets import Image as ImageFeature
 from PIL import Image
 
-from uc_datasets.eval_data import (
+from uc_datasets.evaluation.data import (
     dataset_to_tensors,
     protected_mask,
     read_protection_metadata,

@@ -15,13 +15,8 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 from datasets import Image as ImageFeature
 from PIL import Image
 
-from uc_datasets.evaluation import (
-    ROW_KEYS,
-    add_evaluate_arguments,
-    load_evaluation_data,
-    run_evaluate,
-    score_epochs,
-)
+from uc_datasets.commands.evaluate import add_evaluate_arguments, run_evaluate
+from uc_datasets.evaluation.sweep import ROW_KEYS, load_evaluation_data, score_epochs
 
 REPO = Path(__file__).resolve().parents[1]
 NAMES = ["apple", "banana", "car", "truck", "dog", "cat"]
@@ -158,7 +153,7 @@ def test_files_written(sweep):
 def test_recipe_runs_with_plain_python(tmp_path):
     clean, protected = make_pair(tmp_path, int_labels=True)
     out = tmp_path / "out"
-    command = [sys.executable, str(REPO / "recipes" / "evaluate.py"), "--clean", clean, "--protected", protected,
+    command = [sys.executable, str(REPO / "recipes" / "evaluate_protection.py"), "--clean", clean, "--protected", protected,
                "--class-names", *NAMES, "--n-range", 3, 3, "--no-original", "--method", "UC",
                "--surrogate", "efficientnet-lite0", "--output-dir", out, *TINY]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}

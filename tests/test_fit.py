@@ -4,7 +4,7 @@ import torch
 
 from tests.conftest import FAST_FIT
 from uc_datasets import UnlearnableClusters
-from uc_datasets.fit import augment, augment_params, feature_loss, perturb
+from uc_datasets.protection.fit import augment, augment_params, feature_loss, perturb
 
 
 def test_losses_exact():

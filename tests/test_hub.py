@@ -27,11 +27,10 @@ from uc_datasets.hub import (
     ProtectionCheckError,
     ProtectorLeakError,
     PublicProtectorError,
-    add_push_arguments,
     push_protected,
     render_card_section,
-    run_push,
 )
+from uc_datasets.commands.push import add_push_arguments, run_push
 
 from hub_server import HubServer, hub_environment
 
@@ -374,7 +373,7 @@ def test_hub_environment_restores_what_it_patched(tmp_path):
 
 def test_recipe_push_to_hub_flag(hub, clean, tiny_clip, tmp_path, capsys):
     """`recipes/protect.py --push-to-hub` (via the function the recipe calls): verified, private, carded."""
-    from uc_datasets.cli import add_fit_arguments, add_recipe_arguments, run_protect
+    from uc_datasets.commands.cli import add_fit_arguments, add_recipe_arguments, run_protect
 
     clean.select(range(12)).save_to_disk(str(tmp_path / "in"))
     parser = argparse.ArgumentParser()
@@ -395,7 +394,7 @@ def test_recipe_push_to_hub_flag(hub, clean, tiny_clip, tmp_path, capsys):
 
 # ---------------------------------------------------------------------------- defaults and command-line errors
 def test_private_is_the_default_in_python_and_on_the_command_line(hub, clean, protected, protector, tmp_path):
-    from uc_datasets.cli import main
+    from uc_datasets.commands.cli import main
 
     sub_clean, sub_prot = clean.select(range(6)), protected.select(range(6))
     push_protected(sub_prot, "alice/default-private", clean=sub_clean, protector=protector, progress=False)
@@ -411,7 +410,7 @@ def test_private_is_the_default_in_python_and_on_the_command_line(hub, clean, pr
 
 
 def test_a_wrong_token_on_the_command_line_is_one_error_line(hub, clean, protected, protector, tmp_path, capsys):
-    from uc_datasets.cli import main
+    from uc_datasets.commands.cli import main
 
     clean.select(range(6)).save_to_disk(str(tmp_path / "c"))
     protected.select(range(6)).save_to_disk(str(tmp_path / "p"))

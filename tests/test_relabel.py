@@ -7,7 +7,7 @@ import pytest
 import torch
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
-from uc_datasets.relabel import (
+from uc_datasets.evaluation.relabel import (
     DEFAULT_ENCODER,
     Relabeling,
     default_n_range,
@@ -145,7 +145,7 @@ def test_resolve_encoder_without_network(tmp_path):
 
 
 def test_pseudo_labels_are_seeded_and_numbered_by_first_appearance():
-    from uc_datasets.relabel import pseudo_labeling
+    from uc_datasets.evaluation.relabel import pseudo_labeling
 
     rng = np.random.default_rng(0)
     features = np.concatenate([rng.normal(c * 10, 1, (20, 4)) for c in (2, 0, 1)])
@@ -164,7 +164,7 @@ def test_pseudo_labels_are_seeded_and_numbered_by_first_appearance():
 def test_pseudo_labels_are_not_a_function_of_the_class():
     """Two classes (bright / dark), each with two visual modes (left / right stripe): pixel K-means
     into two groups follows the stripe, so each class is split across both pseudo-labels."""
-    from uc_datasets.relabel import image_features, pseudo_labeling
+    from uc_datasets.evaluation.relabel import image_features, pseudo_labeling
 
     rng = np.random.default_rng(0)
     images, classes = [], []
@@ -186,7 +186,7 @@ def test_pseudo_labels_are_not_a_function_of_the_class():
 
 
 def test_pixel_pca_needs_fit():
-    from uc_datasets.relabel import PixelPCA
+    from uc_datasets.evaluation.relabel import PixelPCA
 
     with pytest.raises(RuntimeError, match="fit"):
         PixelPCA().transform(torch.zeros(2, 3, 4, 4))

@@ -1,6 +1,6 @@
 """The markdown table of evaluation rows (the plot and files are checked by test_evaluation's sweep)."""
 
-from uc_datasets.reporting import results_table
+from uc_datasets.evaluation.reporting import results_table
 
 
 def test_results_table_format():

@@ -9,7 +9,7 @@ from accelerate.utils import set_seed
 
 from tests.attacks.helpers import one_thread
 from tests.conftest import structured_images
-from uc_datasets.simclr import (
+from uc_datasets.evaluation.simclr import (
     SimCLRConfig,
     SimCLREncoder,
     color_jitter,

@@ -3,7 +3,7 @@ import pytest
 import torch
 from PIL import Image
 
-from uc_datasets.surrogates import PreprocessConfig, TorchPreprocess, load_surrogate
+from uc_datasets.protection.surrogates import PreprocessConfig, TorchPreprocess, load_surrogate
 
 
 def _processors():

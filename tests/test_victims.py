@@ -4,8 +4,8 @@ import pytest
 import torch
 from accelerate import Accelerator
 
-from uc_datasets.defenses import get_defense
-from uc_datasets.victims import (
+from uc_datasets.evaluation.defenses import get_defense
+from uc_datasets.evaluation.victims import (
     VICTIMS,
     TrainConfig,
     augment_batch,
@@ -211,7 +211,7 @@ def test_training_input_errors():
 def test_train_and_predict_records_every_epoch_without_changing_training():
     """The per-epoch evaluation must not change training: the last epoch's predictions equal
     those of the same victim trained by train_victim and scored by predict."""
-    from uc_datasets.victims import predict, train_and_predict
+    from uc_datasets.evaluation.victims import predict, train_and_predict
 
     x = torch.randint(0, 256, (24, 3, 8, 8), dtype=torch.uint8)
     y = torch.arange(24) % 3

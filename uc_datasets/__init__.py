@@ -23,10 +23,10 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:
-    from .config import UCConfig
-    from .protector import UCProtector, load_protector
-    from .surrogates import load_surrogate
-    from .unlearnable_clusters import UnlearnableClusters
+    from .protection.config import UCConfig
+    from .protection.protector import UCProtector, load_protector
+    from .protection.surrogates import load_surrogate
+    from .protection.unlearnable_clusters import UnlearnableClusters
     from .verify import VerifyReport, verify
 
 

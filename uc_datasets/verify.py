@@ -9,8 +9,8 @@ from dataclasses import asdict, dataclass, field
 import datasets
 import numpy as np
 
-from .config import as_epsilon
-from .data import check_image_column, feature_mode, load_native, undecoded
+from .protection.config import as_epsilon
+from .protection.data import check_image_column, feature_mode, load_native, undecoded
 from .imaging import ImageDecodeError, image_to_array
 
 logger = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """Baselines of the paper's Table 1 under one contract with Unlearnable Clusters.
 
 Every method's ``fit(ds, *, image_column="image", label_column=None, ...)`` returns a
-protector (a :class:`~uc_datasets.protector.BaseProtector`) that goes through the same
+protector (a :class:`~uc_datasets.protection.protector.BaseProtector`) that goes through the same
 ``ds.map(protector, batched=True)``, :func:`~uc_datasets.verify`, ``save_pretrained`` /
 :func:`~uc_datasets.load_protector` and ``push_to_hub`` as a UC protector.
 
@@ -36,7 +36,7 @@ from collections.abc import Callable
 
 import datasets
 
-from ..protector import BaseProtector
+from ..protection.protector import BaseProtector
 from . import advpoison, deepconfuse, emaxn, eminn, synper
 from .base import BaselineConfig, BaselineProtector, UnseenImageError
 from .labels import LabelSourceError, load_classifier
@@ -50,7 +50,7 @@ def _fit_uc(ds: datasets.Dataset, *, image_column: str = "image", label_column: 
             **kwargs: object) -> BaseProtector:
     """Unlearnable Clusters: ``UnlearnableClusters(**kwargs).fit(ds, image_column, label_column=...)``;
     a ``label_column`` selects its label-aware mode (keys nested in the classes)."""
-    from ..unlearnable_clusters import UnlearnableClusters
+    from ..protection.unlearnable_clusters import UnlearnableClusters
 
     return UnlearnableClusters(**kwargs).fit(ds, image_column=image_column, label_column=label_column)
 
@@ -116,8 +116,8 @@ def method_arguments(method: str) -> list[str]:
     if key not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}.")
     if key == "uc":
-        from ..config import UCConfig
-        from ..unlearnable_clusters import UnlearnableClusters
+        from ..protection.config import UCConfig
+        from ..protection.unlearnable_clusters import UnlearnableClusters
 
         init = [p for p in inspect.signature(UnlearnableClusters).parameters if p != "kwargs"]
         return init + [f.name for f in dataclasses.fields(UCConfig) if f.name not in init]

@@ -8,7 +8,7 @@ import time
 import datasets
 import torch
 
-from ..surrogates import Surrogate
+from ..protection.surrogates import Surrogate
 from .base import (
     BaselineProtector,
     build_protector,

@@ -24,7 +24,7 @@ import datasets
 import torch
 
 from ..imaging import DEFAULT_MAX_PIXELS
-from ..surrogates import EFFICIENTNET_LITE0, Surrogate
+from ..protection.surrogates import EFFICIENTNET_LITE0, Surrogate
 from ._adversarial import fit_adversarial
 from .base import BaselineProtector
 

@@ -1,7 +1,7 @@
 """What the baselines share: their config, their protector, and the data preparation of a fit.
 
 Every baseline's ``fit(ds, ...)`` returns a :class:`BaselineProtector` (a
-:class:`~uc_datasets.protector.BaseProtector`), so it goes through the same
+:class:`~uc_datasets.protection.protector.BaseProtector`), so it goes through the same
 ``ds.map(protector, batched=True)``, ``verify``, ``save_pretrained``/``load_protector`` and
 ``push_to_hub`` as an Unlearnable Clusters protector.
 
@@ -35,11 +35,11 @@ import torch
 from PIL import Image
 
 from .. import __version__
-from ..config import as_epsilon
-from ..data import WorkingSet, check_image_column, choose_working_hw, scan_sizes, working_tensor
+from ..protection.config import as_epsilon
+from ..protection.data import WorkingSet, check_image_column, choose_working_hw, scan_sizes, working_tensor
 from ..imaging import DEFAULT_MAX_PIXELS, content_key
-from ..protector import BaseProtector, SurrogateMismatchError, register_protector_type
-from ..surrogates import EFFICIENTNET_LITE0, Surrogate
+from ..protection.protector import BaseProtector, SurrogateMismatchError, register_protector_type
+from ..protection.surrogates import EFFICIENTNET_LITE0, Surrogate
 from .labels import LabelSourceError, dataset_labels, load_classifier, predict_classes
 
 logger = logging.getLogger(__name__)
@@ -242,7 +242,7 @@ class BaselineProtector(BaseProtector):
                  cache_keys: np.ndarray | None = None, cache_rows: np.ndarray | None = None,
                  metadata: dict | None = None, surrogate: Surrogate | None = None,
                  max_pixels: int = DEFAULT_MAX_PIXELS, use_cache: bool = True):
-        from .. import protector as _protector_mod
+        from ..protection import protector as _protector_mod
 
         self.config = config
         self.deltas = deltas.detach().float().cpu().contiguous()

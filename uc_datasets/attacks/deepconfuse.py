@@ -70,8 +70,8 @@ from torch import nn
 from torch.func import functional_call
 
 from ..imaging import DEFAULT_MAX_PIXELS
-from ..surrogates import EFFICIENTNET_LITE0, Surrogate
-from ..victims import canonical_victim_name
+from ..protection.surrogates import EFFICIENTNET_LITE0, Surrogate
+from ..evaluation.victims import canonical_victim_name
 from .base import (
     BaselineProtector,
     build_protector,

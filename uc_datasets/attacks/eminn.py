@@ -37,7 +37,7 @@ import datasets
 import torch
 
 from ..imaging import DEFAULT_MAX_PIXELS
-from ..surrogates import EFFICIENTNET_LITE0, Surrogate
+from ..protection.surrogates import EFFICIENTNET_LITE0, Surrogate
 from .base import (
     BaselineProtector,
     build_protector,

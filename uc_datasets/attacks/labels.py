@@ -27,7 +27,7 @@ import datasets
 import numpy as np
 import torch
 
-from ..surrogates import (
+from ..protection.surrogates import (
     EFFICIENTNET_LITE0,
     PreprocessConfig,
     Surrogate,
@@ -66,7 +66,7 @@ def load_classifier(name: str, *, image_size: int | None = None, local_files_onl
         local_files_only: forwarded to ``from_pretrained``; defaults to ``HF_HUB_OFFLINE``.
 
     Returns:
-        A :class:`~uc_datasets.surrogates.Surrogate` whose output is the class logits, with
+        A :class:`~uc_datasets.protection.surrogates.Surrogate` whose output is the class logits, with
         the same differentiable preprocessing and weight digest as the UC surrogates.
 
     Raises:

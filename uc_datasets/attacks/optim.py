@@ -1,7 +1,7 @@
 """The optimisation pieces the model-based baselines share: the model, its training, L-inf PGD.
 
 The "model trained alongside" (EMinN) or "trained classifier" (EMaxN, AdvPoison) is a
-victim from :func:`uc_datasets.victims.build_victim` (ResNet-18 by default, ``width`` scales
+victim from :func:`uc_datasets.evaluation.victims.build_victim` (ResNet-18 by default, ``width`` scales
 its channels; images of 64 px or less get the small 3x3 stem), trained from scratch on the
 working-resolution images with SGD (lr 0.1, momentum 0.9, weight decay 5e-4: the reference
 settings of Huang et al. 2021 and of the victims here).
@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ..imaging import luminance
-from ..victims import Victim, augment_batch, build_victim
+from ..evaluation.victims import Victim, augment_batch, build_victim
 
 logger = logging.getLogger(__name__)
 

@@ -37,8 +37,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..imaging import DEFAULT_MAX_PIXELS, content_key
-from ..protector import register_protector_type
-from ..surrogates import EFFICIENTNET_LITE0, Surrogate
+from ..protection.protector import register_protector_type
+from ..protection.surrogates import EFFICIENTNET_LITE0, Surrogate
 from .base import (
     BaselineProtector,
     build_protector,

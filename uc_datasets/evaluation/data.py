@@ -5,7 +5,7 @@ clean train split row by row, converts every image mode to RGB at one size, and 
 rows that a partially protected train set takes from the protected split.
 
 Example:
-    >>> from uc_datasets.eval_data import dataset_to_tensors
+    >>> from uc_datasets.evaluation.data import dataset_to_tensors
     >>> images, labels = dataset_to_tensors(ds, image_size=32)  # doctest: +SKIP
     >>> images.dtype, images.shape[1:]  # doctest: +SKIP
     (torch.uint8, torch.Size([3, 32, 32]))

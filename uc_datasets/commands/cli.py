@@ -82,7 +82,7 @@ def add_fit_arguments(p: argparse.ArgumentParser, defaults: dict | None = None) 
                    help="uc: label-aware mode, keys nested in this column's classes; baselines: label-consistent "
                         "mode (this column instead of the surrogate's predicted classes)")
     p.add_argument("--pattern", choices=["generator", "periodic-generator", "tile", "ar", "block"], default=None,
-                   help="uc: perturbation family (default: generator; see uc_datasets.patterns)")
+                   help="uc: perturbation family (default: generator; see uc_datasets.protection.patterns)")
     p.add_argument("--period", type=int, default=None, help="uc: tile period / block size in pixels (default: 4)")
     p.add_argument("--levels", type=int, nargs="*", default=None,
                    help="uc, model-free patterns: coarser key levels (numbers of groups), e.g. --levels 5 2")
@@ -112,7 +112,7 @@ def uc_kwargs_from_args(args: argparse.Namespace) -> dict:
             extra[key.replace("-", "_")] = value
     method = getattr(args, "method", "uc")
     if method != "uc":
-        from .attacks import method_arguments
+        from ..attacks import method_arguments
 
         accepted = set(method_arguments(method))
         kwargs = {k: v for k, v in kwargs.items() if k in accepted and v is not None}
@@ -149,8 +149,8 @@ def run_protect(args: argparse.Namespace, accelerator=None) -> int:
     """Load the dataset, fit, protect, verify and save; optionally push. Used by the CLI and the recipe."""
     import torch
 
-    from .pipeline import protect_dataset
-    from .sources import load_source
+    from ..protection.pipeline import protect_dataset
+    from ..sources import load_source
 
     t0 = time.perf_counter()
     main = accelerator is None or accelerator.is_main_process
@@ -181,7 +181,7 @@ def run_protect(args: argparse.Namespace, accelerator=None) -> int:
     print(f"protector (SECRET): {out.protector_dir}   never publish it")
     repo = getattr(args, "push_to_hub", None)
     if repo:
-        from .hub import push_protected
+        from ..hub import push_protected
 
         result = push_protected(out.protected, repo, clean=ds, protector=out.protector,
                                 image_column=args.image_column, private=args.hub_private)
@@ -198,8 +198,8 @@ def _run_protect(args: argparse.Namespace) -> int:
 
 
 def _run_verify(args: argparse.Namespace) -> int:
-    from .sources import load_source
-    from .verify import verify
+    from ..sources import load_source
+    from ..verify import verify
 
     clean = load_source(args.clean, split=args.split)
     protected = load_source(args.protected, split=args.split)
@@ -232,13 +232,13 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p = sub.add_parser("push", help="verify and publish a protected dataset to the Hub (private by default; the "
                                     "protector stays private)")
     if command == "push":  # hub imports datasets and huggingface_hub: only when pushing
-        from .hub import add_push_arguments, run_push
+        from .push import add_push_arguments, run_push
 
         add_push_arguments(p)
         p.set_defaults(func=run_push)
     p = sub.add_parser("evaluate", help="play the hacker: relabel, train victims on clean vs protected data")
     if command == "evaluate":  # evaluation imports torch, transformers and accelerate: only when evaluating
-        from .evaluation import add_evaluate_arguments
+        from .evaluate import add_evaluate_arguments
 
         add_evaluate_arguments(p)
         p.set_defaults(func=_run_evaluate)
@@ -246,7 +246,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from .evaluation import run_evaluate
+    from .evaluate import run_evaluate
 
     run_evaluate(args)
     return 0

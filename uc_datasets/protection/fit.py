@@ -34,7 +34,7 @@ from .distributed import (
     world,
 )
 from .generator import Perturbation
-from .imaging import crop_at, luminance
+from ..imaging import crop_at, luminance
 from .patterns import MODEL_FREE, combine_levels, tile_to
 from .surrogates import Surrogate
 
@@ -430,7 +430,7 @@ def key_levels(cfg: UCConfig, arrays: dict[str, np.ndarray], class_names: list[s
         if not class_names:
             raise ValueError("level_source='class-names' needs class names: use a ClassLabel label column or pass "
                              "class_names= to fit.")
-        from .relabel import embed_class_names
+        from ..evaluation.relabel import embed_class_names
 
         emb = embed_class_names(class_names, cfg.name_encoder)
     else:

@@ -1,7 +1,7 @@
 """Reporting of evaluation rows: the markdown table, the Figure 4a plot, the output files.
 
 Example:
-    >>> from uc_datasets.reporting import write_outputs
+    >>> from uc_datasets.evaluation.reporting import write_outputs
     >>> write_outputs({"config": {}, "rows": rows}, "out")  # doctest: +SKIP
 """
 

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .imaging import (
+from ..imaging import (
     DEFAULT_MAX_PIXELS,
     check_size,
     content_key,

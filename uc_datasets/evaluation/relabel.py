@@ -61,7 +61,7 @@ OFFLINE_ENCODER = "offline"
 PAPER_N_RANGE = (5, 36)
 GROUP_SEPARATOR = " | "
 #: Image encoders for :func:`pseudo_labeling` that need no download; any surrogate name
-#: accepted by :func:`uc_datasets.surrogates.load_surrogate` works too.
+#: accepted by :func:`uc_datasets.protection.surrogates.load_surrogate` works too.
 PSEUDO_ENCODERS = ("pixels-pca",)
 
 
@@ -380,7 +380,7 @@ def image_features(
 
     ``"pixels-pca"`` fits :class:`PixelPCA` on ``train_images`` (what the hacker has) and
     applies it to the others; any other name is loaded with
-    :func:`uc_datasets.surrogates.load_surrogate` (a transformers vision model or
+    :func:`uc_datasets.protection.surrogates.load_surrogate` (a transformers vision model or
     ``"efficientnet-lite0"``). Images are uint8 or float ``(N, 3, H, W)``.
 
     Example:
@@ -391,7 +391,7 @@ def image_features(
     if encoder == "pixels-pca":
         pca = PixelPCA().fit(train_images)
         return [pca.transform(train_images)] + [pca.transform(images) for images in other_images]
-    from .surrogates import load_surrogate
+    from ..protection.surrogates import load_surrogate
 
     surrogate = load_surrogate(encoder, image_size=image_size)
 

@@ -76,7 +76,7 @@ class UCConfig:
     ngf: int = 64
     n_blocks: int = 6
     feature_batch_size: int = 64
-    # --- perturbation family (see uc_datasets.patterns) ---------------------------------
+    # --- perturbation family (see uc_datasets.protection.patterns) ---------------------------------
     pattern: str = "generator"
     period: int = 4
     augment_mode: str = "reference"

@@ -51,7 +51,7 @@ from transformers import (
 )
 
 from .defenses import Defense
-from .imaging import crop_at
+from ..imaging import crop_at
 
 logger = logging.getLogger(__name__)
 

@@ -11,11 +11,11 @@ import datasets
 import numpy as np
 import torch
 
-from . import __version__
+from .. import __version__
 from .config import UCConfig
 from .data import WorkingSet, check_image_column, choose_working_hw, scan_sizes
 from .fit import fit_clusters
-from .imaging import DEFAULT_MAX_PIXELS
+from ..imaging import DEFAULT_MAX_PIXELS
 from .protector import UCProtector
 from .surrogates import Surrogate, load_surrogate
 
@@ -147,7 +147,7 @@ def class_indices(ds: datasets.Dataset, label_column: str,
         >>> idx.tolist(), values, names
         ([1, 0, 1], ['cat', 'dog'], ['cat', 'dog'])
     """
-    from .attacks.labels import dataset_labels
+    from ..attacks.labels import dataset_labels
 
     values, classes, info = dataset_labels(ds, label_column)
     index = {c: i for i, c in enumerate(classes)}

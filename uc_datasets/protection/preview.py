@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .imaging import to_supported_mode
+from ..imaging import to_supported_mode
 
 
 def preview_grid(clean: Sequence[Image.Image], protected: Sequence[Image.Image], epsilon: float, *,

@@ -6,7 +6,7 @@ The probe's accuracy on the clean test set says how much the protection kept the
 learning useful features; :func:`simclr_probe` runs the whole attack.
 
 * Encoder: a victim backbone from a transformers config (ResNet-18 by default; see
-  :mod:`uc_datasets.victims`), classifier removed, plus a 2-layer projection MLP
+  :mod:`uc_datasets.evaluation.victims`), classifier removed, plus a 2-layer projection MLP
   (Linear-BN-ReLU-Linear). The probe uses the pooled backbone features, not the projection.
 * Augmentation (:func:`simclr_augment`): SimCLR's CIFAR recipe for small images: random-resized
   crop (scale 0.2-1), horizontal flip, colour jitter with strength 0.5 (brightness, contrast,

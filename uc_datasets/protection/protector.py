@@ -30,11 +30,11 @@ from PIL import Image
 from safetensors.torch import load as st_load
 from safetensors.torch import load_file, save, save_file
 
-from . import __version__
+from .. import __version__
 from .clustering import apply_feature_transform, assign
 from .config import UCConfig
 from .data import load_native, working_tensor
-from .imaging import DEFAULT_MAX_PIXELS, ImageDecodeError, apply_delta, content_key
+from ..imaging import DEFAULT_MAX_PIXELS, ImageDecodeError, apply_delta, content_key
 from .patterns import PERIODIC, tile_to
 from .surrogates import Surrogate, load_surrogate
 
@@ -380,7 +380,7 @@ class BaseProtector:
             >>> uc_protect.push_to_hub("me/pets-protector")  # doctest: +SKIP
             >>> uc_protect = load_protector("me/pets-protector")  # doctest: +SKIP
         """
-        from .hub import push_protector
+        from ..hub import push_protector
 
         return push_protector(self, repo_id, private=private, allow_public=allow_public, token=token,
                               revision=revision, commit_message=commit_message)

@@ -15,12 +15,12 @@ from pathlib import Path
 import datasets
 import torch
 
-from . import __version__
-from .hub import public_surrogate_name
+from .. import __version__
+from ..hub import public_surrogate_name
 from .preview import save_preview
 from .protector import UCProtector
 from .unlearnable_clusters import UnlearnableClusters
-from .verify import VerifyReport, verify
+from ..verify import VerifyReport, verify
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def protect_dataset(ds: datasets.Dataset, output_dir: str | Path, *, image_colum
         raise
 
 
-#: What ``--resume`` reads from an output directory (see ``uc_datasets.fit``).
+#: What ``--resume`` reads from an output directory (see ``uc_datasets.protection.fit``).
 RESUMABLE = ("clusters.safetensors", "checkpoints")
 
 
@@ -120,7 +120,7 @@ def _protect_dataset(ds: datasets.Dataset, out: Path, *, image_column: str, prog
         if accelerator is not None and accelerator.num_processes > 1:
             raise ValueError(f"method {method!r} (a baseline) fits in one process; run it with plain python "
                              "or `accelerate launch` with one process.")
-        from .attacks import fit_method
+        from ..attacks import fit_method
 
         protector = fit_method(method, ds, image_column=image_column, label_column=label_column, **uc_kwargs)
     t1 = time.perf_counter()

@@ -3,9 +3,9 @@
 For the original labels and each BERT + K-means relabelling into n groups, train victims on
 the clean and on the protected train split and test both on the clean test split.
 
-    accelerate launch recipes/evaluate.py --clean CLEAN_DIR --protected PROTECTED_DIR \
+    accelerate launch recipes/evaluate_protection.py --clean CLEAN_DIR --protected PROTECTED_DIR \
         --victims resnet18 --defenses none mixup --epochs 90 --output-dir uc_output/evaluate
-    python recipes/evaluate.py --clean CLEAN_DIR --protected PROTECTED_DIR --encoder offline \
+    python recipes/evaluate_protection.py --clean CLEAN_DIR --protected PROTECTED_DIR --encoder offline \
         --width 0.25 --epochs 10 --n-range 5 9          # a small CPU run, no network
 
 Writes results.json, results.md and accuracy_vs_n.png under --output-dir.
@@ -13,15 +13,8 @@ Writes results.json, results.md and accuracy_vs_n.png under --output-dir.
 
 import argparse
 import logging
-import os
-import sys
 
-# This file is named like the `evaluate` package: drop its folder from the import path so that
-# `import evaluate` inside uc_datasets finds the package, not this script.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
-
-from uc_datasets.evaluation import add_evaluate_arguments, run_evaluate  # noqa: E402
+from uc_datasets.commands.evaluate import add_evaluate_arguments, run_evaluate
 
 
 def main() -> None:
