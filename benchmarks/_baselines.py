@@ -80,7 +80,7 @@ def fit_baseline(method: str, train_ds: datasets.Dataset, *, consistent: bool, s
     the label source, the verify report).
     """
     from uc_datasets import verify
-    from uc_datasets.attacks import fit_method
+    from uc_datasets.registry import fit_method
     from uc_datasets.evaluation.sweep import dataset_to_tensors
 
     t0 = time.perf_counter()

@@ -146,7 +146,7 @@ def test_with_rank_and_with_indices_maps_give_the_same_images(fitted, extra, bat
 def test_with_rank_in_two_processes_and_the_rank_device(fitted, monkeypatch):
     import torch
 
-    from uc_datasets.protection.protector import device_for_rank
+    from uc_datasets.base import device_for_rank
 
     ds, prot = fitted
     small = ds.select(range(8))
@@ -228,7 +228,7 @@ def _saved(prot, path):
 ])
 def test_a_damaged_protector_directory_names_the_file(fitted, tmp_path, damage, match):
     from uc_datasets import load_protector
-    from uc_datasets.protection.protector import InvalidProtectorError
+    from uc_datasets.base import InvalidProtectorError
 
     _, prot = fitted
     d = _saved(prot, tmp_path / "p")
@@ -251,7 +251,7 @@ def test_nan_perturbations_are_refused_at_load_and_never_applied(fitted, tmp_pat
 
     from uc_datasets import load_protector
     from uc_datasets.imaging import apply_delta
-    from uc_datasets.protection.protector import InvalidProtectorError
+    from uc_datasets.base import InvalidProtectorError
 
     _, prot = fitted
     d = _saved(prot, tmp_path / "p")
@@ -271,7 +271,7 @@ def test_nan_perturbations_are_refused_at_load_and_never_applied(fitted, tmp_pat
 
 def test_out_of_range_cached_clusters_are_refused_at_load(fitted, tmp_path):
     from uc_datasets import load_protector
-    from uc_datasets.protection.protector import InvalidProtectorError
+    from uc_datasets.base import InvalidProtectorError
 
     _, prot = fitted
     d = _saved(prot, tmp_path / "p")

@@ -83,7 +83,7 @@ def test_every_bad_epsilon_is_a_usage_error(value, capsys):
 def test_exit_codes_one_for_a_failed_check_two_for_bad_usage_no_traceback(capsys, monkeypatch):
     from uc_datasets.commands import cli
     from uc_datasets.hub import ProtectionCheckError
-    from uc_datasets.protection.pipeline import VerificationError
+    from uc_datasets.pipeline import VerificationError
 
     for err, code in [(VerificationError("verification failed"), 1), (ProtectionCheckError("bad", {}), 1),
                       (ValueError("bad column"), 2), (RuntimeError("boom"), 2)]:
@@ -152,7 +152,7 @@ def test_protect_label_aware_tile_from_the_command_line(tiny_clip, tmp_path):
 
 
 def test_a_protect_that_fails_its_check_keeps_only_what_resume_uses(tiny_clip, tmp_path, monkeypatch, capsys):
-    from uc_datasets.protection import pipeline
+    from uc_datasets import pipeline
     from uc_datasets.verify import VerifyReport
 
     image_dataset(structured_images(8)).save_to_disk(str(tmp_path / "in"))

@@ -16,7 +16,8 @@ from PIL import Image
 from tests.conftest import FAST_FIT, image_dataset, jpeg_bytes, structured_images
 from uc_datasets import UnlearnableClusters, load_protector, verify
 from uc_datasets.protection.clustering import assign
-from uc_datasets.protection.protector import SurrogateMismatchError, UCProtector
+from uc_datasets.base import SurrogateMismatchError
+from uc_datasets.protection.protector import UCProtector
 
 
 def _arrays(ds):
@@ -167,7 +168,7 @@ def test_fingerprint_cheap_and_free_of_surrogate_weights(fitted):
 def test_fingerprint_changes_with_epsilon_weights_and_version(fitted, monkeypatch):
     from datasets.fingerprint import Hasher
 
-    import uc_datasets.protection.protector as protector_mod
+    import uc_datasets.base as protector_mod
 
     _, prot = fitted
     h = Hasher.hash(prot)

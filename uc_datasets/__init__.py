@@ -13,20 +13,24 @@ from typing import TYPE_CHECKING
 #: Public name -> the module that defines it. Imported on first use (PEP 562), so that
 #: ``import uc_datasets`` and ``uc-datasets --help`` do not pay for torch, datasets and transformers.
 _EXPORTS = {
-    "UCConfig": "config",
-    "UCProtector": "protector",
-    "load_protector": "protector",
-    "load_surrogate": "surrogates",
-    "UnlearnableClusters": "unlearnable_clusters",
+    "BaseProtector": "base",
+    "UCConfig": "protection.config",
+    "UCProtector": "protection.protector",
+    "load_protector": "registry",
+    "fit_method": "registry",
+    "load_surrogate": "protection.surrogates",
+    "UnlearnableClusters": "protection.unlearnable_clusters",
     "VerifyReport": "verify",
     "verify": "verify",
 }
 
 if TYPE_CHECKING:
+    from .base import BaseProtector
     from .protection.config import UCConfig
-    from .protection.protector import UCProtector, load_protector
+    from .protection.protector import UCProtector
     from .protection.surrogates import load_surrogate
     from .protection.unlearnable_clusters import UnlearnableClusters
+    from .registry import fit_method, load_protector
     from .verify import VerifyReport, verify
 
 
@@ -44,5 +48,5 @@ def __dir__() -> list[str]:
     return sorted([*globals(), *_EXPORTS])
 
 
-__all__ = ["UCConfig", "UCProtector", "UnlearnableClusters", "VerifyReport", "__version__", "load_protector",
-           "load_surrogate", "verify"]
+__all__ = ["BaseProtector", "UCConfig", "UCProtector", "UnlearnableClusters", "VerifyReport", "__version__",
+           "fit_method", "load_protector", "load_surrogate", "verify"]

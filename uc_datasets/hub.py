@@ -28,7 +28,11 @@ from typing import TYPE_CHECKING
 
 import datasets
 from huggingface_hub import CommitOperationAdd, DatasetCard, HfApi, hf_hub_download
-from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
 
 from . import __version__
 from .verify import VerifyReport, verify

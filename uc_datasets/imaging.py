@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -243,20 +242,30 @@ def image_to_array(img: Image.Image) -> np.ndarray:
     return arr[:, :, None] if arr.ndim == 2 else arr
 
 
-def batch_to_float(images: Sequence[Image.Image], size_hw: tuple[int, int]) -> torch.Tensor:
-    """Stack native-mode images as RGB floats (B, 3, H, W), resized to ``size_hw`` if needed.
+def load_native(value: object, *, index: int, image_column: str, max_pixels: int = DEFAULT_MAX_PIXELS,
+                mode: str | None = None, where: str | None = None) -> Image.Image:
+    """Decode one image, convert it to ``mode`` if given (an ``Image(mode=...)`` feature), then to a
+    supported mode, and check its size. Errors name ``where`` (default: row ``index`` of the column)."""
+    where = where or f"row {index} of column {image_column!r}"
+    img = decode_image(value, where=where)
+    if mode is not None and img.mode != mode:
+        img = img.convert(mode)
+    img = to_supported_mode(img, where=where)
+    check_size(img, max_pixels=max_pixels, where=where)
+    return img
 
-    Resizing uses bilinear antialiasing on floats (no uint8 rounding in between).
+
+def working_tensor(img: Image.Image, hw: tuple[int, int]) -> torch.Tensor:
+    """uint8 RGB tensor (3, h, w) of a supported-mode image at the working resolution.
+
+    The single conversion used both when fitting and when assigning at map time, so an
+    image seen during fit gets exactly the features it had then.
     """
-    out = []
-    for img in images:
-        t = pil_to_float(img)
-        if tuple(t.shape[-2:]) != tuple(size_hw):
-            t = F.interpolate(
-                t.unsqueeze(0), size=size_hw, mode="bilinear", align_corners=False, antialias=True
-            ).squeeze(0)
-        out.append(t)
-    return torch.stack(out) if out else torch.empty(0, 3, *size_hw)
+    t = pil_to_float(img)
+    if tuple(t.shape[-2:]) != tuple(hw):
+        t = F.interpolate(t.unsqueeze(0), size=hw, mode="bilinear", align_corners=False,
+                          antialias=True).squeeze(0)
+    return torch.round(t.clamp(0, 1) * 255).to(torch.uint8)
 
 
 def content_key(img: Image.Image) -> bytes:

@@ -9,9 +9,9 @@ from dataclasses import asdict, dataclass, field
 import datasets
 import numpy as np
 
-from .protection.config import as_epsilon
-from .protection.data import check_image_column, feature_mode, load_native, undecoded
-from .imaging import ImageDecodeError, image_to_array
+from .config import as_epsilon
+from .imaging import ImageDecodeError, image_to_array, load_native
+from .protection.data import check_image_column, feature_mode, undecoded
 
 logger = logging.getLogger(__name__)
 

@@ -61,7 +61,7 @@ def tiny_classifier(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def fitted_lc(labelled):
     """Every baseline fitted once in label-consistent mode: {method: protector}."""
-    from uc_datasets.attacks import fit_method
+    from uc_datasets.registry import fit_method
 
     with one_thread():
         return {m: fit_method(m, labelled, label_column="label", **COMMON, **TINY[m]) for m in BASELINES}
@@ -70,7 +70,7 @@ def fitted_lc(labelled):
 @pytest.fixture(scope="session")
 def fitted_la(labelled):
     """Every baseline fitted once in label-agnostic mode (EfficientNet-Lite0 ImageNet classes at 32 px)."""
-    from uc_datasets.attacks import fit_method
+    from uc_datasets.registry import fit_method
 
     with one_thread():
         return {m: fit_method(m, labelled, surrogate="efficientnet-lite0", surrogate_image_size=32, **COMMON,

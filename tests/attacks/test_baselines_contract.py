@@ -13,7 +13,8 @@ import torch
 from tests.attacks.helpers import BASELINES, CLASSWISE, COMMON, EPS, SAMPLEWISE, TANH_BOUNDED, TINY, arrays
 from tests.conftest import FAST_FIT, image_dataset, structured_images
 from uc_datasets import UCProtector, load_protector, verify
-from uc_datasets.attacks import DEFERRED, METHODS, BaselineProtector, UnseenImageError, fit_method, method_arguments
+from uc_datasets.attacks import BaselineProtector, UnseenImageError
+from uc_datasets.registry import DEFERRED, METHODS, fit_method, method_arguments
 from uc_datasets.attacks.synper import SynPerProtector
 
 

@@ -15,7 +15,8 @@ import torch.nn.functional as F
 
 from tests.attacks.helpers import COMMON, EPS, TINY
 from uc_datasets import load_protector, verify
-from uc_datasets.attacks import BaselineProtector, fit_method, method_arguments
+from uc_datasets.attacks import BaselineProtector
+from uc_datasets.registry import fit_method, method_arguments
 from uc_datasets.attacks.deepconfuse import (
     AutoEncoder,
     DeepConfuseSettings,

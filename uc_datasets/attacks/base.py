@@ -23,29 +23,28 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import datasets
 import numpy as np
 import torch
+from accelerate.utils import set_seed
 from PIL import Image
 
 from .. import __version__
-from ..protection.config import as_epsilon
-from ..protection.data import WorkingSet, check_image_column, choose_working_hw, scan_sizes, working_tensor
-from ..imaging import DEFAULT_MAX_PIXELS, content_key
-from ..protection.protector import BaseProtector, SurrogateMismatchError, register_protector_type
+from ..base import BaseProtector, default_device
+from ..config import BaseConfig
+from ..imaging import DEFAULT_MAX_PIXELS, content_key, working_tensor
+from ..protection.data import check_image_column, prepare_working_set
 from ..protection.surrogates import EFFICIENTNET_LITE0, Surrogate
 from .labels import LabelSourceError, dataset_labels, load_classifier, predict_classes
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BaselineConfig", "BaselineProtector", "FitData", "UnseenImageError", "default_device", "prepare_fit",
-           "seed_everything"]
+__all__ = ["BaselineConfig", "BaselineProtector", "FitData", "UnseenImageError", "prepare_fit"]
 
 PERTURBATIONS = ("samplewise", "classwise")
 LABEL_SOURCES = ("surrogate", "dataset")
@@ -58,20 +57,8 @@ class UnseenImageError(LookupError):
     """A sample-wise protector was asked to protect an image it was not fitted on."""
 
 
-def default_device() -> torch.device:
-    """CUDA when available, else CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (CPU and CUDA)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
 @dataclass
-class BaselineConfig:
+class BaselineConfig(BaseConfig):
     """Settings and outcome of a baseline fit, saved in the protector's ``config.json``.
 
     ``params`` holds the method's own hyper-parameters (steps, step sizes, model, ...);
@@ -98,8 +85,9 @@ class BaselineConfig:
     n_clusters: int = 0
     params: dict = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        self.epsilon = as_epsilon(self.epsilon)
+    def validate(self) -> None:
+        """Raise ``ValueError`` with a fix for every bad setting."""
+        super().validate()
         if self.perturbation not in PERTURBATIONS:
             raise ValueError(f"perturbation must be one of {PERTURBATIONS}, got {self.perturbation!r}.")
         if self.label_source not in LABEL_SOURCES:
@@ -111,19 +99,6 @@ class BaselineConfig:
                                    f"surrogate='{EFFICIENTNET_LITE0}'; or pass label_column for label-consistent mode.")
         if not isinstance(self.working_size, int) or self.working_size < 1:
             raise ValueError(f"working_size must be a positive integer, got {self.working_size!r}.")
-
-    @property
-    def epsilon_levels(self) -> int:
-        """The bound in uint8 levels that every protected pixel respects: ceil(eps * 255)."""
-        return math.ceil(self.epsilon * 255 - 1e-9)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> BaselineConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 @dataclass
@@ -166,10 +141,9 @@ def prepare_fit(ds: datasets.Dataset, *, image_column: str, label_column: str | 
     if label_column is not None:
         values, classes, info = dataset_labels(ds, label_column)
         info = {"label_source": "dataset", **info}
-    sizes, n_grey = scan_sizes(ds, image_column, max_pixels=max_pixels, progress=progress)
-    hw = choose_working_hw(sizes, working_size)
-    logger.info("%d images, %d distinct sizes, %d grey; working resolution %s", len(ds), len(sizes), n_grey, hw)
-    data = WorkingSet(ds, image_column, hw, max_pixels=max_pixels, progress=progress)
+    data, _ = prepare_working_set(ds, image_column, working_size=working_size, max_pixels=max_pixels,
+                                  progress=progress)
+    hw = data.hw
     items = [data[i] for i in range(len(data))]
     x = torch.stack([it[0] for it in items])
     grey = torch.tensor([bool(it[1]) for it in items], dtype=torch.bool)
@@ -220,7 +194,6 @@ def surrogate_info(data: FitData) -> dict:
     return vars(data.classifier.info())
 
 
-@register_protector_type
 class BaselineProtector(BaseProtector):
     """A fitted baseline (EMinN, EMaxN, AdvPoison, DeepConfuse): stored perturbations, one per class or per image.
 
@@ -236,31 +209,27 @@ class BaselineProtector(BaseProtector):
     """
 
     protector_type: ClassVar[str] = "baseline-perturbations"
+    config_class: ClassVar[type[BaselineConfig]] = BaselineConfig
+    cache_name: ClassVar[str] = "cache_rows"
+    description: ClassVar[str] = "a baseline protector"
+    surrogate_role: ClassVar[str] = "surrogate classifier"
+    surrogate_use: ClassVar[str] = "predicted classes"
 
     def __init__(self, config: BaselineConfig, deltas: torch.Tensor, *, surrogate_info: dict,
                  image_column: str = "image", working_hw: Sequence[int] = (224, 224),
                  cache_keys: np.ndarray | None = None, cache_rows: np.ndarray | None = None,
                  metadata: dict | None = None, surrogate: Surrogate | None = None,
                  max_pixels: int = DEFAULT_MAX_PIXELS, use_cache: bool = True):
-        from ..protection import protector as _protector_mod
+        self.label_column = config.label_column if (config.perturbation == "classwise"
+                                                    and config.label_source == "dataset") else None
+        super().__init__(config, deltas, surrogate_info=surrogate_info, image_column=image_column,
+                         working_hw=working_hw, cache_keys=cache_keys, cache_values=cache_rows, metadata=metadata,
+                         surrogate=surrogate, max_pixels=max_pixels, use_cache=use_cache, classes=config.classes)
 
-        self.config = config
-        self.deltas = deltas.detach().float().cpu().contiguous()
-        self.surrogate_info = dict(surrogate_info)
-        self.image_column = image_column
-        self.working_hw = tuple(int(v) for v in working_hw)
-        keys = np.zeros((0, 16), np.uint8) if cache_keys is None else np.asarray(cache_keys, np.uint8)
-        rows = np.zeros(0, np.int64) if cache_rows is None else np.asarray(cache_rows, np.int64)
-        self.cache_keys, self.cache_rows = keys, rows
-        self._cache = {bytes(k): int(r) for k, r in zip(keys, rows)}
-        self._class_index = {c: i for i, c in enumerate(config.classes)}
-        self.label_column = config.label_column if self.needs_labels else None
-        self.metadata = dict(metadata or {})
-        self.max_pixels = max_pixels
-        self.use_cache = use_cache
-        self._surrogate = surrogate
-        self.version = _protector_mod.__version__
-        self._check()
+    @property
+    def cache_rows(self) -> np.ndarray:
+        """The perturbation row of every fit-set image, by ``cache_keys`` (content hashes)."""
+        return self.cache_values
 
     @property
     def n_rows(self) -> int:
@@ -273,19 +242,11 @@ class BaselineProtector(BaseProtector):
 
     def _check(self) -> None:
         c = self.config
-        if len(self.cache_keys) != len(self.cache_rows):
-            raise ValueError("inconsistent protector: cache_keys and cache_rows differ in length")
-        if len(self.cache_rows) and (self.cache_rows.min() < 0 or self.cache_rows.max() >= self.n_rows):
-            raise ValueError("inconsistent protector: a cached row is out of range")
+        self._check_cache_range(self.n_rows, "row")
         if c.perturbation == "classwise" and self.n_rows != len(c.classes):
             raise ValueError("inconsistent protector: a class-wise protector needs one perturbation per class")
         if c.perturbation == "samplewise" and len(self.cache_keys) != self.n_rows:
             raise ValueError("inconsistent protector: a sample-wise protector needs one key per perturbation")
-        if not bool(torch.isfinite(self.deltas).all()):
-            raise ValueError("inconsistent protector: the perturbations hold NaN or infinite values, so some pixels "
-                             "would be left unprotected; refit the protector")
-        if self.n_rows and float(self.deltas.abs().max()) > c.epsilon + 1e-6:
-            raise ValueError("inconsistent protector: a perturbation exceeds epsilon")
 
     @property
     def method(self) -> str:
@@ -311,16 +272,7 @@ class BaselineProtector(BaseProtector):
                 )
             return rows
         if c.label_source == "dataset":
-            if labels is None or len(labels) != len(images):
-                raise ValueError(f"this label-consistent {self.method} protector needs one label per image "
-                                 f"(column {c.label_column!r}).")
-            rows = np.array([self._class_index.get(v, -1) for v in labels], dtype=np.int64)
-            if (rows < 0).any():
-                unknown = sorted({str(labels[i]) for i in np.flatnonzero(rows < 0)})
-                raise ValueError(f"label(s) {unknown[:10]} of column {c.label_column!r} were not among the classes "
-                                 f"this protector was fitted on ({len(c.classes)} classes: {c.classes[:10]}...); "
-                                 "class-wise perturbations exist only for fitted classes.")
-            return rows
+            return self.label_rows(labels, len(images))
         rows = np.full(len(images), -1, dtype=np.int64)
         if self.use_cache and self._cache:
             for i, img in enumerate(images):
@@ -337,58 +289,18 @@ class BaselineProtector(BaseProtector):
         """The perturbation ``(3, h, w)`` of each image at the working resolution."""
         return [self.deltas[r] for r in self.rows_for(images, labels=labels)]
 
+    def _load_surrogate(self, name: str) -> Surrogate:
+        if self.config.label_source != "surrogate":
+            raise RuntimeError("a label-consistent protector has no surrogate classifier")
+        return load_classifier(name, image_size=self.config.surrogate_image_size)
+
     @property
     def classifier(self) -> Surrogate:
         """The label-agnostic surrogate classifier, loaded on first use and checked against the fitted weights."""
-        if self._surrogate is None:
-            info = self.surrogate_info
-            if self.config.label_source != "surrogate":
-                raise RuntimeError("a label-consistent protector has no surrogate classifier")
-            clf = load_classifier(info["name"], image_size=self.config.surrogate_image_size)
-            if info.get("weights_sha256") and clf.weights_sha256 != info["weights_sha256"]:
-                raise SurrogateMismatchError(
-                    f"The surrogate classifier {info['name']!r} loaded now has different weights from the one this "
-                    "protector was fitted with, so predicted classes would be wrong. Load the same revision/path, or "
-                    "pass it explicitly: load_protector(path, surrogate=...)."
-                )
-            self._surrogate = clf if self.device is None else clf.to(self.device)
-        return self._surrogate
-
-    # ------------------------------------------------------------------ persistence
-    def _config_dict(self) -> dict:
-        return {
-            "protector_type": self.protector_type,
-            "uc_datasets_version": self.version,
-            "method": self.method,
-            "config": self.config.to_dict(),
-            "image_column": self.image_column,
-            "working_hw": list(self.working_hw),
-            "surrogate": self.surrogate_info,
-            "metadata": self.metadata,
-        }
-
-    def _tensors(self) -> dict[str, torch.Tensor]:
-        return {
-            "deltas": self.deltas,
-            "cache_keys": torch.from_numpy(np.array(self.cache_keys, dtype=np.uint8, copy=True)),
-            "cache_rows": torch.from_numpy(np.ascontiguousarray(self.cache_rows, dtype=np.int64)),
-        }
-
-    @classmethod
-    def _from_parts(cls, cfg: dict, tensors: dict[str, torch.Tensor], *,
-                    surrogate: Surrogate | None = None) -> BaselineProtector:
-        if cfg.get("protector_type") != cls.protector_type:
-            raise ValueError(f"not a {cls.__name__}: protector_type={cfg.get('protector_type')!r}")
-        if cfg.get("uc_datasets_version") != __version__:
-            logger.warning("protector saved by uc-datasets %s, loaded by %s", cfg.get("uc_datasets_version"),
-                           __version__)
-        return cls(BaselineConfig.from_dict(cfg["config"]), tensors["deltas"], surrogate_info=cfg["surrogate"],
-                   image_column=cfg.get("image_column", "image"), working_hw=cfg["working_hw"],
-                   cache_keys=tensors["cache_keys"].numpy(), cache_rows=tensors["cache_rows"].numpy(),
-                   metadata=cfg.get("metadata", {}), surrogate=surrogate)
+        return self.surrogate
 
     def _pickle_state(self) -> dict:
-        return {**super()._pickle_state(), "use_cache": self.use_cache, "label_column": self.label_column}
+        return {**super()._pickle_state(), "label_column": self.label_column}
 
     def __repr__(self) -> str:
         c = self.config
@@ -463,7 +375,7 @@ def start_fit(method: str, ds: datasets.Dataset, *, perturbation: str, params: d
                       surrogate=surrogate, surrogate_image_size=surrogate_image_size, working_size=working_size,
                       seed=seed, params=params)
     device = torch.device(device) if device is not None else default_device()
-    seed_everything(seed)
+    set_seed(seed)
     data = prepare_fit(ds, image_column=image_column, label_column=label_column, surrogate=surrogate,
                        surrogate_image_size=surrogate_image_size, working_size=working_size, device=device,
                        max_pixels=max_pixels, progress=progress)

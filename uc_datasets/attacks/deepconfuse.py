@@ -69,9 +69,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from ..evaluation.victims import canonical_victim_name
 from ..imaging import DEFAULT_MAX_PIXELS
 from ..protection.surrogates import EFFICIENTNET_LITE0, Surrogate
-from ..evaluation.victims import canonical_victim_name
 from .base import (
     BaselineProtector,
     build_protector,

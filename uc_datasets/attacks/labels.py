@@ -83,7 +83,11 @@ def load_classifier(name: str, *, image_size: int | None = None, local_files_onl
         fwd, kind = (lambda m, x: m(x)), "imagenet-cnn"
     else:
         import transformers
-        from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
+        from transformers import (
+            AutoConfig,
+            AutoImageProcessor,
+            AutoModelForImageClassification,
+        )
 
         kw = {"local_files_only": local_files_only}
         try:

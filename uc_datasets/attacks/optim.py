@@ -17,8 +17,8 @@ import logging
 import torch
 import torch.nn.functional as F
 
-from ..imaging import luminance
 from ..evaluation.victims import Victim, augment_batch, build_victim
+from ..imaging import luminance
 
 logger = logging.getLogger(__name__)
 

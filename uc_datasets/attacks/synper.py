@@ -37,7 +37,6 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..imaging import DEFAULT_MAX_PIXELS, content_key
-from ..protection.protector import register_protector_type
 from ..protection.surrogates import EFFICIENTNET_LITE0, Surrogate
 from .base import (
     BaselineProtector,
@@ -78,7 +77,6 @@ def synthesize(centre: torch.Tensor, key: bytes, *, seed: int, sample_std: float
     return up * (epsilon / peak) if peak > 0 else up
 
 
-@register_protector_type
 class SynPerProtector(BaselineProtector):
     """A fitted SynPer protector: class centres ``(n_classes, 3, grid, grid)``; perturbations made at map time.
 
@@ -99,8 +97,11 @@ class SynPerProtector(BaselineProtector):
         c = self.config
         if c.perturbation != "classwise" or self.n_rows != len(c.classes):
             raise ValueError("inconsistent protector: SynPer needs one centre per class")
-        if len(self.cache_keys) != len(self.cache_rows):
-            raise ValueError("inconsistent protector: cache_keys and cache_rows differ in length")
+        self._check_cache_range(self.n_rows, "row")
+
+    def _check_perturbations(self) -> None:
+        if not bool(torch.isfinite(self.deltas).all()):
+            raise ValueError("inconsistent protector: the class centres hold NaN or infinite values")
 
     def perturbations_for(self, images: Sequence[Image.Image], *,
                           labels: Sequence[object] | None = None) -> list[torch.Tensor]:

@@ -77,7 +77,7 @@ def add_fit_arguments(p: argparse.ArgumentParser, defaults: dict | None = None) 
                    help="perturbation size when images differ in size (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--method", default="uc", help="uc (default) or a baseline: eminn, eminn-classwise, emaxn, "
-                   "advpoison, synper, deepconfuse (see uc_datasets.attacks)")
+                   "advpoison, synper, deepconfuse (every method of uc_datasets.registry)")
     p.add_argument("--label-column", default=None,
                    help="uc: label-aware mode, keys nested in this column's classes; baselines: label-consistent "
                         "mode (this column instead of the surrogate's predicted classes)")
@@ -110,17 +110,17 @@ def uc_kwargs_from_args(args: argparse.Namespace) -> dict:
             extra[key.replace("-", "_")] = ast.literal_eval(value)
         except (ValueError, SyntaxError):
             extra[key.replace("-", "_")] = value
-    method = getattr(args, "method", "uc")
-    if method != "uc":
-        from ..attacks import method_arguments
+    from ..registry import method_arguments
 
-        accepted = set(method_arguments(method))
-        kwargs = {k: v for k, v in kwargs.items() if k in accepted and v is not None}
+    accepted = set(method_arguments(getattr(args, "method", "uc")))
+    kwargs = {k: v for k, v in kwargs.items() if k in accepted and v is not None}
     return {**kwargs, **extra}
 
 
 def _uc_kwargs(args: argparse.Namespace) -> dict:
-    surrogate = args.surrogate or (DEFAULT_SURROGATE if getattr(args, "method", "uc") == "uc" else None)
+    from ..registry import get_method
+
+    surrogate = args.surrogate or get_method(getattr(args, "method", "uc")).default_surrogate
     return dict(surrogate=surrogate, surrogate_image_size=args.surrogate_image_size,
                 n_clusters=args.n_clusters, epsilon=args.epsilon / 255, epochs=args.epochs,
                 batch_size=args.batch_size, lr=args.lr, loss=args.loss, train_on=args.train_on,
@@ -149,7 +149,7 @@ def run_protect(args: argparse.Namespace, accelerator=None) -> int:
     """Load the dataset, fit, protect, verify and save; optionally push. Used by the CLI and the recipe."""
     import torch
 
-    from ..protection.pipeline import protect_dataset
+    from ..pipeline import protect_dataset
     from ..sources import load_source
 
     t0 = time.perf_counter()
@@ -167,7 +167,9 @@ def run_protect(args: argparse.Namespace, accelerator=None) -> int:
     if accelerator is not None:
         kwargs.pop("device", None)
     method = getattr(args, "method", "uc")
-    if method != "uc":
+    from ..registry import method_arguments
+
+    if "channels_last" not in method_arguments(method):
         kwargs.pop("channels_last", None)
     out = protect_dataset(ds, args.output_dir, image_column=args.image_column, accelerator=accelerator,
                           resume=getattr(args, "resume", False), num_workers=getattr(args, "num_workers", 0),

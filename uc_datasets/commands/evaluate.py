@@ -21,7 +21,13 @@ from accelerate import Accelerator
 
 from ..evaluation.data import MIX_MODES, load_evaluation_data
 from ..evaluation.defenses import DEFENSES
-from ..evaluation.relabel import DEFAULT_ENCODER, PAPER_N_RANGE, PSEUDO_ENCODERS, default_n_range, validate_n
+from ..evaluation.relabel import (
+    DEFAULT_ENCODER,
+    PAPER_N_RANGE,
+    PSEUDO_ENCODERS,
+    default_n_range,
+    validate_n,
+)
 from ..evaluation.reporting import write_outputs
 from ..evaluation.sweep import STEMS, EvaluationConfig, run_sweep
 from ..evaluation.victims import AUGMENTATIONS, VICTIMS

@@ -18,6 +18,16 @@ __all__ = ["add_push_arguments", "run_push"]
 logger = logging.getLogger(__name__)
 
 
+def _card_method(text: str) -> str:
+    """``argparse`` type of ``push --method``: a registered method's key or card name -> its card name."""
+    from ..registry import card_method_name
+
+    try:
+        return card_method_name(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def add_push_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the ``uc-datasets push`` arguments to ``parser``."""
     parser.add_argument("protected", help="protected dataset: a save_to_disk directory, an image folder or a Hub id")
@@ -29,7 +39,9 @@ def add_push_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
                                             "method, surrogate, epsilon and clusters")
     parser.add_argument("--epsilon", type=epsilon_levels,
                         help="without --protector: L-inf bound in uint8 levels, 1..255, e.g. 8 for 8/255")
-    parser.add_argument("--method", choices=["UC", "UC-CLIP"], help="without --protector: method for the card")
+    parser.add_argument("--method", type=_card_method,
+                        help="without --protector: method for the card, any registered method (uc, UC-CLIP, "
+                             "eminn, eminn-classwise, emaxn, advpoison, synper, deepconfuse)")
     parser.add_argument("--surrogate", help="without --protector: surrogate model id for the card")
     parser.add_argument("--n-clusters", type=int, help="without --protector: number of clusters for the card")
     parser.add_argument("--image-column", default="image", help="image column (default: %(default)s)")

@@ -34,6 +34,8 @@ import numpy as np
 import torch
 from datasets import ClassLabel, Dataset, DatasetDict, Value
 
+from ..grouping import kmeans_groups
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -270,8 +272,6 @@ def kmeans_relabeling(
         >>> kmeans_relabeling(["a", "b", "c"], 2, embeddings=emb).group_names
         ('a | b', 'c')
     """
-    from sklearn.cluster import KMeans
-
     names = tuple(str(name) for name in class_names)
     validate_n(n_groups, len(names))
     if embeddings is None:
@@ -285,16 +285,7 @@ def kmeans_relabeling(
             f"Only {distinct} distinct class-name embeddings for n={n_groups} groups; "
             "class names must be distinct, or choose a smaller n."
         )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", category=UserWarning)
-        assignment = KMeans(n_clusters=n_groups, n_init=10, random_state=seed).fit_predict(embeddings)
-    # Canonical numbering: groups ordered by their smallest member label.
-    order = {}
-    for group in assignment:
-        order.setdefault(int(group), len(order))
-    if len(order) != n_groups:  # pragma: no cover - K-means keeps clusters non-empty
-        raise RuntimeError(f"K-means produced {len(order)} non-empty groups instead of {n_groups}.")
-    mapping = tuple(order[int(group)] for group in assignment)
+    mapping = tuple(int(g) for g in kmeans_groups(embeddings, n_groups, seed=seed))
     return Relabeling(mapping, _group_names(names, mapping, n_groups), names, method="bert-kmeans")
 
 

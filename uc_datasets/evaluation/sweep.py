@@ -21,7 +21,6 @@ import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
-from .defenses import get_defense
 from .data import (
     MIX_MODES,
     EvaluationData,
@@ -32,6 +31,7 @@ from .data import (
     read_protection_metadata,
     read_run_summary,
 )
+from .defenses import get_defense
 from .metrics import load_unlearnability
 from .relabel import (
     DEFAULT_ENCODER,

@@ -50,8 +50,8 @@ from transformers import (
     ResNetForImageClassification,
 )
 
-from .defenses import Defense
 from ..imaging import crop_at
+from .defenses import Defense
 
 logger = logging.getLogger(__name__)
 

@@ -7,6 +7,8 @@ import logging
 import numpy as np
 import torch
 
+from ..grouping import kmeans_groups
+
 logger = logging.getLogger(__name__)
 
 #: Above this many samples K-means switches to MiniBatchKMeans.
@@ -180,15 +182,9 @@ def group_keys(embeddings: np.ndarray, n_groups: int, *, seed: int = 0) -> np.nd
         >>> group_keys(np.array([[0.0], [0.1], [5.0]]), 2).tolist()
         [0, 0, 1]
     """
-    from sklearn.cluster import KMeans
-
     e = np.asarray(embeddings, np.float64)
     n_groups = int(n_groups)
     if not 2 <= n_groups < e.shape[0]:
         raise ValueError(f"a level of {n_groups} groups needs more keys than groups; there are {e.shape[0]} keys. "
                          "Choose levels below the number of clusters (or classes).")
-    raw = KMeans(n_clusters=n_groups, random_state=seed, n_init=10).fit_predict(e)
-    order: dict[int, int] = {}
-    for g in raw:
-        order.setdefault(int(g), len(order))
-    return np.array([order[int(g)] for g in raw], np.int64)
+    return kmeans_groups(e, n_groups, seed=seed)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import math
-import numbers
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
+
+from ..config import BaseConfig
 
 LOSSES = ("kl", "cosine", "mse")
 TRAIN_ON = ("members", "all")
@@ -17,39 +17,8 @@ FEATURE_NORMS = ("none", "l2", "l2-pca")
 DEFAULT_LR = {"generator": 1e-4, "direct": 1e-2}
 
 
-def as_epsilon(value: object, *, name: str = "epsilon") -> float:
-    """``value`` as an L-inf bound in [0, 1] pixel units, or ``ValueError`` saying how to fix it.
-
-    Any real number is accepted (``float``, ``int``, ``np.float32``, a one-element torch
-    tensor); bools, strings, NaN, values above 1 and values that change no pixel are refused.
-    A pixel changes only when ``round(epsilon * 255) >= 1``, so the bound must be above half a level.
-
-    Example:
-        >>> as_epsilon(16 / 255) == 16 / 255
-        True
-    """
-    if hasattr(value, "numel") and hasattr(value, "item") and value.numel() == 1:  # a torch scalar
-        value = value.item()
-    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(float(value)):
-        raise ValueError(f"{name} must be a number in pixel units of [0, 1], e.g. 16/255, got {value!r}.")
-    eps = float(value)
-    if abs(eps * 255 - round(eps * 255)) < 1e-4:  # k/255 given in float32 (or rounded): exactly k/255
-        eps = round(eps * 255) / 255
-    if eps > 1:
-        raise ValueError(
-            f"{name}={eps:g} is larger than 1: it is in [0, 1] pixel units, not uint8 levels. "
-            f"Did you mean {name}={eps:g}/255 = {eps / 255:.4f}?"
-        )
-    if eps * 255 <= 0.5 + 1e-9:
-        raise ValueError(
-            f"{name}={eps:g} ({eps * 255:.3g}/255) is at most half a uint8 level and would change no pixel "
-            "(perturbations are rounded to whole levels); use at least 1/255 (the paper uses 16/255)."
-        )
-    return eps
-
-
 @dataclass
-class UCConfig:
+class UCConfig(BaseConfig):
     """Every setting of a fit. Defaults follow the reference code (DESIGN.md §1).
 
     Example:
@@ -93,11 +62,11 @@ class UCConfig:
         self.levels = tuple(int(v) for v in self.levels) if not isinstance(self.levels, int) else (self.levels,)
         if self.level_shares is not None:
             self.level_shares = tuple(float(v) for v in self.level_shares)
-        self.validate()
+        super().__post_init__()
 
     def validate(self) -> None:
         """Raise ``ValueError`` with a fix for every bad setting."""
-        self.epsilon = as_epsilon(self.epsilon)
+        super().validate()
         for name, allowed in (("loss", LOSSES), ("train_on", TRAIN_ON),
                               ("parametrization", PARAMETRIZATIONS), ("permutation", PERMUTATIONS)):
             if getattr(self, name) not in allowed:
@@ -131,11 +100,6 @@ class UCConfig:
             raise ValueError(f"label_column must be a column name or None, got {self.label_column!r}.")
 
     @property
-    def epsilon_levels(self) -> int:
-        """The bound in uint8 levels that every protected pixel respects: ceil(eps * 255)."""
-        return math.ceil(self.epsilon * 255 - 1e-9)
-
-    @property
     def shares(self) -> tuple[float, ...]:
         """Share of epsilon of the clusters, then of each coarser level: ``level_shares``, or
         half to the clusters and the rest split evenly over ``levels``.
@@ -159,11 +123,3 @@ class UCConfig:
     @property
     def learning_rate(self) -> float:
         return self.lr if self.lr is not None else DEFAULT_LR[self.parametrization]
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> UCConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})

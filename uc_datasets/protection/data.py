@@ -8,7 +8,6 @@ from collections import Counter
 import datasets
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from ..imaging import (
@@ -16,9 +15,9 @@ from ..imaging import (
     check_size,
     content_key,
     decode_image,
-    pil_to_float,
+    load_native,
     supported_mode,
-    to_supported_mode,
+    working_tensor,
 )
 
 logger = logging.getLogger(__name__)
@@ -56,32 +55,6 @@ def feature_mode(ds: datasets.Dataset, image_column: str) -> str | None:
 def undecoded(ds: datasets.Dataset, image_column: str) -> datasets.Dataset:
     """``ds`` with its image column left as bytes, so we decode (and report errors) ourselves."""
     return ds.cast_column(image_column, datasets.Image(decode=False))
-
-
-def load_native(value: object, *, index: int, image_column: str, max_pixels: int = DEFAULT_MAX_PIXELS,
-                mode: str | None = None, where: str | None = None) -> Image.Image:
-    """Decode one image, convert it to ``mode`` if given (an ``Image(mode=...)`` feature), then to a
-    supported mode, and check its size. Errors name ``where`` (default: row ``index`` of the column)."""
-    where = where or f"row {index} of column {image_column!r}"
-    img = decode_image(value, where=where)
-    if mode is not None and img.mode != mode:
-        img = img.convert(mode)
-    img = to_supported_mode(img, where=where)
-    check_size(img, max_pixels=max_pixels, where=where)
-    return img
-
-
-def working_tensor(img: Image.Image, hw: tuple[int, int]) -> torch.Tensor:
-    """uint8 RGB tensor (3, h, w) of a supported-mode image at the working resolution.
-
-    The single conversion used both when fitting and when assigning at map time, so an
-    image seen during fit gets exactly the features it had then.
-    """
-    t = pil_to_float(img)
-    if tuple(t.shape[-2:]) != tuple(hw):
-        t = F.interpolate(t.unsqueeze(0), size=hw, mode="bilinear", align_corners=False,
-                          antialias=True).squeeze(0)
-    return torch.round(t.clamp(0, 1) * 255).to(torch.uint8)
 
 
 def scan_sizes(ds: datasets.Dataset, image_column: str, *, max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -169,3 +142,18 @@ class WorkingSet(torch.utils.data.Dataset):
 def grey_mask_like(grey: torch.Tensor | np.ndarray) -> torch.Tensor:
     """(B,) bool -> (B, 1, 1, 1) bool, for ``torch.where`` over image batches."""
     return torch.as_tensor(grey, dtype=torch.bool).view(-1, 1, 1, 1)
+
+
+def prepare_working_set(ds: datasets.Dataset, image_column: str, *, working_size: int,
+                        max_pixels: int = DEFAULT_MAX_PIXELS, progress: bool = True) -> tuple[WorkingSet, int]:
+    """The opening of every fit (UC and the baselines): check the column, read every header,
+    choose the working resolution and build the :class:`WorkingSet`.
+
+    Returns ``(working set, number of grey images)``; the resolution is ``working_set.hw``.
+    """
+    check_image_column(ds, image_column)
+    sizes, n_grey = scan_sizes(ds, image_column, max_pixels=max_pixels, progress=progress)
+    hw = choose_working_hw(sizes, working_size)
+    logger.info("%d images, %d distinct sizes, %d grey; working resolution %s", len(ds), len(sizes), n_grey, hw)
+    return WorkingSet(ds, image_column, hw, max_pixels=max_pixels, progress=progress), n_grey
+

@@ -9,6 +9,7 @@ reference code) trains each cluster's perturbation on every image, p passes an e
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import time
@@ -20,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..imaging import crop_at, luminance
 from .clustering import assign, kmeans, target_permutation
 from .config import UCConfig
 from .data import WorkingSet, grey_mask_like
@@ -34,7 +36,6 @@ from .distributed import (
     world,
 )
 from .generator import Perturbation
-from ..imaging import crop_at, luminance
 from .patterns import MODEL_FREE, combine_levels, tile_to
 from .surrogates import Surrogate
 
@@ -363,7 +364,11 @@ def _cluster(surrogate: Surrogate, data: WorkingSet, cfg: UCConfig, *, device: t
     from safetensors.numpy import load_file as np_load
     from safetensors.numpy import save_file as np_save
 
-    from .clustering import apply_feature_transform, fit_feature_transform, nested_kmeans
+    from .clustering import (
+        apply_feature_transform,
+        fit_feature_transform,
+        nested_kmeans,
+    )
 
     key = _run_key(cfg, len(data), data.hw, classes)
     cached = cache_dir / CLUSTERS_FILE if cache_dir is not None else None
@@ -468,7 +473,7 @@ def fit_clusters(surrogate: Surrogate, data: WorkingSet, cfg: UCConfig, *, devic
     centres, labels = arrays["centres"], arrays["labels"]
     p = centres.shape[0]
     if p != cfg.n_clusters:  # label-aware: the number of clusters follows the classes
-        cfg.n_clusters = p
+        cfg = dataclasses.replace(cfg, n_clusters=p)
     perm = target_permutation(p, cfg.permutation, seed=cfg.seed)
     logger.info("cluster sizes: %s", np.bincount(labels, minlength=p).tolist())
     levels = key_levels(cfg, arrays, class_names)

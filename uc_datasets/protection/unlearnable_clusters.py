@@ -4,34 +4,23 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import random
 from collections.abc import Sequence
 
 import datasets
 import numpy as np
 import torch
+from accelerate.utils import set_seed
 
 from .. import __version__
-from .config import UCConfig
-from .data import WorkingSet, check_image_column, choose_working_hw, scan_sizes
-from .fit import fit_clusters
+from ..base import default_device
 from ..imaging import DEFAULT_MAX_PIXELS
+from .config import UCConfig
+from .data import check_image_column, prepare_working_set
+from .fit import fit_clusters
 from .protector import UCProtector
 from .surrogates import Surrogate, load_surrogate
 
 logger = logging.getLogger(__name__)
-
-
-def default_device() -> torch.device:
-    """CUDA when available, else CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (CPU and CUDA)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 class UnlearnableClusters:
@@ -87,7 +76,7 @@ class UnlearnableClusters:
             resume: continue from the newest checkpoint in ``output_dir``.
             num_workers: DataLoader workers for decoding (useful on GPU machines).
         """
-        cfg = self.config
+        cfg = dataclasses.replace(self.config)  # the fit's own copy: label-aware mode changes n_clusters
         check_image_column(ds, image_column)
         if label_column is not None:
             cfg.label_column = label_column
@@ -102,19 +91,17 @@ class UnlearnableClusters:
         elif len(ds) < cfg.n_clusters:
             raise ValueError(f"{len(ds)} images cannot make n_clusters={cfg.n_clusters} clusters; "
                              "use fewer clusters or more images.")
-        seed_everything(cfg.seed)
-        sizes, n_grey = scan_sizes(ds, image_column, max_pixels=self.max_pixels,
-                                   progress=self.progress and (accelerator is None or accelerator.is_main_process))
-        hw = choose_working_hw(sizes, cfg.working_size)
-        logger.info("%d images, %d distinct sizes, %d grey; working resolution %s", len(ds), len(sizes), n_grey, hw)
+        set_seed(cfg.seed)
+        show = self.progress and (accelerator is None or accelerator.is_main_process)
+        data, n_grey = prepare_working_set(ds, image_column, working_size=cfg.working_size,
+                                           max_pixels=self.max_pixels, progress=show)
         if accelerator is not None:
             self.device = accelerator.device
         surrogate = self.load_surrogate()
-        show = self.progress and (accelerator is None or accelerator.is_main_process)
-        data = WorkingSet(ds, image_column, hw, max_pixels=self.max_pixels, progress=show)
         result = fit_clusters(surrogate, data, cfg, device=self.device, accelerator=accelerator,
                               output_dir=output_dir, resume=resume, num_workers=num_workers, progress=show,
                               classes=classes, class_names=names, any_grey=n_grey > 0)
+        cfg = dataclasses.replace(cfg, n_clusters=int(result.centres.shape[0]))
         keys = np.frombuffer(b"".join(data.content_keys()), dtype=np.uint8).reshape(-1, 16)
         metadata = {
             "loss_curves": result.loss_curves,
@@ -127,8 +114,8 @@ class UnlearnableClusters:
             "key_levels": result.key_levels,
             "class_names": names,
         }
-        return UCProtector(dataclasses.replace(cfg), result.deltas, result.centres, result.permutation,
-                           surrogate_info=vars(surrogate.info()), image_column=image_column, working_hw=hw,
+        return UCProtector(cfg, result.deltas, result.centres, result.permutation,
+                           surrogate_info=vars(surrogate.info()), image_column=image_column, working_hw=data.hw,
                            cache_keys=keys, cache_clusters=result.labels, metadata=metadata,
                            surrogate=surrogate, max_pixels=self.max_pixels, classes=class_values,
                            cluster_class=result.cluster_class, transform=result.transform)

@@ -1,7 +1,7 @@
 """Unlearnability: test accuracy, its majority-class chance level and a protection score."""
 
-from collections import Counter
 import logging
+from collections import Counter
 
 import datasets
 import evaluate

@@ -15,12 +15,12 @@ from pathlib import Path
 import datasets
 import torch
 
-from .. import __version__
-from ..hub import public_surrogate_name
-from .preview import save_preview
-from .protector import UCProtector
-from .unlearnable_clusters import UnlearnableClusters
-from ..verify import VerifyReport, verify
+from . import __version__
+from .base import BaseProtector
+from .hub import public_surrogate_name
+from .protection.preview import save_preview
+from .registry import get_method
+from .verify import VerifyReport, verify
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class ProtectOutputs:
     preview: Path
     summary: Path
     report: VerifyReport
-    protector: UCProtector
+    protector: BaseProtector
     protected: datasets.Dataset
 
 
@@ -112,17 +112,15 @@ def _protect_dataset(ds: datasets.Dataset, out: Path, *, image_column: str, prog
                      label_column: str | None, **uc_kwargs) -> ProtectOutputs | None:
     main = accelerator is None or accelerator.is_main_process
     t0 = time.perf_counter()
-    if method == "uc":
-        uc = UnlearnableClusters(progress=progress, **uc_kwargs)
-        protector = uc.fit(ds, image_column=image_column, label_column=label_column, accelerator=accelerator,
-                           output_dir=str(out), resume=resume, num_workers=num_workers)
-    else:
-        if accelerator is not None and accelerator.num_processes > 1:
-            raise ValueError(f"method {method!r} (a baseline) fits in one process; run it with plain python "
-                             "or `accelerate launch` with one process.")
-        from ..attacks import fit_method
-
-        protector = fit_method(method, ds, image_column=image_column, label_column=label_column, **uc_kwargs)
+    spec = get_method(method)
+    run: dict = {}
+    if spec.distributed:
+        run = dict(accelerator=accelerator, output_dir=str(out), resume=resume, num_workers=num_workers)
+    elif accelerator is not None and accelerator.num_processes > 1:
+        raise ValueError(f"method {method!r} fits in one process; run it with plain python "
+                         "or `accelerate launch` with one process.")
+    protector = spec.fit(ds, image_column=image_column, label_column=label_column, progress=progress, **run,
+                         **uc_kwargs)
     t1 = time.perf_counter()
     first = accelerator.main_process_first() if accelerator is not None else contextlib.nullcontext()
     with first:

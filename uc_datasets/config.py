@@ -1,0 +1,76 @@
+"""What every method's config shares: the epsilon check and the JSON round trip.
+
+Imports nothing heavy, so ``uc_datasets.UCConfig`` and the command line stay light.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import asdict, dataclass, fields
+from typing import TypeVar
+
+_C = TypeVar("_C", bound="BaseConfig")
+
+
+def as_epsilon(value: object, *, name: str = "epsilon") -> float:
+    """``value`` as an L-inf bound in [0, 1] pixel units, or ``ValueError`` saying how to fix it.
+
+    Any real number is accepted (``float``, ``int``, ``np.float32``, a one-element torch
+    tensor); bools, strings, NaN, values above 1 and values that change no pixel are refused.
+    A pixel changes only when ``round(epsilon * 255) >= 1``, so the bound must be above half a level.
+
+    Example:
+        >>> as_epsilon(16 / 255) == 16 / 255
+        True
+    """
+    if hasattr(value, "numel") and hasattr(value, "item") and value.numel() == 1:  # a torch scalar
+        value = value.item()
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(float(value)):
+        raise ValueError(f"{name} must be a number in pixel units of [0, 1], e.g. 16/255, got {value!r}.")
+    eps = float(value)
+    if abs(eps * 255 - round(eps * 255)) < 1e-4:  # k/255 given in float32 (or rounded): exactly k/255
+        eps = round(eps * 255) / 255
+    if eps > 1:
+        raise ValueError(
+            f"{name}={eps:g} is larger than 1: it is in [0, 1] pixel units, not uint8 levels. "
+            f"Did you mean {name}={eps:g}/255 = {eps / 255:.4f}?"
+        )
+    if eps * 255 <= 0.5 + 1e-9:
+        raise ValueError(
+            f"{name}={eps:g} ({eps * 255:.3g}/255) is at most half a uint8 level and would change no pixel "
+            "(perturbations are rounded to whole levels); use at least 1/255 (the paper uses 16/255)."
+        )
+    return eps
+
+
+@dataclass
+class BaseConfig:
+    """Base of :class:`~uc_datasets.UCConfig` and :class:`~uc_datasets.attacks.BaselineConfig`.
+
+    A subclass is a dataclass with an ``epsilon`` field; it extends :meth:`validate` (calling
+    this one first) and gets ``epsilon_levels``, ``to_dict`` and ``from_dict`` (which ignores
+    unknown keys, so configs saved by a newer version still load).
+    """
+
+    # ``epsilon`` is declared by each subclass, with its default and at its place among the fields.
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` with a fix for every bad setting (here: epsilon)."""
+        self.epsilon = as_epsilon(self.epsilon)
+
+    @property
+    def epsilon_levels(self) -> int:
+        """The bound in uint8 levels that every protected pixel respects: ceil(eps * 255)."""
+        return math.ceil(self.epsilon * 255 - 1e-9)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls: type[_C], d: dict) -> _C:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
