@@ -1,6 +1,8 @@
+import argparse
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import datasets
 import pytest
@@ -114,7 +116,7 @@ def test_import_and_help_do_not_load_the_heavy_modules():
 
 
 def test_console_script_help():
-    out = subprocess.run([sys.executable, "-m", "uc_datasets.commands.cli", "protect", "--help"], capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "uc_datasets", "protect", "--help"], capture_output=True,
                          text=True, check=True).stdout
     assert "--n-clusters" in out and "--epsilon" in out and "--output-dir" in out
 
@@ -162,3 +164,33 @@ def test_a_protect_that_fails_its_check_keeps_only_what_resume_uses(tiny_clip, t
     assert rc == 1 and "error: verification failed, nothing was saved" in capsys.readouterr().err
     left = sorted(p.name for p in (tmp_path / "o").iterdir())
     assert left and set(left) <= {"clusters.safetensors", "checkpoints"}, left
+
+
+def test_python_dash_m_and_version():
+    import uc_datasets
+
+    out = subprocess.run([sys.executable, "-m", "uc_datasets", "--version"], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == f"uc-datasets {uc_datasets.__version__}"
+    out = subprocess.run([sys.executable, "-m", "uc_datasets", "verify", "--help"], capture_output=True, text=True,
+                         check=True).stdout
+    assert "--epsilon" in out
+
+
+def test_py_typed_marker_ships_with_the_package():
+    import uc_datasets
+
+    assert (Path(uc_datasets.__file__).parent / "py.typed").is_file()
+
+
+def test_push_method_accepts_every_registered_method():
+    from uc_datasets.commands.push import add_push_arguments
+    from uc_datasets.registry import METHODS
+
+    parser = add_push_arguments(argparse.ArgumentParser())
+    base = ["in", "me/repo", "--clean", "clean"]
+    for key in METHODS:
+        assert parser.parse_args([*base, "--method", key]).method in METHODS[key].names
+    assert parser.parse_args([*base, "--method", "UC-CLIP"]).method == "UC-CLIP"
+    with pytest.raises(SystemExit):
+        parser.parse_args([*base, "--method", "nope"])

@@ -22,6 +22,7 @@ from PIL import Image
 
 import uc_datasets
 from uc_datasets import UnlearnableClusters, load_protector
+from uc_datasets.commands.push import add_push_arguments, run_push
 from uc_datasets.hub import (
     CARD_KEY,
     ProtectionCheckError,
@@ -30,7 +31,6 @@ from uc_datasets.hub import (
     push_protected,
     render_card_section,
 )
-from uc_datasets.commands.push import add_push_arguments, run_push
 
 from hub_server import HubServer, hub_environment
 
@@ -284,6 +284,19 @@ def test_protector_private_push_and_load_identical(hub, clean, protector):
         a, b = loaded.protect_images(imgs), protector.protect_images(imgs)
         assert all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(a, b))
 
+
+
+def test_from_pretrained_takes_a_hub_repo_id_like_load_protector(hub, protector):
+    from uc_datasets import UCProtector
+    from uc_datasets.attacks import BaselineProtector
+
+    protector.push_to_hub("alice/from-pretrained")
+    with pytest.raises(FileNotFoundError, match="neither a local protector directory nor a Hub model repo"):
+        UCProtector.from_pretrained("alice/from-pretrained", token=BOB_TOKEN)  # private: bob cannot read it
+    loaded = UCProtector.from_pretrained("alice/from-pretrained")
+    assert type(loaded) is UCProtector and torch.equal(loaded.deltas, protector.deltas)
+    with pytest.raises(ValueError, match="not a baseline protector"):  # the class must match what was saved
+        BaselineProtector.from_pretrained("alice/from-pretrained")
 
 def test_public_protector_push_is_refused(hub, protector):
     with pytest.raises(PublicProtectorError, match=r"(?s)public.*secret.*undo the protection.*allow_public=True"):

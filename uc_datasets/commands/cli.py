@@ -9,6 +9,9 @@ import logging
 import sys
 import time
 
+from .. import __version__
+from .arguments import epsilon_levels
+
 logger = logging.getLogger("uc_datasets")
 
 DEFAULT_SURROGATE = "openai/clip-vit-base-patch32"
@@ -20,30 +23,6 @@ DEMO_DEFAULTS = dict(source="fashion-mnist", split="train", max_samples=2000, su
 
 #: Subcommands whose arguments come from heavier modules; added only when that command is run.
 _LAZY_COMMANDS = ("push", "evaluate")
-
-
-def epsilon_levels(text: str) -> float:
-    """``argparse`` type of ``--epsilon``: a bound in uint8 levels, > 0.5 and <= 255.
-
-    A value below 1 is refused as a likely fraction (Python's units), naming both readings.
-
-    Example:
-        >>> epsilon_levels("16")
-        16.0
-    """
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of uint8 levels, e.g. 16 for 16/255; got {text!r}")
-    if not 1 <= value <= 255:  # NaN fails this too
-        if 0 < value < 1:
-            raise argparse.ArgumentTypeError(
-                f"{text} is in uint8 levels on the command line (16 means 16/255); did you mean "
-                f"{max(1, round(value * 255))} (levels) or {value:g} as a fraction (= {value * 255:.3g} levels)? "
-                f"Write --epsilon {max(1, round(value * 255))}."
-            )
-        raise argparse.ArgumentTypeError(f"--epsilon is in uint8 levels from 1 to 255 (16 for 16/255); got {text}")
-    return value
 
 
 def add_fit_arguments(p: argparse.ArgumentParser, defaults: dict | None = None) -> None:
@@ -215,6 +194,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="uc-datasets", description=__doc__, epilog=EXIT_CODES,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("protect", help="fit a protector on a dataset split and protect it")
     add_fit_arguments(p)

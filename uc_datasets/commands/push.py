@@ -11,7 +11,7 @@ import datasets
 
 from ..hub import push_protected
 from ..sources import load_source
-from .cli import epsilon_levels
+from .arguments import epsilon_levels
 
 __all__ = ["add_push_arguments", "run_push"]
 
@@ -62,7 +62,7 @@ def run_push(args: argparse.Namespace) -> int:
     """Run ``uc-datasets push`` from parsed :func:`add_push_arguments` arguments; returns 0."""
     protector = None
     if args.protector:
-        from ..protection.protector import load_protector
+        from ..registry import load_protector
 
         protector = load_protector(args.protector, token=args.token)
     protected = load_source(args.protected, split=args.split)

@@ -47,17 +47,16 @@ def shard_bounds(n: int, rank: int, world_size: int) -> tuple[int, int]:
 def gather_rows(accelerator, local: torch.Tensor, n_total: int) -> torch.Tensor:
     """All-gather contiguous per-rank row shards into the original order, dropping padding.
 
-    Each rank holds rows ``shard_bounds(n_total, rank, world)``. Shards are padded to the
-    largest size for the collective and the padding is removed, so no row is duplicated
-    or dropped.
+    Each rank holds rows ``shard_bounds(n_total, rank, world)``. accelerate pads the shards
+    to the largest size for the collective (``pad_across_processes``) and the padding is
+    removed, so no row is duplicated or dropped.
     """
     rank, ws = world(accelerator)
     if ws == 1:
         return local
     sizes = [shard_bounds(n_total, r, ws) for r in range(ws)]
     longest = max(b - a for a, b in sizes)
-    pad = torch.zeros(longest - local.shape[0], *local.shape[1:], dtype=local.dtype, device=local.device)
-    gathered = accelerator.gather(torch.cat([local, pad]).contiguous())  # (ws * longest, ...)
+    gathered = accelerator.gather(accelerator.pad_across_processes(local.contiguous(), dim=0))  # (ws * longest, ...)
     parts = [gathered[r * longest : r * longest + (b - a)] for r, (a, b) in enumerate(sizes)]
     return torch.cat(parts)
 

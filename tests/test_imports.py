@@ -1,0 +1,121 @@
+"""The package's import graph: no cycles, hidden ones included, and no import side effects."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import uc_datasets
+
+PACKAGE = Path(uc_datasets.__file__).resolve().parent
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = path
+    return out
+
+
+def _type_checking_lines(tree: ast.AST) -> set[int]:
+    lines = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for child in node.body:
+                lines.update(range(child.lineno, (child.end_lineno or child.lineno) + 1))
+    return lines
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the package modules it imports, at module level or inside functions (which run
+    later, but still close a cycle), plus the parent packages every import executes first.
+    Imports under ``if TYPE_CHECKING:`` never run and are left out."""
+    modules = _modules()
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        skip = _type_checking_lines(tree)
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        targets: set[str] = set()
+        for node in ast.walk(tree):
+            if getattr(node, "lineno", None) in skip:
+                continue
+            if isinstance(node, ast.Import):
+                targets.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = package.split(".")
+                    base = base[: len(base) - node.level + 1]
+                    mod = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    mod = node.module or ""
+                targets.add(mod)
+                targets.update(f"{mod}.{a.name}" for a in node.names if f"{mod}.{a.name}" in modules)
+        edges = set()
+        for t in targets:
+            if not (t == "uc_datasets" or t.startswith("uc_datasets.")):
+                continue
+            parts = t.split(".")
+            edges.update(p for p in (".".join(parts[:i]) for i in range(1, len(parts) + 1)) if p in modules)
+        edges.discard(name)
+        edges -= {a for a in (".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1))}
+        graph[name] = edges
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle of ``graph`` (a list that starts and ends with the same module), or None."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for start in sorted(graph):
+        if start not in state and (found := visit(start)):
+            return found
+    return None
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_no_import_cycle_inside_uc_datasets():
+    graph = import_graph()
+    assert len(graph) > 30 and "uc_datasets.registry" in graph["uc_datasets.pipeline"]
+    assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))
+
+
+def test_no_importlib_side_effects():
+    """Only the package's lazy exports (PEP 562) import by name; nothing registers itself that way."""
+    users = sorted(name for name, path in _modules().items() if "importlib" in path.read_text(encoding="utf-8"))
+    assert users == ["uc_datasets"]
+
+
+def test_the_evaluation_side_does_not_import_the_training_code():
+    graph = import_graph()
+    training = {"uc_datasets.protection.fit", "uc_datasets.protection.unlearnable_clusters",
+                "uc_datasets.protection.protector", "uc_datasets.registry", "uc_datasets.attacks"}
+    for name, edges in graph.items():
+        if name.startswith("uc_datasets.evaluation"):
+            assert not edges & training, (name, edges & training)
+
+
+def test_library_modules_do_not_import_the_command_line():
+    for name, edges in import_graph().items():
+        if not name.startswith(("uc_datasets.commands", "uc_datasets.__main__")):
+            assert not any(e.startswith("uc_datasets.commands") for e in edges), name

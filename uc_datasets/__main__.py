@@ -1,0 +1,8 @@
+"""``python -m uc_datasets ...``: the ``uc-datasets`` command."""
+
+import sys
+
+from .commands.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
