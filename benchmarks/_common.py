@@ -167,7 +167,7 @@ class Stopwatch:
 
 
 def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
-    """A markdown table from a header and rows of cells (already formatted or plain values)."""
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    lines += ["| " + " | ".join("" if c is None else str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
+    """A markdown table from a header and rows of cells (the evaluation side's ``reporting.markdown_table``)."""
+    from uc_datasets.evaluation.reporting import markdown_table as table
+
+    return table(header, rows)

@@ -410,20 +410,14 @@ class VictimRunner:
 
 def _row(profile: StrengthProfile, *, method: str, lab: Relabeling, defense: str, seed: int, clean: dict | None,
          result: dict | None, extra: dict, error: str | None = None) -> dict:
-    row = {
-        "dataset": DATASET, "method": method, "surrogate": extra.pop("surrogate", SURROGATE), "victim": "resnet18",
-        "width": profile.victim_width, "epochs": profile.victim_epochs, "n_classes": lab.n_groups,
-        "relabel": lab.method, "defense": defense, "protected_fraction": 1.0, "seed": seed,
-        "clean_acc": clean["accuracy"] if clean else None,
-        "protected_acc": result["accuracy"] if result else None,
-        "chance": (result or clean or {}).get("chance"),
-        "protection_score": result["protection_score"] if result else None,
-        "clean_acc_best": clean.get("accuracy_best") if clean else None,
-        "protected_acc_best": result.get("accuracy_best") if result else None,
-        "protection_score_best": result.get("protection_score_best") if result else None,
-        "epsilon": "16/255", "n_train": profile.n_train, "n_test": profile.n_test,
-    }
-    row.update(extra)
+    """The evaluation side's results row (``reporting.result_row``) plus this benchmark's columns."""
+    from uc_datasets.evaluation.reporting import result_row
+
+    keys = {"dataset": DATASET, "method": method, "surrogate": SURROGATE, "victim": "resnet18",
+            "width": profile.victim_width, "epochs": profile.victim_epochs, "n_classes": lab.n_groups,
+            "relabel": lab.method, "defense": defense, "protected_fraction": 1.0, "seed": seed,
+            "epsilon": "16/255", "n_train": profile.n_train, "n_test": profile.n_test, **extra}
+    row = result_row(clean=clean, scores=result, **keys)
     if error:
         row["error"] = error
     return row
@@ -511,11 +505,15 @@ def _sweep_jobs(runner: VictimRunner, sets: TrainSets, jobs: list[tuple], rows: 
 
 
 def _pct(v: float | None) -> str:
-    return "n/a" if v is None else f"{100 * v:.1f}"
+    from uc_datasets.evaluation.reporting import percent
+
+    return percent(v, 1)
 
 
 def _num(v: float | None, spec: str = ".3f") -> str:
-    return "n/a" if v is None else format(v, spec)
+    from uc_datasets.evaluation.reporting import number
+
+    return number(v, spec)
 
 
 def results_markdown(rows: list[dict], *, variant_key: str | None = None) -> str:

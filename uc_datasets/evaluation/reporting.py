@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["RESULTS_JSON", "RESULTS_PLOT", "RESULTS_TABLE", "ROW_KEYS", "plot_accuracy_vs_n", "results_table",
-           "write_outputs"]
+__all__ = ["IDENTITY_KEYS", "RESULTS_JSON", "RESULTS_PLOT", "RESULTS_TABLE", "ROW_KEYS", "markdown_table", "number",
+           "percent", "plot_accuracy_vs_n", "result_row", "results_table", "write_outputs"]
 
 #: The keys of every results row (``results.json``'s ``rows``); scripts may add more.
 ROW_KEYS = (
@@ -43,12 +43,60 @@ ROW_KEYS = (
 RESULTS_JSON, RESULTS_TABLE, RESULTS_PLOT = "results.json", "results.md", "accuracy_vs_n.png"
 
 
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:.2f}"
+#: The keys that name a row (everything before the accuracies).
+IDENTITY_KEYS = ROW_KEYS[: ROW_KEYS.index("clean_acc")]
 
 
-def _score(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
+def result_row(*, clean: dict | None, scores: dict | None, **keys: object) -> dict:
+    """One results row: the identity keys (``dataset`` ... ``seed``, all required) from ``keys``,
+    the clean and the protected victim's accuracies and scores (``train_and_score`` results;
+    None for a victim that failed), then the remaining ``keys`` as extra columns.
+
+    Example:
+        >>> ids = dict.fromkeys(IDENTITY_KEYS, 0)
+        >>> row = result_row(clean={"accuracy": 0.8, "chance": 0.1}, scores=None, **ids, note="x")
+        >>> row["clean_acc"], row["protected_acc"], row["chance"], list(row)[-1]
+        (0.8, None, 0.1, 'note')
+    """
+    missing = [k for k in IDENTITY_KEYS if k not in keys]
+    if missing:
+        raise ValueError(f"a results row needs {missing}")
+    row = {k: keys.pop(k) for k in IDENTITY_KEYS}
+    row.update(
+        clean_acc=clean["accuracy"] if clean else None,
+        protected_acc=scores["accuracy"] if scores else None,
+        chance=(scores or clean or {}).get("chance"),
+        protection_score=scores["protection_score"] if scores else None,
+        clean_acc_best=clean.get("accuracy_best") if clean else None,
+        protected_acc_best=scores.get("accuracy_best") if scores else None,
+        protection_score_best=scores.get("protection_score_best") if scores else None,
+    )
+    row.update(keys)
+    return row
+
+
+def percent(value: float | None, digits: int = 2) -> str:
+    """A fraction as a percentage with ``digits`` decimals; ``n/a`` for None."""
+    return "n/a" if value is None else f"{100 * value:.{digits}f}"
+
+
+def number(value: float | None, spec: str = ".3f") -> str:
+    """``format(value, spec)``; ``n/a`` for None."""
+    return "n/a" if value is None else format(value, spec)
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A markdown table from a header and rows of cells (already formatted or plain values; None is empty).
+
+    Example:
+        >>> print(markdown_table(["a", "b"], [[1, None]]), end="")
+        | a | b |
+        | --- | --- |
+        | 1 |  |
+    """
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    lines += ["| " + " | ".join("" if c is None else str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
 
 
 def results_table(rows: Sequence[dict]) -> str:
@@ -59,19 +107,14 @@ def results_table(rows: Sequence[dict]) -> str:
         >>> results_table([row]).splitlines()[0].startswith("| victim")
         True
     """
-    header = (
-        "| victim | defense | protected fraction | labels | n | seed | clean acc (%) | protected acc (%) "
-        "| chance (%) | protection score | best-epoch protected acc (%) | best-epoch score |"
-    )
-    lines = [header, "|" + " --- |" * (header.count("|") - 1)]
-    for row in rows:
-        lines.append(
-            f"| {row['victim']} | {row['defense']} | {row['protected_fraction']:g} | {row['relabel']} "
-            f"| {row['n_classes']} | {row['seed']} | {_pct(row['clean_acc'])} | {_pct(row['protected_acc'])} "
-            f"| {_pct(row['chance'])} | {_score(row['protection_score'])} | {_pct(row.get('protected_acc_best'))} "
-            f"| {_score(row.get('protection_score_best'))} |"
-        )
-    return "\n".join(lines) + "\n"
+    header = ["victim", "defense", "protected fraction", "labels", "n", "seed", "clean acc (%)", "protected acc (%)",
+              "chance (%)", "protection score", "best-epoch protected acc (%)", "best-epoch score"]
+    return markdown_table(header, [
+        [row["victim"], row["defense"], f"{row['protected_fraction']:g}", row["relabel"], row["n_classes"], row["seed"],
+         percent(row["clean_acc"]), percent(row["protected_acc"]), percent(row["chance"]),
+         number(row["protection_score"]), percent(row.get("protected_acc_best")),
+         number(row.get("protection_score_best"))]
+        for row in rows])
 
 
 def _mean_std(values: Iterable[float]) -> tuple[float, float]:

@@ -45,7 +45,7 @@ from .relabel import (
     pseudo_labeling,
     validate_n,
 )
-from .reporting import ROW_KEYS, plot_accuracy_vs_n, results_table, write_outputs
+from .reporting import ROW_KEYS, plot_accuracy_vs_n, result_row, results_table, write_outputs
 from .victims import (
     TrainConfig,
     build_victim,
@@ -236,26 +236,9 @@ def _unprotected(clean: dict) -> dict:
 
 def _row(config: EvaluationConfig, *, victim: str, n: int, relabel: str, defense: str, fraction: float, seed: int,
          clean: dict, scores: dict) -> dict:
-    return {
-        "dataset": config.dataset,
-        "method": config.method,
-        "surrogate": config.surrogate,
-        "victim": victim,
-        "width": config.width,
-        "epochs": config.epochs,
-        "n_classes": n,
-        "relabel": relabel,
-        "defense": defense,
-        "protected_fraction": fraction,
-        "seed": seed,
-        "clean_acc": clean["accuracy"],
-        "protected_acc": scores["accuracy"],
-        "chance": scores["chance"],
-        "protection_score": scores["protection_score"],
-        "clean_acc_best": clean.get("accuracy_best"),
-        "protected_acc_best": scores.get("accuracy_best"),
-        "protection_score_best": scores.get("protection_score_best"),
-    }
+    return result_row(dataset=config.dataset, method=config.method, surrogate=config.surrogate, victim=victim,
+                      width=config.width, epochs=config.epochs, n_classes=n, relabel=relabel, defense=defense,
+                      protected_fraction=fraction, seed=seed, clean=clean, scores=scores)
 
 
 def simclr_rows(data: EvaluationData, config: EvaluationConfig, victim_name: str, seed: int,
