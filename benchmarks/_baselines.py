@@ -80,8 +80,8 @@ def fit_baseline(method: str, train_ds: datasets.Dataset, *, consistent: bool, s
     the label source, the verify report).
     """
     from uc_datasets import verify
-    from uc_datasets.registry import fit_method
     from uc_datasets.evaluation.sweep import dataset_to_tensors
+    from uc_datasets.registry import fit_method
 
     t0 = time.perf_counter()
     protector = fit_method(method, train_ds, label_column="label" if consistent else None, progress=progress,

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 from uc_datasets import UnlearnableClusters, __version__
-from uc_datasets.protection.fit import PerturbationBank, feature_loss
 from uc_datasets.protection.config import UCConfig
+from uc_datasets.protection.fit import PerturbationBank, feature_loss
 from uc_datasets.protection.surrogates import load_surrogate
 
 logger = logging.getLogger("gpu_fit")

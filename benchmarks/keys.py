@@ -172,7 +172,11 @@ def spectral_keys(features: np.ndarray, p: int) -> np.ndarray:
 
 def kmeans_method_keys(method: str, feats: np.ndarray, pca_feats: np.ndarray, p: int) -> np.ndarray:
     """Keys of one of :data:`KMEANS_METHODS` at p (see the module docstring)."""
-    from uc_datasets.protection.clustering import apply_feature_transform, fit_feature_transform, kmeans
+    from uc_datasets.protection.clustering import (
+        apply_feature_transform,
+        fit_feature_transform,
+        kmeans,
+    )
 
     if method == "kmeans":
         return kmeans(feats, p, seed=0)[1]
@@ -197,7 +201,12 @@ def self_label(images: torch.Tensor, keys: np.ndarray, p: int,
     import numpy as np
     import torch
 
-    from uc_datasets.evaluation.victims import TrainConfig, build_victim, predict, train_victim
+    from uc_datasets.evaluation.victims import (
+        TrainConfig,
+        build_victim,
+        predict,
+        train_victim,
+    )
 
     config = TrainConfig(epochs=profile.victim_epochs, batch_size=profile.victim_batch_size, lr=profile.victim_lr,
                          augment="crop", seed=0)
@@ -283,8 +292,11 @@ def main(argv: list[str] | None = None) -> dict:
     """Make every method's keys at every p, score them against every labelling; return what was written."""
     import numpy as np
 
-    from uc_datasets.protection.clustering import apply_feature_transform, fit_feature_transform
     from uc_datasets.evaluation.sweep import dataset_to_tensors
+    from uc_datasets.protection.clustering import (
+        apply_feature_transform,
+        fit_feature_transform,
+    )
     from uc_datasets.sources import FASHION_MNIST_CLASSES
 
     args = parse_args(argv)

@@ -44,8 +44,18 @@ import torch
 import torch.nn.functional as F
 
 from uc_datasets.protection.clustering import kmeans, target_permutation
-from uc_datasets.protection.data import WorkingSet, check_image_column, choose_working_hw, scan_sizes
-from uc_datasets.protection.fit import attack_success, compute_features, feature_loss, perturb
+from uc_datasets.protection.data import (
+    WorkingSet,
+    check_image_column,
+    choose_working_hw,
+    scan_sizes,
+)
+from uc_datasets.protection.fit import (
+    attack_success,
+    compute_features,
+    feature_loss,
+    perturb,
+)
 from uc_datasets.protection.generator import Perturbation
 from uc_datasets.protection.surrogates import Surrogate
 

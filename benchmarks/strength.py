@@ -309,7 +309,11 @@ def make_labelings(class_names: list[str], n_values: Sequence[int], encoder: str
     """
     import numpy as np
 
-    from uc_datasets.evaluation.relabel import embed_class_names, identity_relabeling, kmeans_relabeling
+    from uc_datasets.evaluation.relabel import (
+        embed_class_names,
+        identity_relabeling,
+        kmeans_relabeling,
+    )
 
     labelings = [identity_relabeling(class_names)]
     if n_values:
@@ -1072,7 +1076,12 @@ def calibrate(profile: StrengthProfile, compare_defaults: bool = False) -> dict[
     import torch
 
     from uc_datasets import UnlearnableClusters
-    from uc_datasets.evaluation.victims import TrainConfig, build_victim, predict, train_victim
+    from uc_datasets.evaluation.victims import (
+        TrainConfig,
+        build_victim,
+        predict,
+        train_victim,
+    )
 
     n_fit = min(profile.n_train, 4 * profile.fit_batch_size)
     ds = _common.load_balanced_fashion_mnist("train", max(n_fit, 10 * profile.n_clusters))

@@ -16,7 +16,11 @@ import sys
 
 from accelerate import Accelerator
 
-from uc_datasets.commands.cli import add_fit_arguments, add_recipe_arguments, run_protect
+from uc_datasets.commands.cli import (
+    add_fit_arguments,
+    add_recipe_arguments,
+    run_protect,
+)
 
 
 def main(argv=None) -> int:

@@ -250,8 +250,8 @@ def test_nan_perturbations_are_refused_at_load_and_never_applied(fitted, tmp_pat
     import torch
 
     from uc_datasets import load_protector
-    from uc_datasets.imaging import apply_delta
     from uc_datasets.base import InvalidProtectorError
+    from uc_datasets.imaging import apply_delta
 
     _, prot = fitted
     d = _saved(prot, tmp_path / "p")

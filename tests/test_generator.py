@@ -1,7 +1,11 @@
 import pytest
 import torch
 
-from uc_datasets.protection.generator import Perturbation, ResnetGenerator, generator_size
+from uc_datasets.protection.generator import (
+    Perturbation,
+    ResnetGenerator,
+    generator_size,
+)
 
 
 def test_reference_architecture():

@@ -16,6 +16,7 @@ import datasets
 import numpy as np
 import pytest
 import torch
+from hub_server import HubServer, hub_environment
 from huggingface_hub import DatasetCard, HfApi, hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 from PIL import Image
@@ -31,8 +32,6 @@ from uc_datasets.hub import (
     push_protected,
     render_card_section,
 )
-
-from hub_server import HubServer, hub_environment
 
 TOKEN = "hf_UCtestFAKEtoken0123456789DoNotLeak"  # alice's; recognisable so a leak is easy to find
 BOB_TOKEN = "hf_UCtestFAKEbobToken9876543210"
@@ -386,7 +385,11 @@ def test_hub_environment_restores_what_it_patched(tmp_path):
 
 def test_recipe_push_to_hub_flag(hub, clean, tiny_clip, tmp_path, capsys):
     """`recipes/protect.py --push-to-hub` (via the function the recipe calls): verified, private, carded."""
-    from uc_datasets.commands.cli import add_fit_arguments, add_recipe_arguments, run_protect
+    from uc_datasets.commands.cli import (
+        add_fit_arguments,
+        add_recipe_arguments,
+        run_protect,
+    )
 
     clean.select(range(12)).save_to_disk(str(tmp_path / "in"))
     parser = argparse.ArgumentParser()

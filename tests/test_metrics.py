@@ -6,7 +6,10 @@ from pathlib import Path
 import evaluate
 import pytest
 
-from uc_datasets.evaluation.metrics import UNLEARNABILITY_METRIC_PATH, load_unlearnability
+from uc_datasets.evaluation.metrics import (
+    UNLEARNABILITY_METRIC_PATH,
+    load_unlearnability,
+)
 
 
 @pytest.fixture

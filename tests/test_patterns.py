@@ -9,7 +9,14 @@ import torch
 
 from tests.conftest import FAST_FIT, structured_images
 from uc_datasets import UnlearnableClusters, load_protector, verify
-from uc_datasets.protection.patterns import ar_patterns, block_patterns, combine_levels, keyed_patterns, tile_patterns, tile_to
+from uc_datasets.protection.patterns import (
+    ar_patterns,
+    block_patterns,
+    combine_levels,
+    keyed_patterns,
+    tile_patterns,
+    tile_to,
+)
 
 
 def _arrays(ds):

@@ -15,8 +15,8 @@ from PIL import Image
 
 from tests.conftest import FAST_FIT, image_dataset, jpeg_bytes, structured_images
 from uc_datasets import UnlearnableClusters, load_protector, verify
-from uc_datasets.protection.clustering import assign
 from uc_datasets.base import SurrogateMismatchError
+from uc_datasets.protection.clustering import assign
 from uc_datasets.protection.protector import UCProtector
 
 

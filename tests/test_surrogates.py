@@ -3,11 +3,20 @@ import pytest
 import torch
 from PIL import Image
 
-from uc_datasets.protection.surrogates import PreprocessConfig, TorchPreprocess, load_surrogate
+from uc_datasets.protection.surrogates import (
+    PreprocessConfig,
+    TorchPreprocess,
+    load_surrogate,
+)
 
 
 def _processors():
-    from transformers import BitImageProcessor, CLIPImageProcessor, ConvNextImageProcessor, ViTImageProcessor
+    from transformers import (
+        BitImageProcessor,
+        CLIPImageProcessor,
+        ConvNextImageProcessor,
+        ViTImageProcessor,
+    )
 
     return {
         "clip-bicubic-crop": CLIPImageProcessor(),

@@ -8,9 +8,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import asdict, dataclass, fields
-from typing import TypeVar
-
-_C = TypeVar("_C", bound="BaseConfig")
+from typing import Any
 
 
 def as_epsilon(value: object, *, name: str = "epsilon") -> float:
@@ -71,6 +69,6 @@ class BaseConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls: type[_C], d: dict) -> _C:
+    def from_dict(cls, d: dict) -> Any:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})

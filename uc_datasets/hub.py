@@ -7,7 +7,7 @@ Two directions, kept apart on purpose:
   first runs :func:`uc_datasets.verify` against the clean dataset and refuses to push if any
   image breaks the epsilon bound or was left unprotected, and it refuses datasets that
   still carry protector data (cluster/perturbation columns, protector files).
-- :func:`push_protector` (``UCProtector.push_to_hub``) stores the protector, a secret that
+- :func:`push_protector` (``protector.push_to_hub``) stores the protector, a secret that
   undoes the protection, in a **private** model repo; a public push needs an explicit
   ``allow_public=True``. Nothing from the protector goes into the dataset repo.
 
@@ -38,7 +38,7 @@ from . import __version__
 from .verify import VerifyReport, verify
 
 if TYPE_CHECKING:
-    from .protection.protector import UCProtector
+    from .base import BaseProtector
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ def push_protected(
     repo_id: str,
     *,
     clean: datasets.Dataset | datasets.DatasetDict,
-    protector: UCProtector | None = None,
+    protector: BaseProtector | None = None,
     epsilon: float | None = None,
     method: str | None = None,
     surrogate: str | None = None,
@@ -174,7 +174,7 @@ def push_protected(
                       splits={_split_key(config_name, n): r.to_dict() for n, r in reports.items()})
 
 
-def _protection_info(protector: UCProtector | None, *, epsilon: float | None, method: str | None,
+def _protection_info(protector: BaseProtector | None, *, epsilon: float | None, method: str | None,
                      surrogate: str | None, n_clusters: int | None) -> dict:
     explicit = {"epsilon": epsilon, "method": method, "surrogate": surrogate, "n_clusters": n_clusters}
     if protector is not None:
@@ -240,7 +240,7 @@ def _refuse_protector_data(ds: datasets.Dataset, split: str) -> None:
     if found:
         raise ProtectorLeakError(
             f"Refusing to push: split {split!r} is stored next to a protector ({', '.join(found)}). A protector "
-            "must never sit with the data it protects. Move it to a private place (UCProtector.push_to_hub pushes "
+            "must never sit with the data it protects. Move it to a private place (protector.push_to_hub pushes "
             "it to a private model repo) and save the dataset without it."
         )
 
@@ -281,7 +281,7 @@ def _refuse_protector_files_on_hub(api: HfApi, repo_id: str, revision: str | Non
         raise ProtectorLeakError(
             f"Refusing to push: the dataset repo {repo_id} already holds protector file(s) {found}. Anyone who can "
             "read the repo can undo the protection. Delete them (HfApi().delete_file(path, repo_id, "
-            "repo_type='dataset')), keep the protector in a private model repo (UCProtector.push_to_hub), then "
+            "repo_type='dataset')), keep the protector in a private model repo (protector.push_to_hub), then "
             "push again. Deleted files stay in the git history: consider a new repo."
         )
 
@@ -369,7 +369,7 @@ def _with_section(text: str, section: str) -> str:
 
 
 # ---------------------------------------------------------------------------- protector repos
-def push_protector(protector: UCProtector, repo_id: str, *, private: bool = True, allow_public: bool = False,
+def push_protector(protector: BaseProtector, repo_id: str, *, private: bool = True, allow_public: bool = False,
                    token: str | None = None, revision: str | None = None,
                    commit_message: str | None = None) -> str:
     """Push ``protector`` to a **private** Hub model repo; returns the commit URL.

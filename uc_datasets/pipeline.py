@@ -115,7 +115,7 @@ def _protect_dataset(ds: datasets.Dataset, out: Path, *, image_column: str, prog
     spec = get_method(method)
     run: dict = {}
     if spec.distributed:
-        run = dict(accelerator=accelerator, output_dir=str(out), resume=resume, num_workers=num_workers)
+        run = {"accelerator": accelerator, "output_dir": str(out), "resume": resume, "num_workers": num_workers}
     elif accelerator is not None and accelerator.num_processes > 1:
         raise ValueError(f"method {method!r} fits in one process; run it with plain python "
                          "or `accelerate launch` with one process.")

@@ -10,12 +10,21 @@ import numpy as np
 import pytest
 import torch
 
-from tests.attacks.helpers import BASELINES, CLASSWISE, COMMON, EPS, SAMPLEWISE, TANH_BOUNDED, TINY, arrays
+from tests.attacks.helpers import (
+    BASELINES,
+    CLASSWISE,
+    COMMON,
+    EPS,
+    SAMPLEWISE,
+    TANH_BOUNDED,
+    TINY,
+    arrays,
+)
 from tests.conftest import FAST_FIT, image_dataset, structured_images
 from uc_datasets import UCProtector, load_protector, verify
 from uc_datasets.attacks import BaselineProtector, UnseenImageError
-from uc_datasets.registry import DEFERRED, METHODS, fit_method, method_arguments
 from uc_datasets.attacks.synper import SynPerProtector
+from uc_datasets.registry import DEFERRED, METHODS, fit_method, method_arguments
 
 
 def test_registry_and_fit_method_errors(labelled):

@@ -16,7 +16,6 @@ import torch.nn.functional as F
 from tests.attacks.helpers import COMMON, EPS, TINY
 from uc_datasets import load_protector, verify
 from uc_datasets.attacks import BaselineProtector
-from uc_datasets.registry import fit_method, method_arguments
 from uc_datasets.attacks.deepconfuse import (
     AutoEncoder,
     DeepConfuseSettings,
@@ -25,6 +24,7 @@ from uc_datasets.attacks.deepconfuse import (
     recalibrate_batchnorm,
 )
 from uc_datasets.attacks.optim import build_model, perturb
+from uc_datasets.registry import fit_method, method_arguments
 
 CPU = torch.device("cpu")
 

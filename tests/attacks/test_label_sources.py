@@ -12,10 +12,10 @@ from tests.attacks.helpers import COMMON, TINY, arrays
 from tests.conftest import image_dataset, structured_images
 from uc_datasets import load_protector, verify
 from uc_datasets.attacks import LabelSourceError, load_classifier
-from uc_datasets.registry import fit_method
 from uc_datasets.attacks.labels import dataset_labels, predict_classes
-from uc_datasets.imaging import working_tensor
 from uc_datasets.base import SurrogateMismatchError
+from uc_datasets.imaging import working_tensor
+from uc_datasets.registry import fit_method
 
 
 def _x(ds, hw=(16, 16)) -> torch.Tensor:

@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from tests.attacks.helpers import COMMON, EPS, TINY, arrays
 from tests.conftest import image_dataset, structured_images
 from uc_datasets import load_protector, verify
-from uc_datasets.registry import fit_method
 from uc_datasets.attacks.optim import build_model, perturb, pgd
 from uc_datasets.attacks.synper import synthesize
+from uc_datasets.registry import fit_method
 
 
 # ---------------------------------------------------------------------------- SynPer

@@ -45,7 +45,13 @@ from .relabel import (
     pseudo_labeling,
     validate_n,
 )
-from .reporting import ROW_KEYS, plot_accuracy_vs_n, result_row, results_table, write_outputs
+from .reporting import (
+    ROW_KEYS,
+    plot_accuracy_vs_n,
+    result_row,
+    results_table,
+    write_outputs,
+)
 from .victims import (
     TrainConfig,
     build_victim,

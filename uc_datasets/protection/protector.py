@@ -153,13 +153,13 @@ class UCProtector(BaseProtector):
 
     @classmethod
     def _parts_kwargs(cls, cfg: dict, tensors: dict[str, torch.Tensor]) -> dict:
-        return dict(
-            centres=tensors["centres"].numpy(),
-            permutation=np.asarray(cfg["permutation"]),
-            classes=cfg.get("classes"),
-            cluster_class=tensors["cluster_class"].numpy() if "cluster_class" in tensors else None,
-            transform={k[len("transform_"):]: v.numpy() for k, v in tensors.items() if k.startswith("transform_")},
-        )
+        return {
+            "centres": tensors["centres"].numpy(),
+            "permutation": np.asarray(cfg["permutation"]),
+            "classes": cfg.get("classes"),
+            "cluster_class": tensors["cluster_class"].numpy() if "cluster_class" in tensors else None,
+            "transform": {k[len("transform_"):]: v.numpy() for k, v in tensors.items() if k.startswith("transform_")},
+        }
 
     @property
     def method(self) -> str:
