@@ -1,4 +1,4 @@
-"""``uc-datasets evaluate`` and ``recipes/evaluate.py``: the sweep's options and runner.
+"""``uc-datasets evaluate`` and ``recipes/evaluate_protection.py``: the sweep's options and runner.
 
 Example:
     >>> import argparse
