@@ -18,7 +18,7 @@ from PIL import Image
 from uc_datasets.commands.evaluate import add_evaluate_arguments, run_evaluate
 from uc_datasets.evaluation.sweep import ROW_KEYS, load_evaluation_data, score_epochs
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NAMES = ["apple", "banana", "car", "truck", "dog", "cat"]
 PER_CLASS_TRAIN, PER_CLASS_TEST = 8, 4
 TINY = ["--encoder", "offline", "--width", "0.0625", "--epochs", "1", "--batch-size", "16", "--no-progress"]
