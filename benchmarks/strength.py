@@ -734,19 +734,16 @@ def pseudo_sweep(runner: VictimRunner, sets: TrainSets, methods: Sequence[str], 
     clusters follow the classes or the protection.
     """
     import numpy as np
-    import torch
     from sklearn.metrics import normalized_mutual_info_score
 
-    from uc_datasets.evaluation.relabel import image_features, pseudo_labeling
+    from uc_datasets.evaluation.relabel import pseudo_labels_for
 
     def labels_for(images: torch.Tensor):
-        train_f, test_f = image_features(images, [sets.test], encoder=PSEUDO_ENCODER)
-        lab = pseudo_labeling(train_f, n, seed=seed, encoder=PSEUDO_ENCODER)
-        return lab, torch.from_numpy(lab.train_labels), lab.assign(test_f).tolist()
+        return pseudo_labels_for(images, sets.test, n, encoder=PSEUDO_ENCODER, seed=seed)
 
     rows: list[dict] = []
     for n in n_values:
-        lab, train_y, test_y = labels_for(sets.clean)
+        _, train_y, test_y = labels_for(sets.clean)
         clean, error = None, None
         try:
             clean = runner.accuracy(sets.clean, train_y, n, "none", seed, test_y)

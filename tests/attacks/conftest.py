@@ -13,8 +13,9 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.attacks.helpers import BASELINES, COMMON, TINY, one_thread
+from tests.attacks.helpers import BASELINES, COMMON, TINY
 from tests.conftest import image_dataset, structured_images
+from tests.torch_threads import one_thread
 
 
 @pytest.fixture(autouse=True)

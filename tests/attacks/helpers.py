@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
-import torch
 
 EPS = 8 / 255
 #: Tiny settings for every method (fits take well under a second on 2 cores).
@@ -30,12 +27,3 @@ def arrays(ds) -> list[np.ndarray]:
     return [np.asarray(r["image"]) for r in ds]
 
 
-@contextlib.contextmanager
-def one_thread():
-    """Run torch on one thread inside the block, then restore the previous setting."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)

@@ -7,8 +7,8 @@ import pytest
 import torch
 from accelerate.utils import set_seed
 
-from tests.attacks.helpers import one_thread
 from tests.conftest import structured_images
+from tests.torch_threads import one_thread
 from uc_datasets.evaluation.simclr import (
     SimCLRConfig,
     SimCLREncoder,

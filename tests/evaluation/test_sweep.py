@@ -15,6 +15,7 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 from datasets import Image as ImageFeature
 from PIL import Image
 
+from tests.torch_threads import one_thread
 from uc_datasets.commands.evaluate import add_evaluate_arguments, run_evaluate
 from uc_datasets.evaluation.sweep import ROW_KEYS, load_evaluation_data, score_epochs
 
@@ -25,12 +26,9 @@ TINY = ["--encoder", "offline", "--width", "0.0625", "--epochs", "1", "--batch-s
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models train faster on one thread, and far faster when other jobs share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def single_thread():
+    with one_thread():
+        yield
 
 
 def grey_image(label: int, rng: np.random.Generator, size: int = 8) -> Image.Image:

@@ -4,6 +4,7 @@ import pytest
 import torch
 from accelerate import Accelerator
 
+from tests.torch_threads import one_thread
 from uc_datasets.evaluation.defenses import get_defense
 from uc_datasets.evaluation.victims import (
     VICTIMS,
@@ -21,12 +22,9 @@ from uc_datasets.evaluation.victims import (
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models train faster on one thread, and far faster when other jobs share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def single_thread():
+    with one_thread():
+        yield
 
 
 def n_params(module: torch.nn.Module) -> int:

@@ -54,6 +54,7 @@ __all__ = [
     "image_features",
     "kmeans_relabeling",
     "pseudo_labeling",
+    "pseudo_labels_for",
     "resolve_encoder",
     "validate_n",
 ]
@@ -471,3 +472,22 @@ def pseudo_labeling(features: np.ndarray, n_groups: int, *, seed: int = 0, encod
     centres = kmeans.cluster_centers_[permutation]
     labels = np.array([order[int(g)] for g in kmeans.labels_], dtype=np.int64)
     return PseudoLabeling(centres=centres, train_labels=labels, encoder=encoder)
+
+
+def pseudo_labels_for(
+    images: torch.Tensor, test_images: torch.Tensor, n_groups: int, *, encoder: str = "pixels-pca", seed: int = 0,
+    image_size: int | None = None,
+) -> tuple[PseudoLabeling, torch.Tensor, list[int]]:
+    """The hacker's pseudo-labels for a training set and the clean test set, in one call:
+    embed both with ``encoder`` (fit on ``images``), K-means ``images`` into ``n_groups``, and
+    label each test image with its nearest centre. Returns the labelling, the training labels
+    (a tensor) and the test labels (a list).
+
+    Example:
+        >>> lab, train_y, test_y = pseudo_labels_for(torch.rand(12, 3, 4, 4), torch.rand(5, 3, 4, 4), 2)
+        >>> lab.n_groups, train_y.shape[0], len(test_y)
+        (2, 12, 5)
+    """
+    train_features, test_features = image_features(images, [test_images], encoder=encoder, image_size=image_size)
+    labeling = pseudo_labeling(train_features, n_groups, seed=seed, encoder=encoder)
+    return labeling, torch.from_numpy(labeling.train_labels), labeling.assign(test_features).tolist()

@@ -35,14 +35,12 @@ from .defenses import get_defense
 from .metrics import load_unlearnability
 from .relabel import (
     DEFAULT_ENCODER,
-    PseudoLabeling,
     Relabeling,
     default_n_range,
     embed_class_names,
     identity_relabeling,
-    image_features,
     kmeans_relabeling,
-    pseudo_labeling,
+    pseudo_labels_for,
     validate_n,
 )
 from .reporting import (
@@ -226,14 +224,6 @@ def train_and_score(
     return score_epochs(per_epoch, test_labels, clean, metric)
 
 
-def _pseudo_labels(images: torch.Tensor, test_images: torch.Tensor, n: int, config: EvaluationConfig,
-                   image_size: int | None) -> tuple[PseudoLabeling, torch.Tensor, list[int]]:
-    train_features, test_features = image_features(images, [test_images], encoder=config.pseudo_encoder,
-                                                   image_size=image_size)
-    labeling = pseudo_labeling(train_features, n, seed=config.relabel_seed, encoder=config.pseudo_encoder)
-    return labeling, torch.from_numpy(labeling.train_labels), labeling.assign(test_features).tolist()
-
-
 def _unprotected(clean: dict) -> dict:
     """Fraction 0: the protected victim is the clean one (score 1, or undefined at chance)."""
     return {**clean, "protection_score": 1.0 if clean["accuracy"] > clean["chance"] else None,
@@ -346,39 +336,42 @@ def run_sweep(
                 100 * row["chance"],
             )
 
+    pseudo_cache: dict[tuple, tuple[torch.Tensor, list[int], str]] = {}
+    image_size = None if config.pseudo_encoder == "pixels-pca" else data.image_size
+
+    def pseudo_labels(n: int, key: str, images: torch.Tensor) -> tuple[torch.Tensor, list[int], str]:
+        """Pseudo-labels of one training set (``key``), computed once however many victims use them."""
+        if (n, key) not in pseudo_cache:
+            lab, train_y, test_y = pseudo_labels_for(images, data.test_images, n, encoder=config.pseudo_encoder,
+                                                     seed=config.relabel_seed, image_size=image_size)
+            pseudo_info[f"pseudo-{n}-{key}"] = lab.to_dict()
+            pseudo_cache[(n, key)] = train_y, test_y, lab.method
+        return pseudo_cache[(n, key)]
+
+    def class_labels(labeling: Relabeling) -> Callable[[str, torch.Tensor], tuple[torch.Tensor, list[int], str]]:
+        train_y = torch.from_numpy(labeling.map_labels(data.train_labels))
+        test_y = labeling.map_labels(data.test_labels).tolist()
+        return lambda key, images: (train_y, test_y, labeling.method)
+
+    # Every labelling as (n, labels_for(key, images) -> (train labels, test labels, name)): the
+    # class-name ones ignore the images; pseudo-labels cluster the set each victim trains on.
+    labels_for = [(lab.n_groups, class_labels(lab)) for lab in labelings]
+    labels_for += [(n, lambda key, images, n=n: pseudo_labels(n, key, images)) for n in config.pseudo_n_values]
     for seed in config.seeds:
         for victim_name in config.victims:
             for spec in config.defenses:
-                for labeling in labelings:
-                    train_y = torch.from_numpy(labeling.map_labels(data.train_labels))
-                    test_y = labeling.map_labels(data.test_labels).tolist()
-                    bar.set_postfix_str(f"{victim_name} {spec} n={labeling.n_groups} seed={seed}")
-                    clean = score(victim_name, data.train_images, train_y, labeling.n_groups, test_y, spec, seed)
-                    for fraction in fractions:
-                        if fraction == 0:
-                            scores = _unprotected(clean)
-                        else:
-                            scores = score(victim_name, protected_images(fraction, seed), train_y,
-                                           labeling.n_groups, test_y, spec, seed, clean)
-                        rows.append(_row(config, victim=victim_name, n=labeling.n_groups, relabel=labeling.method,
-                                         defense=spec, fraction=fraction, seed=seed, clean=clean, scores=scores))
-                        log(rows[-1])
-                for n in config.pseudo_n_values:
-                    bar.set_postfix_str(f"{victim_name} {spec} pseudo n={n} seed={seed}")
-                    image_size = data.image_size if config.pseudo_encoder != "pixels-pca" else None
-                    clean_lab, train_y, test_y = _pseudo_labels(data.train_images, data.test_images, n, config,
-                                                                image_size)
-                    pseudo_info[f"pseudo-{n}-clean"] = clean_lab.to_dict()
+                for n, labels in labels_for:
+                    bar.set_postfix_str(f"{victim_name} {spec} n={n} seed={seed}")
+                    train_y, test_y, relabel = labels("clean", data.train_images)
                     clean = score(victim_name, data.train_images, train_y, n, test_y, spec, seed)
                     for fraction in fractions:
                         if fraction == 0:
                             scores = _unprotected(clean)
                         else:
                             images = protected_images(fraction, seed)
-                            lab, p_train_y, p_test_y = _pseudo_labels(images, data.test_images, n, config, image_size)
-                            pseudo_info[f"pseudo-{n}-protected-{fraction:g}-seed{seed}"] = lab.to_dict()
+                            p_train_y, p_test_y, _ = labels(f"protected-{fraction:g}-seed{seed}", images)
                             scores = score(victim_name, images, p_train_y, n, p_test_y, spec, seed, clean)
-                        rows.append(_row(config, victim=victim_name, n=n, relabel=clean_lab.method, defense=spec,
+                        rows.append(_row(config, victim=victim_name, n=n, relabel=relabel, defense=spec,
                                          fraction=fraction, seed=seed, clean=clean, scores=scores))
                         log(rows[-1])
         if config.simclr_epochs:
