@@ -12,11 +12,16 @@ from uc_datasets import UnlearnableClusters, load_protector, verify
 from uc_datasets.protection.patterns import (
     ar_patterns,
     block_patterns,
+    code_tiles,
     combine_levels,
     keyed_patterns,
+    shift_similarity,
     tile_patterns,
     tile_to,
 )
+
+#: A few seconds of keyed min-min crafting (the contract, not the strength).
+TINY_EM = {"rounds": 2, "train_steps": 2, "batch_size": 20, "model_width": 0.0625}
 
 
 def _arrays(ds):
@@ -64,6 +69,24 @@ def test_combine_levels_stays_within_the_budget_and_shares_coarse_patterns():
         keyed_patterns("generator", 2, (4, 4))
 
 
+def test_code_tiles_stay_further_apart_under_shifts_and_flips_than_random_draws():
+    """The designed code's closest pair (best shift/flip correlation) beats every one of 20 random draws."""
+    for n, period in ((10, 4), (5, 4), (16, 6)):
+        code = float(shift_similarity(code_tiles(n, period=period, seed=0)).fill_diagonal_(-1).max())
+        random_best = min(float(shift_similarity(tile_patterns(n, (period, period), period=period, seed=s))
+                                .fill_diagonal_(-1).max()) for s in range(20))
+        assert code < random_best, (n, period, code, random_best)
+    assert torch.equal(code_tiles(6, seed=3), code_tiles(6, seed=3))
+    assert set(code_tiles(6, seed=3).unique().tolist()) == {-1.0, 1.0}
+
+
+def test_shift_similarity_sees_shifts_and_flips():
+    t = tile_patterns(1, (4, 4), period=4, seed=2)
+    views = torch.cat([t, t.roll(1, -1), t.roll((2, 3), (-2, -1)).flip(-1), -t])
+    sim = shift_similarity(views)
+    assert torch.allclose(sim[0, 1:3], torch.ones(2)) and float(sim[0, 3]) < 1
+
+
 def test_tile_to_any_size():
     assert tile_to(torch.arange(4.0).view(2, 2), (3, 5)).tolist() == [[0, 1, 0, 1, 0], [2, 3, 2, 3, 2], [0, 1, 0, 1, 0]]
 
@@ -77,6 +100,10 @@ FAMILY_CASES = [
     ("block", False, {"period": 3}),
     ("periodic-generator", True, {"augment_mode": "shifts"}),
     ("generator", False, {"augment_mode": "shifts"}),
+    ("tile-code", True, {"levels": (2,), "level_source": "features"}),
+    ("error-min", True, {"error_min": TINY_EM}),
+    ("error-min", False, {"error_min": {**TINY_EM, "augment": "none"}}),
+    ("tile+error-min", True, {"levels": (2,), "level_source": "features", "error_min": TINY_EM}),
 ]
 
 

@@ -7,6 +7,8 @@ every family here carries its key in a shift-robust statistic (DESIGN.md §1):
 * ``tile``: a random ``+-1`` tile of ``period x period`` pixels, repeated over the image
   (periodic, so any shift by a multiple of the period leaves it unchanged and any other shift
   turns it into another phase of the same tile);
+* ``tile-code``: the same, but the tiles are chosen as a code (:func:`code_tiles`): greedily,
+  so that no key's tile correlates strongly with any shift or flip of another key's;
 * ``ar``: an autoregressive texture (Sandoval-Segura et al., NeurIPS 2022): each key has its
   own 3x3 causal AR coefficients; the field is generated pixel by pixel from a seeded start and
   scaled to ``[-1, 1]``; a stationary process, so a crop is another sample of it;
@@ -30,15 +32,17 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-__all__ = ["FAMILIES", "MODEL_FREE", "PERIODIC", "ar_patterns", "block_patterns", "combine_levels",
-           "keyed_patterns", "tile_patterns", "tile_to"]
+__all__ = ["ERROR_MIN", "FAMILIES", "MODEL_FREE", "PERIODIC", "ar_patterns", "block_patterns", "code_tiles",
+           "combine_levels", "keyed_patterns", "shift_similarity", "tile_patterns", "tile_to"]
 
 #: Every perturbation family of the estimator (``UCConfig.pattern``).
-FAMILIES = ("generator", "periodic-generator", "tile", "ar", "block")
+FAMILIES = ("generator", "periodic-generator", "tile", "tile-code", "ar", "block", "error-min", "tile+error-min")
+#: Families crafted as keyed error-minimising noise (:mod:`uc_datasets.protection.keyed_noise`).
+ERROR_MIN = ("error-min", "tile+error-min")
 #: Families drawn from a seed, no surrogate training.
-MODEL_FREE = ("tile", "ar", "block")
+MODEL_FREE = ("tile", "tile-code", "ar", "block")
 #: Families whose perturbation repeats with ``period`` (tiled to every image size at map time).
-PERIODIC = ("tile", "periodic-generator")
+PERIODIC = ("tile", "tile-code", "periodic-generator")
 
 
 def _generator(seed: int) -> torch.Generator:
@@ -70,6 +74,73 @@ def tile_patterns(n_keys: int, hw: Sequence[int], *, period: int = 4, channels: 
         raise ValueError(f"period must be >= 1, got {period}")
     tiles = torch.randint(0, 2, (n_keys, channels, period, period), generator=_generator(seed)).float() * 2 - 1
     return tile_to(tiles, hw).contiguous()
+
+
+def _variants(tiles: torch.Tensor) -> torch.Tensor:
+    """Every cyclic shift and horizontal flip of each tile: ``(K, 2 * p * q, C * p * q)``."""
+    k, c, p, q = tiles.shape
+    out = []
+    for t in (tiles, tiles.flip(-1)):
+        for dy in range(p):
+            for dx in range(q):
+                out.append(t.roll((dy, dx), dims=(-2, -1)).reshape(k, -1))
+    return torch.stack(out, 1)
+
+
+def shift_similarity(tiles: torch.Tensor) -> torch.Tensor:
+    """``(K, K)`` largest normalised correlation of tile ``i`` with any shift or flip of tile ``j``.
+
+    What a crop + flip victim sees of a periodic tile is one of its cyclic shifts, flipped or
+    not; two keys are confusable when some such view of one correlates with the other. The
+    diagonal is 1.
+
+    Example:
+        >>> t = torch.tensor([[[[1.0, -1.0], [1.0, -1.0]]], [[[-1.0, 1.0], [-1.0, 1.0]]]])
+        >>> shift_similarity(t)[0, 1].item()  # the second is a shift of the first
+        1.0
+    """
+    flat = tiles.reshape(tiles.shape[0], -1).float()
+    flat = flat / flat.norm(dim=1, keepdim=True).clamp(min=1e-12)
+    views = _variants(tiles.float())
+    views = views / views.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+    return torch.einsum("id,jvd->ijv", flat, views).amax(-1)
+
+
+def code_tiles(n_keys: int, *, period: int = 4, channels: int = 1, seed: int = 0,
+               candidates: int = 4096) -> torch.Tensor:
+    """``n_keys`` ``+-1`` tiles chosen as a code: far apart under every cyclic shift and flip.
+
+    Greedy max-min selection from ``candidates`` seeded random tiles (each candidate's best
+    shift/flip correlation with the tiles already chosen must be as low as possible), so no
+    two keys look alike to a crop + flip victim, unlike independent random draws (where some
+    pairs correlate at 0.75-1.0 under a shift). Deterministic in ``seed``.
+
+    Example:
+        >>> t = code_tiles(4, period=4, seed=0)
+        >>> t.shape, float(shift_similarity(t).fill_diagonal_(-1).max()) < 0.75
+        (torch.Size([4, 1, 4, 4]), True)
+    """
+    if period < 1:
+        raise ValueError(f"period must be >= 1, got {period}")
+    gen = _generator(seed)
+    pool = torch.randint(0, 2, (max(candidates, n_keys), channels, period, period), generator=gen).float() * 2 - 1
+    d = channels * period * period
+    flat = pool.reshape(len(pool), -1) / d ** 0.5
+    views = _variants(pool) / d ** 0.5  # (M, V, d)
+    # self-similar candidates (a shift of themselves other than the identity) are kept: they are
+    # still one key; what matters is the similarity between keys
+    chosen = [0]
+    worst = torch.einsum("md,vd->mv", flat, views[0]).amax(-1)  # (M,) best match with the chosen set
+    worst = torch.maximum(worst, torch.einsum("vd,md->mv", views[0], flat).amax(-1))
+    for _ in range(1, n_keys):
+        score = worst.clone()
+        score[chosen] = float("inf")
+        nxt = int(torch.argmin(score))
+        chosen.append(nxt)
+        sim = torch.maximum(torch.einsum("md,vd->mv", flat, views[nxt]).amax(-1),
+                            torch.einsum("vd,md->mv", views[nxt], flat).amax(-1))
+        worst = torch.maximum(worst, sim)
+    return pool[chosen].contiguous()
 
 
 def block_patterns(n_keys: int, hw: Sequence[int], *, block: int = 4, channels: int = 1,
@@ -143,6 +214,8 @@ def keyed_patterns(family: str, n_keys: int, hw: Sequence[int], *, period: int =
     """
     if family == "tile":
         return tile_patterns(n_keys, hw, period=period, channels=channels, seed=seed)
+    if family == "tile-code":
+        return tile_to(code_tiles(n_keys, period=period, channels=channels, seed=seed), hw).contiguous()
     if family == "block":
         return block_patterns(n_keys, hw, block=period, channels=channels, seed=seed)
     if family == "ar":
