@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..config import BaseConfig
 
@@ -57,6 +57,9 @@ class UCConfig(BaseConfig):
     level_source: str = "auto"
     name_encoder: str = "bert-base-uncased"
     feature_norm: str = "none"
+    # --- keyed error-minimising noise (pattern="error-min" / "tile+error-min") ---------------
+    error_min: dict = field(default_factory=dict)
+    tile_share: float = 0.5
 
     def __post_init__(self) -> None:
         self.levels = tuple(int(v) for v in self.levels) if not isinstance(self.levels, int) else (self.levels,)
@@ -77,7 +80,7 @@ class UCConfig(BaseConfig):
                 raise ValueError(f"{name} must be an integer >= {2 if name == 'n_clusters' else 1}, got {v!r}.")
         if self.lr is not None and not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr!r}.")
-        from .patterns import FAMILIES, MODEL_FREE
+        from .patterns import ERROR_MIN, FAMILIES, MODEL_FREE
 
         for name, allowed in (("pattern", FAMILIES), ("augment_mode", AUGMENT_MODES),
                               ("level_source", LEVEL_SOURCES), ("feature_norm", FEATURE_NORMS)):
@@ -89,9 +92,17 @@ class UCConfig(BaseConfig):
                 raise ValueError(f"{name} must be an integer >= 1, got {v!r}.")
         if any(v < 2 for v in self.levels):
             raise ValueError(f"levels are numbers of coarser key groups and must each be >= 2, got {self.levels}.")
-        if self.levels and self.pattern not in MODEL_FREE:
+        if self.levels and self.pattern not in MODEL_FREE + ERROR_MIN:
             raise ValueError(f"multi-level keys (levels={self.levels}) are built for the model-free patterns "
-                             f"{MODEL_FREE}; pattern={self.pattern!r} trains one perturbation per cluster.")
+                             f"{MODEL_FREE} and the error-min families {ERROR_MIN}; pattern={self.pattern!r} "
+                             "trains one perturbation per cluster.")
+        if not isinstance(self.error_min, dict):
+            raise ValueError(f"error_min must be a dict of KeyedNoiseConfig settings, got {self.error_min!r}.")
+        if self.pattern in ERROR_MIN:
+            self.error_min_config.validate()
+        if not (isinstance(self.tile_share, (int, float)) and 0 < self.tile_share < 1):
+            raise ValueError(f"tile_share is the tile's fraction of epsilon in tile+error-min, in (0, 1); "
+                             f"got {self.tile_share!r}.")
         shares = self.shares
         if len(shares) != len(self.levels) + 1 or min(shares) <= 0 or abs(sum(shares) - 1) > 1e-6:
             raise ValueError(f"level_shares must give one positive share of epsilon to the clusters and one to each "
@@ -114,6 +125,24 @@ class UCConfig(BaseConfig):
             return (1.0,)
         rest = 0.5 / len(self.levels)
         return (0.5,) + (rest,) * len(self.levels)
+
+    @property
+    def error_min_config(self):
+        """The :class:`~uc_datasets.protection.keyed_noise.KeyedNoiseConfig` of ``error_min``.
+
+        Example:
+            >>> UCConfig(pattern="error-min", error_min={"rounds": 3}).error_min_config.rounds
+            3
+        """
+        from dataclasses import fields as _fields
+
+        from .keyed_noise import KeyedNoiseConfig
+
+        known = {f.name for f in _fields(KeyedNoiseConfig)}
+        unknown = sorted(set(self.error_min) - known)
+        if unknown:
+            raise ValueError(f"unknown error_min settings {unknown}; choose from {sorted(known)}.")
+        return KeyedNoiseConfig(**self.error_min)
 
     @property
     def label_aware(self) -> bool:

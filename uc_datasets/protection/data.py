@@ -119,6 +119,13 @@ class WorkingSet(torch.utils.data.Dataset):
         return load_native(self.raw[i][self.image_column], index=i, image_column=self.image_column,
                            max_pixels=self.max_pixels, mode=self.mode)
 
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every image as one uint8 tensor ``(N, 3, h, w)`` and the grey flags ``(N,)``."""
+        if self._cache is not None:
+            return self._cache
+        items = [self._decode(i) for i in range(len(self))]
+        return torch.stack([it[0] for it in items]), torch.tensor([bool(it[1]) for it in items], dtype=torch.bool)
+
     def content_keys(self) -> list[bytes]:
         """:func:`~uc_datasets.imaging.content_key` of every image, in order."""
         if self.keys is None:

@@ -36,7 +36,7 @@ from .distributed import (
     world,
 )
 from .generator import Perturbation
-from .patterns import MODEL_FREE, combine_levels, tile_to
+from .patterns import ERROR_MIN, MODEL_FREE, combine_levels, tile_to
 from .surrogates import Surrogate
 
 logger = logging.getLogger(__name__)
@@ -444,13 +444,35 @@ def key_levels(cfg: UCConfig, arrays: dict[str, np.ndarray], class_names: list[s
 
 
 def keyed_deltas(cfg: UCConfig, p: int, hw: tuple[int, int], levels: list[np.ndarray], *,
-                 grey: bool) -> torch.Tensor:
+                 grey: bool, family: str | None = None, epsilon: float | None = None) -> torch.Tensor:
     """Model-free perturbations (p, 3, h, w): the family's pattern per cluster plus one per group
-    of every coarser level, each with its share of epsilon. Grey data gets grey patterns."""
+    of every coarser level, each with its share of ``epsilon`` (default the config's). Grey data
+    gets grey patterns."""
+    eps = cfg.epsilon if epsilon is None else epsilon
     groups = [np.arange(p)] + list(levels)
-    pats = combine_levels(cfg.pattern, groups, cfg.shares, hw, period=cfg.period, channels=1 if grey else 3,
-                          seed=cfg.seed)
-    return (cfg.epsilon * pats).expand(p, 3, *hw).contiguous().clamp(-cfg.epsilon, cfg.epsilon)
+    pats = combine_levels(family or cfg.pattern, groups, cfg.shares, hw, period=cfg.period,
+                          channels=1 if grey else 3, seed=cfg.seed)
+    return (eps * pats).expand(p, 3, *hw).contiguous().clamp(-eps, eps)
+
+
+def error_min_deltas(cfg: UCConfig, data: WorkingSet, keys: np.ndarray, levels: list[np.ndarray], *,
+                     grey: bool, device: torch.device, progress: bool) -> tuple[torch.Tensor, dict]:
+    """The error-min families' perturbations (p, 3, h, w): keyed min-min noise with one head per
+    key level; ``tile+error-min`` crafts it as a residual on top of the keyed tiles (``tile_share``)."""
+    from .keyed_noise import craft_keyed_noise
+
+    p = int(keys.max()) + 1
+    base = None
+    if cfg.pattern == "tile+error-min":
+        base = keyed_deltas(cfg, p, data.hw, levels, grey=grey, family="tile", epsilon=cfg.tile_share * cfg.epsilon)
+    x, is_grey = data.tensors()
+    stats: dict = {}
+    t0 = time.perf_counter()
+    deltas = craft_keyed_noise(x, is_grey, torch.as_tensor(keys, dtype=torch.long), levels, cfg.epsilon,
+                               cfg.error_min_config, base=base, seed=cfg.seed, device=device, progress=progress,
+                               stats=stats)
+    stats["train_seconds"] = time.perf_counter() - t0
+    return deltas, stats
 
 
 def fit_clusters(surrogate: Surrogate, data: WorkingSet, cfg: UCConfig, *, device: torch.device,
@@ -479,10 +501,12 @@ def fit_clusters(surrogate: Surrogate, data: WorkingSet, cfg: UCConfig, *, devic
     levels = key_levels(cfg, arrays, class_names)
     t2 = time.perf_counter()
     raw_centres = arrays.get("raw_centres", centres)
+    curves: list[list[float]] = [[] for _ in range(p)]
     if cfg.pattern in MODEL_FREE:
         deltas = keyed_deltas(cfg, p, data.hw, levels, grey=any_grey)
-        curves: list[list[float]] = [[] for _ in range(p)]
         stats: dict = {"train_seconds": 0.0}
+    elif cfg.pattern in ERROR_MIN:
+        deltas, stats = error_min_deltas(cfg, data, labels, levels, grey=any_grey, device=device, progress=progress)
     else:
         deltas, curves, stats = train_perturbations(surrogate, data, labels, raw_centres, perm, cfg, device=device,
                                                     accelerator=accelerator, checkpoint_root=out, resume=resume,
@@ -490,7 +514,7 @@ def fit_clusters(surrogate: Surrogate, data: WorkingSet, cfg: UCConfig, *, devic
     t3 = time.perf_counter()
     transform = {k[3:]: v for k, v in arrays.items() if k.startswith("tf_")}
     success = None
-    if cfg.pattern not in MODEL_FREE:
+    if cfg.pattern not in MODEL_FREE + ERROR_MIN:
         success = attack_success(surrogate, data, labels, deltas, raw_centres, perm,
                                  batch_size=cfg.feature_batch_size, device=device, accelerator=accelerator,
                                  progress=progress)
