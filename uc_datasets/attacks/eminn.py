@@ -6,7 +6,8 @@ perturbations are optimised to *minimise* its loss, so the data look already lea
 One round (repeated until the classifier's error on the perturbed data drops below
 ``stop_error``, or ``max_rounds``):
 
-1. ``train_steps`` SGD steps of the model on mini-batches of ``x + delta`` (no augmentation);
+1. ``train_steps`` SGD steps of the model on mini-batches of ``x + delta`` (no augmentation,
+   as in the reference; ``augment="crop"`` trains and crafts under the victims' crop + flip);
 2. one pass over the data, batch by batch: ``steps`` steps of PGD that *minimise* the
    cross-entropy w.r.t. each image's label, step ``step_size``, within ``[-eps, eps]``.
    Sample-wise: every image keeps its own result. Class-wise: each class's perturbation
@@ -46,12 +47,15 @@ from .base import (
     check_two_classes,
     start_fit,
 )
+from ..evaluation.victims import augment_batch
 from .optim import BatchStream, build_model, error_rate, perturb, pgd, sgd
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["DEFAULTS", "fit"]
 
+#: Crafting augmentations: none (the reference) or the victims' crop + flip.
+AUGMENTATIONS = ("none", "crop")
 #: Reference settings per perturbation type (step size is ``epsilon / 10`` unless given).
 DEFAULTS = {
     "samplewise": {"steps": 20, "stop_error": 0.01},
@@ -63,7 +67,7 @@ def fit(ds: datasets.Dataset, *, image_column: str = "image", label_column: str 
         perturbation: str = "samplewise", epsilon: float = 16 / 255, steps: int | None = None,
         step_size: float | None = None, train_steps: int = 10, stop_error: float | None = None,
         max_rounds: int = 50, model: str = "resnet18", model_width: float = 1.0, lr: float = 0.1,
-        batch_size: int = 512, surrogate: str | Surrogate | None = EFFICIENTNET_LITE0,
+        batch_size: int = 512, augment: str = "none", surrogate: str | Surrogate | None = EFFICIENTNET_LITE0,
         surrogate_image_size: int | None = None, working_size: int = 224, seed: int = 0,
         device: str | torch.device | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
         progress: bool = True) -> BaselineProtector:
@@ -86,6 +90,10 @@ def fit(ds: datasets.Dataset, *, image_column: str = "image", label_column: str 
         model, model_width: the model trained alongside (``build_victim`` name, channel multiplier).
         lr: its SGD learning rate (momentum 0.9, weight decay 5e-4).
         batch_size: mini-batch size for training and PGD.
+        augment: ``"none"`` (the reference: the model and the PGD see ``x + delta`` as stored) or
+            ``"crop"``: both see the victims' random crop + flip of ``x + delta``, a fresh draw
+            every step (an expectation over the victim's transformations, so that the noise
+            still minimises the loss of a victim trained with crop + flip).
         surrogate: label-agnostic classifier (``"efficientnet-lite0"`` or a
             ``*ForImageClassification`` checkpoint, or a loaded one); unused with ``label_column``.
         surrogate_image_size: input size override of the surrogate (fast CPU runs).
@@ -111,11 +119,13 @@ def fit(ds: datasets.Dataset, *, image_column: str = "image", label_column: str 
     step_size = epsilon / 10 if step_size is None else step_size
     check_int(steps=steps, train_steps=train_steps, max_rounds=max_rounds, batch_size=batch_size)
     check_positive(step_size=step_size, model_width=model_width, lr=lr)
+    if augment not in AUGMENTATIONS:
+        raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {augment!r}.")
     if not 0 <= stop_error < 1:
         raise ValueError(f"stop_error must be in [0, 1), got {stop_error!r}.")
     params = {"steps": steps, "step_size": step_size, "train_steps": train_steps, "stop_error": stop_error,
               "max_rounds": max_rounds, "model": model, "model_width": model_width, "lr": lr,
-              "batch_size": batch_size, "init": "uniform"}
+              "batch_size": batch_size, "init": "uniform", "augment": augment}
     cfg, device, data = start_fit("eminn", ds, perturbation=perturbation, params=params, image_column=image_column,
                                   label_column=label_column, epsilon=epsilon, surrogate=surrogate,
                                   surrogate_image_size=surrogate_image_size, working_size=working_size, seed=seed,
@@ -142,6 +152,7 @@ def fit(ds: datasets.Dataset, *, image_column: str = "image", label_column: str 
         for _ in range(train_steps):
             idx = next(train_stream)
             xb = perturb(x[idx].to(device).float().div_(255), deltas[row_of[idx]].to(device), grey[idx])
+            xb = augment_batch(xb, augment)
             loss = torch.nn.functional.cross_entropy(net(xb), y[idx].to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -152,7 +163,7 @@ def fit(ds: datasets.Dataset, *, image_column: str = "image", label_column: str 
         for idx in batches:
             rows = row_of[idx]
             new = pgd(net, x[idx].to(device).float().div_(255), grey[idx], y[idx].to(device),
-                      deltas[rows].to(device), epsilon=eps, steps=steps, step_size=step_size, minimize=True).cpu()
+                      deltas[rows].to(device), epsilon=eps, steps=steps, step_size=step_size, minimize=True, augment=augment).cpu()
             if classwise:
                 for c in rows.unique().tolist():
                     deltas[c] = new[rows == c].mean(0).clamp_(-eps, eps)

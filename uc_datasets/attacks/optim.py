@@ -118,13 +118,16 @@ def train_classifier(model: Victim, x: torch.Tensor, y: torch.Tensor, *, epochs:
 
 
 def pgd(model: torch.nn.Module, x: torch.Tensor, grey: torch.Tensor, y: torch.Tensor, delta: torch.Tensor, *,
-        epsilon: float, steps: int, step_size: float, minimize: bool) -> torch.Tensor:
+        epsilon: float, steps: int, step_size: float, minimize: bool, augment: str = "none") -> torch.Tensor:
     """L-inf projected sign-gradient steps on ``delta`` for the cross-entropy of ``model(x + delta)`` w.r.t. ``y``.
 
     ``minimize=True`` lowers the loss (error-minimising noise; with target labels, a targeted
     attack), ``False`` raises it (error-maximising). Each step is
     ``delta <- clamp(delta -/+ step_size * sign(grad), -epsilon, epsilon)``. The model's weights
-    get no gradients; put it in eval mode first.
+    get no gradients; put it in eval mode first. ``augment`` (``"crop"``: the victims' random
+    crop + flip, :func:`~uc_datasets.evaluation.victims.augment_batch`) draws a fresh
+    transformation ``T`` every step and differentiates ``loss(model(T(x + delta)))``: an
+    expectation over the victim's transformations, so the result survives them.
 
     Args:
         x: images ``(B, 3, h, w)`` in [0, 1]; grey: ``(B,)`` bool; y: labels ``(B,)``;
@@ -144,7 +147,7 @@ def pgd(model: torch.nn.Module, x: torch.Tensor, grey: torch.Tensor, y: torch.Te
     sign = -1.0 if minimize else 1.0
     for _ in range(steps):
         delta.requires_grad_(True)
-        loss = F.cross_entropy(model(perturb(x, delta, grey)), y)
+        loss = F.cross_entropy(model(augment_batch(perturb(x, delta, grey), augment)), y)
         (grad,) = torch.autograd.grad(loss, delta)
         with torch.no_grad():
             delta = (delta + sign * step_size * grad.sign()).clamp_(-epsilon, epsilon)
