@@ -114,6 +114,12 @@ def _dict(clean, protected):
             datasets.DatasetDict({"train": protected.select(range(30)), "test": protected.select(range(30, 40))}))
 
 
+def protected_report(clean, protected):
+    from uc_datasets.verify import verify
+
+    return verify(clean, protected, EPS, progress=False)
+
+
 # ---------------------------------------------------------------------------- round trips
 def test_round_trip_pixel_exact_png_and_streaming(hub, clean, protected, protector, tmp_path):
     clean_dd, prot_dd = _dict(clean, protected)
@@ -160,10 +166,13 @@ def test_card_says_what_protects_the_images(hub, clean, protected, protector):
     assert f"`{Path(surrogate_path).name} (local model)`" in text and surrogate_path not in str(card)
     assert "| 8/255 | 4 |" in text and f"| {uc_datasets.__version__} |" in text
     assert "PASSED: 40 images" in text and "max deviation" in text
+    sentence = next(line for line in text.splitlines() if line.startswith("On average, a protected image"))
+    assert f"a PSNR of {protected_report(clean, protected).psnr:.1f} dB and an SSIM of" in sentence
     assert "If you found this dataset" in text and "look normal" in text
     record = card.data[CARD_KEY]["splits"]["train"]
     assert record["method"] == "UC-CLIP" and record["n_clusters"] == 4 and record["epsilon_levels"] == 8
     assert record["passed"] is True and record["uc_datasets_version"] == uc_datasets.__version__
+    assert record["psnr_db"] >= 30.07 and 0 < record["ssim"] < 1  # within 8/255: PSNR at least 30.07 dB
     assert "unlearnable-clusters" in card.data["tags"]
     assert card.data["dataset_info"]  # datasets' own metadata is still there
 

@@ -19,6 +19,8 @@ def test_protect_from_disk_writes_everything(tiny_clip, tmp_path, capsys):
     assert rc == 0
     out = capsys.readouterr().out
     assert "PASSED" in out and "SECRET" in out and "preview.png" in out
+    passed = next(line for line in out.splitlines() if line.startswith("PASSED"))
+    assert " dB (5th percentile " in passed and "SSIM 0." in passed  # the visual cost on the PASSED line
     protected = datasets.load_from_disk(str(tmp_path / "out" / "protected"))
     assert len(protected) == 12
     from uc_datasets.evaluation.sweep import read_protection_metadata
@@ -29,11 +31,13 @@ def test_protect_from_disk_writes_everything(tiny_clip, tmp_path, capsys):
     summary = json.loads((tmp_path / "out" / "run_summary.json").read_text())
     assert summary["verify"]["passed"] and summary["config"]["n_clusters"] == 3
     assert summary["verify"]["max_deviation"] <= 8
+    assert summary["visual_cost"]["psnr_db"] >= 30.07  # every change within 8 levels: PSNR >= 30.07 dB
+    assert 0 < summary["visual_cost"]["ssim"] < 1
     assert (tmp_path / "out" / "protector" / "protector.safetensors").is_file()
     from PIL import Image
 
     grid = Image.open(tmp_path / "out" / "preview.png")
-    assert grid.format == "PNG" and grid.size[1] > grid.size[0] / 8 * 3 * 0.9  # 3 rows
+    assert grid.format == "PNG" and grid.size[1] > grid.size[0] / 8 * 4 * 0.9  # 4 rows
     # verify subcommand: passes, and fails (exit 1) against another dataset
     assert main(["verify", str(tmp_path / "in"), str(tmp_path / "out" / "protected"), "--epsilon", "8"]) == 0
     assert main(["verify", str(tmp_path / "in"), str(tmp_path / "out" / "protected"), "--epsilon", "2"]) == 1

@@ -157,7 +157,8 @@ def run_protect(args: argparse.Namespace, accelerator=None) -> int:
         return 0
     print(f"\n{out.report.summary()}")
     print(f"protected dataset : {out.protected_dir}   (datasets.load_from_disk)")
-    print(f"preview grid      : {out.preview}   (rows: clean / perturbation x{127.5 / args.epsilon:.0f} / protected)")
+    print(f"preview grid      : {out.preview}   (rows: clean / perturbation x{127.5 / args.epsilon:.0f} / protected / "
+          "4x zoom clean | protected)")
     print(f"run summary       : {out.summary}")
     print(f"protector (SECRET): {out.protector_dir}   never publish it")
     repo = getattr(args, "push_to_hub", None)
