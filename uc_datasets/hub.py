@@ -30,6 +30,7 @@ import datasets
 from huggingface_hub import CommitOperationAdd, DatasetCard, HfApi, hf_hub_download
 from huggingface_hub.errors import (
     EntryNotFoundError,
+    HfHubHTTPError,
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
@@ -55,6 +56,16 @@ CARD_TAGS = ("unlearnable-clusters", "protected-images")
 SECTION_START = "<!-- uc-datasets:protection:start -->"
 SECTION_END = "<!-- uc-datasets:protection:end -->"
 _MAX_LISTED = 20
+
+
+#: What to check after a Hub authentication error; the command line prints it as its ``hint:`` line.
+HUB_TOKEN_HINT = "check the Hub token (--token or HF_TOKEN) and the repo id"
+
+
+class HubAuthError(PermissionError):
+    """The Hub refused the token (401/403); the message ends with :data:`HUB_TOKEN_HINT`."""
+
+    exit_code = 2  # bad input on the command line
 
 
 class ProtectionCheckError(ValueError):
@@ -452,10 +463,17 @@ class _no_token_in_errors:
         return None
 
     def __exit__(self, exc_type, exc, tb) -> bool:
-        if exc is None or not self.token or self.token not in str(exc):
+        if exc is None:
             return False
-        raise RuntimeError(f"{exc_type.__name__}: {str(exc).replace(self.token, '***')}") from None
+        text = str(exc).replace(self.token, "***") if self.token else str(exc)
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        if isinstance(exc, HfHubHTTPError) and status in (401, 403):
+            first = text.strip().splitlines()[0] if text.strip() else f"HTTP {status}"
+            raise HubAuthError(f"{first}\nhint: {HUB_TOKEN_HINT}") from None
+        if not self.token or self.token not in str(exc):
+            return False
+        raise RuntimeError(f"{exc_type.__name__}: {text}") from None
 
 
-__all__ = ["ProtectionCheckError", "ProtectorLeakError", "PublicProtectorError", "PushResult",
+__all__ = ["HUB_TOKEN_HINT", "HubAuthError", "ProtectionCheckError", "ProtectorLeakError", "PublicProtectorError", "PushResult",
            "public_surrogate_name", "push_protected", "push_protector", "render_card_section"]
