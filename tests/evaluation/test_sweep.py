@@ -160,7 +160,7 @@ def test_recipe_runs_with_plain_python(tmp_path):
     assert f"results_json: {out / 'results.json'}" in done.stdout
     rows = json.loads((out / "results.json").read_text())["rows"]
     assert [(r["relabel"], r["n_classes"], r["method"], r["surrogate"]) for r in rows] == [
-        ("bert-kmeans", 3, "UC", "efficientnet-lite0")]
+        ("minilm-kmeans", 3, "UC", "efficientnet-lite0")]  # --encoder offline
     assert (out / "accuracy_vs_n.png").is_file() and (out / "results.md").is_file()
 
 
