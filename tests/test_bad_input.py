@@ -283,3 +283,110 @@ def test_out_of_range_cached_clusters_are_refused_at_load(fitted, tmp_path):
     _edit_tensors(d, cache_clusters=out_of_range)
     with pytest.raises(InvalidProtectorError, match=r"cached cluster id is out of range \(must be in 0..3, found 0..99\)"):
         load_protector(d)
+
+
+# ---------------------------------------------------------------------------- issue 20: still-bad inputs
+def _labelled(names=("cat", "dog", "bird"), n: int = 12) -> datasets.Dataset:
+    feats = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=list(names))})
+    return datasets.Dataset.from_dict({"image": structured_images(n, seed=2), "label": [i % 3 for i in range(n)]},
+                                      features=feats)
+
+
+def _tile(tiny_clip, **kw):
+    return _uc(tiny_clip, pattern="tile", period=2, **kw)
+
+
+def _no_work(monkeypatch):
+    import uc_datasets.protection.unlearnable_clusters as uc_module
+
+    def fail(*args, **kwargs):
+        raise AssertionError("images were read before the bad input was refused")
+
+    monkeypatch.setattr(uc_module, "prepare_working_set", fail)
+
+
+def test_an_unreachable_name_encoder_names_itself_the_option_and_offline_before_work(tiny_clip, monkeypatch):
+    _no_work(monkeypatch)
+    with pytest.raises(OSError, match=r"encoder 'bert-base-uncased' \(name_encoder\) cannot be loaded.*"
+                                      r"name_encoder='offline'"):
+        _tile(tiny_clip, levels=(2,)).fit(_labelled(), label_column="label")
+
+
+def test_input_columns_maps_like_a_plain_map(fitted):
+    ds, prot = fitted
+    small = ds.select(range(6))
+    expected = [np.asarray(r["image"]) for r in small.map(prot, batched=True)]
+    for batched in (True, False):
+        out = small.map(prot, batched=batched, input_columns=["image"], load_from_cache_file=False)
+        assert out.column_names == ["image", "label"]
+        assert all(np.array_equal(np.asarray(r["image"]), e) for r, e in zip(out, expected))
+    with pytest.raises(KeyError, match=r"input_columns=\['label'\]\) does not pass \['image'\].*"
+                                       r"use input_columns=\['image'\]"):
+        small.map(prot, batched=True, input_columns=["label"])
+
+
+def test_a_label_aware_protector_refuses_input_columns_without_its_label_column(tiny_clip):
+    ds = _labelled()
+    prot = _tile(tiny_clip).fit(ds, label_column="label")
+    with pytest.raises(KeyError, match=r"use input_columns=\['image', 'label'\]"):
+        ds.map(prot, batched=True, input_columns=["image"])
+    out = ds.map(prot, batched=True, input_columns=["image", "label"])
+    assert verify(ds, out, prot.config.epsilon, progress=False).passed
+
+
+def test_other_classlabel_names_are_refused_unless_allowed(tiny_clip, tmp_path):
+    ds = _labelled(("cat", "dog", "bird"))
+    prot = _tile(tiny_clip).fit(ds, label_column="label")
+    renamed = ds.cast_column("label", datasets.ClassLabel(names=["dog", "cat", "bird"]))
+    prot.save_pretrained(tmp_path / "p")
+    from uc_datasets import load_protector
+
+    for p in (prot, load_protector(tmp_path / "p")):
+        with pytest.raises(ValueError, match=r"names the classes differently.*0: 'cat' -> 'dog', 1: 'dog' -> 'cat'"
+                                             r".*allow_other_class_names"):
+            renamed.map(p, batched=True)
+    assert len(ds.map(prot, batched=True)) == 12  # the same names pass
+    prot.allow_other_class_names = True
+    assert len(renamed.map(prot, batched=True, load_from_cache_file=False)) == 12
+
+
+def test_a_period_larger_than_the_images_is_refused_from_the_headers(tiny_clip, monkeypatch):
+    import uc_datasets.protection.data as data_module
+
+    monkeypatch.setattr(data_module, "WorkingSet", None)  # nothing may be decoded
+    with pytest.raises(ValueError, match=r"period=32 is larger than the smallest image \(24x24 pixels\).*period <= 24"):
+        _uc(tiny_clip, pattern="tile", period=32).fit(_labelled(), label_column="label")
+
+
+def test_duplicate_levels_are_refused():
+    from uc_datasets import UCConfig
+
+    with pytest.raises(ValueError, match=r"levels=\(5, 5, 2\) repeats a level.*levels=\(5, 2\)"):
+        UCConfig(pattern="tile", levels=(5, 5, 2))
+
+
+def test_clusters_per_class_above_a_class_size_warns_and_without_labels_is_refused(tiny_clip, rgb40, caplog,
+                                                                                   monkeypatch):
+    with caplog.at_level("WARNING"):
+        prot = _tile(tiny_clip, clusters_per_class=5).fit(_labelled(), label_column="label")  # 4 images a class
+    assert "clusters_per_class=5, but 3 class(es) have fewer images" in caplog.text and "'cat' (4)" in caplog.text
+    assert prot.config.n_clusters == 12
+    _no_work(monkeypatch)
+    with pytest.raises(ValueError, match="clusters_per_class=3 makes clusters inside each class.*label_column"):
+        _uc(tiny_clip, clusters_per_class=3).fit(rgb40)
+
+
+def test_class_names_overriding_a_classlabel_warn(tiny_clip, caplog):
+    with caplog.at_level("WARNING"):
+        _tile(tiny_clip).fit(_labelled(), label_column="label", class_names=["a", "b", "c"])
+    assert "override the names of the ClassLabel column 'label'" in caplog.text and "'cat'" in caplog.text
+
+
+def test_the_epsilon_hint_never_suggests_an_invalid_value():
+    from uc_datasets.config import as_epsilon
+
+    with pytest.raises(ValueError, match="above 255 levels too") as err:
+        as_epsilon(300)
+    assert "300/255" not in str(err.value)
+    with pytest.raises(ValueError, match=r"Did you mean epsilon=16/255"):
+        as_epsilon(16)

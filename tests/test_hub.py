@@ -114,6 +114,12 @@ def _dict(clean, protected):
             datasets.DatasetDict({"train": protected.select(range(30)), "test": protected.select(range(30, 40))}))
 
 
+def protected_report(clean, protected):
+    from uc_datasets.verify import verify
+
+    return verify(clean, protected, EPS, progress=False)
+
+
 # ---------------------------------------------------------------------------- round trips
 def test_round_trip_pixel_exact_png_and_streaming(hub, clean, protected, protector, tmp_path):
     clean_dd, prot_dd = _dict(clean, protected)
@@ -160,10 +166,13 @@ def test_card_says_what_protects_the_images(hub, clean, protected, protector):
     assert f"`{Path(surrogate_path).name} (local model)`" in text and surrogate_path not in str(card)
     assert "| 8/255 | 4 |" in text and f"| {uc_datasets.__version__} |" in text
     assert "PASSED: 40 images" in text and "max deviation" in text
+    sentence = next(line for line in text.splitlines() if line.startswith("On average, a protected image"))
+    assert f"a PSNR of {protected_report(clean, protected).psnr:.1f} dB and an SSIM of" in sentence
     assert "If you found this dataset" in text and "look normal" in text
     record = card.data[CARD_KEY]["splits"]["train"]
     assert record["method"] == "UC-CLIP" and record["n_clusters"] == 4 and record["epsilon_levels"] == 8
     assert record["passed"] is True and record["uc_datasets_version"] == uc_datasets.__version__
+    assert record["psnr_db"] >= 30.07 and 0 < record["ssim"] < 1  # within 8/255: PSNR at least 30.07 dB
     assert "unlearnable-clusters" in card.data["tags"]
     assert card.data["dataset_info"]  # datasets' own metadata is still there
 
@@ -436,6 +445,28 @@ def test_a_wrong_token_on_the_command_line_is_one_error_line(hub, clean, protect
     err = capsys.readouterr().err
     assert rc == 2 and "Traceback" not in err and "error: Client error '401 Unauthorized'" in err
     assert "hint: check the Hub token (--token or HF_TOKEN)" in err and TOKEN not in err
+
+
+def test_a_wrong_token_is_the_same_error_in_python_and_with_or_without_v(hub, clean, protected, protector, tmp_path,
+                                                                           capsys):
+    from uc_datasets.commands.cli import main
+    from uc_datasets.hub import HUB_TOKEN_HINT, HubAuthError
+
+    with pytest.raises(HubAuthError, match="401") as err:
+        push_protected(protected.select(range(4)), "alice/wrong-py", clean=clean.select(range(4)),
+                       protector=protector, token=TOKEN + "x", progress=False)
+    assert str(err.value).endswith(f"hint: {HUB_TOKEN_HINT}") and TOKEN not in str(err.value)
+    clean.select(range(4)).save_to_disk(str(tmp_path / "c"))
+    protected.select(range(4)).save_to_disk(str(tmp_path / "p"))
+    argv = ["push", str(tmp_path / "p"), "alice/wrong-v", "--clean", str(tmp_path / "c"), "--protector",
+            str(tmp_path / "prot"), "--token", TOKEN + "x"]
+    protector.save_pretrained(tmp_path / "prot")
+    codes = []
+    for verbose in ([], ["-v"]):
+        codes.append(main(verbose + argv))
+        err_text = capsys.readouterr().err
+        assert f"hint: {HUB_TOKEN_HINT}" in err_text and TOKEN not in err_text
+    assert codes == [2, 2]
 
 
 def test_the_card_says_which_modes_were_converted():

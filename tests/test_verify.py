@@ -70,3 +70,44 @@ def test_size_change_and_bad_arguments(clean):
         verify(image_dataset(clean), image_dataset(clean[:3]), 8 / 255, progress=False)
     with pytest.raises(ValueError, match=r"Did you mean epsilon=16/255"):
         verify(image_dataset(clean), image_dataset(clean), 16, progress=False)
+
+
+def test_report_has_psnr_and_ssim_of_a_sign_pattern(clean):
+    """A fixed +-8 pattern on images away from 0/255 is 30.07 dB on every channel; the summary says so."""
+    rng = np.random.default_rng(0)
+    base = [Image.fromarray(rng.integers(40, 200, (20, 24, 3), dtype=np.uint8)) for _ in range(5)]
+    sign = rng.integers(0, 2, (20, 24, 3)) * 2 - 1
+    prot = [Image.fromarray((np.asarray(b, np.int16) + 8 * sign).astype(np.uint8)) for b in base]
+    r = verify(image_dataset(base), image_dataset(prot), 8 / 255, progress=False)
+    assert r.passed
+    for channel in ("R", "G", "B"):
+        assert abs(r.visual["psnr"][channel]["mean"] - 30.07) < 0.01
+        assert abs(r.visual["psnr"][channel]["p5"] - 30.07) < 0.01
+    assert r.psnr > 30.07 and 0 < r.ssim < 1  # luminance mixes the channels' signs: a smaller error
+    assert r.to_dict()["psnr_db"] == r.psnr and f"PSNR {r.psnr:.2f} dB" in r.summary()
+    assert "SSIM" in r.summary() and set(r.visual["ssim"]) == {"luminance", "R", "G", "B"}
+
+
+def test_verify_streams_the_visual_cost_one_image_at_a_time(clean, monkeypatch):
+    """No copy of the dataset is kept: at most the current pair of decoded arrays is alive at any time."""
+    import sys
+    import weakref
+
+    verify_module = sys.modules["uc_datasets.verify"]  # the attribute uc_datasets.verify is the function
+
+    alive: list[weakref.ref] = []
+    most = [0]
+    original = verify_module.image_to_array
+
+    def tracked(img):
+        arr = original(img)
+        alive.append(weakref.ref(arr))
+        most[0] = max(most[0], sum(r() is not None for r in alive))
+        return arr
+
+    monkeypatch.setattr(verify_module, "image_to_array", tracked)
+    many = clean * 5
+    prot = [_noisy(i, 8, s) for s, i in enumerate(many)]
+    r = verify(image_dataset(many), image_dataset(prot), 8 / 255, progress=False)
+    assert r.visual["psnr"]["luminance"]["n_images"] == len(many) == 30
+    assert len(alive) == 60 and most[0] <= 4

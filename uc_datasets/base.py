@@ -23,7 +23,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -70,20 +70,35 @@ class _Entries(dict):
         raise InvalidProtectorError(f"this is not a valid protector directory: {self.file}: missing entry {key!r}")
 
 
+def _map_call() -> dict:
+    """The locals of the ``Dataset.map`` (``_map_single``) calling us, or ``{}`` when not called by one:
+    ``with_indices``, ``with_rank``, ``input_columns`` and the ``shard`` being mapped."""
+    frame = sys._getframe(1)
+    for _ in range(16):
+        if frame is None:
+            return {}
+        if frame.f_code.co_name == "_map_single" and "with_rank" in frame.f_locals:
+            return frame.f_locals
+        frame = frame.f_back
+    return {}
+
+
 def _map_flags() -> tuple[bool, bool] | None:
     """``(with_indices, with_rank)`` of the ``Dataset.map`` calling us, read from its frame (None if not found).
 
     Needed only for an unbatched map with one extra argument, where an index and a rank are
     both a plain ``int``.
     """
-    frame = sys._getframe(2)
-    for _ in range(12):
-        if frame is None:
-            return None
-        if frame.f_code.co_name == "_map_single" and "with_rank" in frame.f_locals:
-            return bool(frame.f_locals.get("with_indices")), bool(frame.f_locals.get("with_rank"))
-        frame = frame.f_back
-    return None
+    call = _map_call()
+    return (bool(call.get("with_indices")), bool(call.get("with_rank"))) if call else None
+
+
+def _mapped_features(examples: object) -> Any:
+    """The ``datasets.Features`` of the rows being mapped (None when unknown)."""
+    features = getattr(getattr(examples, "formatter", None), "features", None)
+    if features is None:
+        features = getattr(_map_call().get("shard"), "features", None)
+    return features
 
 
 def device_for_rank(rank: int | None) -> str | None:
@@ -187,6 +202,9 @@ class BaseProtector:
     on_bad_image: str = "raise"
     #: Where the surrogate runs; set per worker by ``ds.map(..., with_rank=True)`` (see :func:`device_for_rank`).
     device: str | None = None
+    #: A label-aware protector fitted on a ``ClassLabel`` refuses a dataset whose ``ClassLabel`` names the
+    #: same integers differently; True matches labels by integer anyway.
+    allow_other_class_names: bool = False
 
     def __init__(self, config: BaseConfig, deltas: torch.Tensor, *, surrogate_info: dict,
                  image_column: str = "image", working_hw: Sequence[int] = (224, 224),
@@ -265,6 +283,8 @@ class BaseProtector:
         """
         if self.on_bad_image not in ON_BAD_IMAGE:
             raise ValueError(f"on_bad_image must be one of {ON_BAD_IMAGE}, got {self.on_bad_image!r}.")
+        if not isinstance(examples, Mapping) or _map_call().get("input_columns"):
+            examples, extra = self._from_input_columns(examples, extra)  # input_columns: the columns' values
         if self.image_column not in examples:
             raise KeyError(
                 f"column {self.image_column!r} not in the mapped examples {list(examples)}; set "
@@ -301,6 +321,7 @@ class BaseProtector:
                     f"it before ds.map(protector), or set protector.label_column to the label column."
                 )
             labels = examples[self.label_column] if batched else [examples[self.label_column]]
+            self.check_class_names(_mapped_features(examples))
         out, bad = self._protect_tolerant(values, labels=labels, rows=rows)
         if not batched:
             return {self.image_column: out[0]}
@@ -309,6 +330,40 @@ class BaseProtector:
             result = {k: [examples[k][j] for j in keep] for k in examples if k != self.image_column}
             return {**result, self.image_column: [out[j] for j in keep]}
         return {self.image_column: out}
+
+    def _from_input_columns(self, first: object, extra: tuple) -> tuple[dict, tuple]:
+        """``({column: value}, the remaining extra arguments)`` of a map with ``input_columns``."""
+        columns = _map_call().get("input_columns") or [self.image_column]
+        columns = [columns] if isinstance(columns, str) else list(columns)
+        needed = [c for c in (self.image_column, self.label_column) if c is not None]
+        missing = [c for c in needed if c not in columns]
+        if missing:
+            raise KeyError(f"ds.map(protector, input_columns={columns}) does not pass {missing}, which this "
+                           f"{self.method} protector reads: use input_columns={needed}, or map without "
+                           "input_columns: ds.map(protector, batched=True).")
+        if self.on_bad_image == "skip":
+            raise ValueError("on_bad_image='skip' drops whole rows, which a map with input_columns cannot do; map "
+                             "without input_columns: ds.map(protector, batched=True).")
+        values = (first, *extra)
+        return dict(zip(columns, values[: len(columns)])), tuple(values[len(columns):])
+
+    def check_class_names(self, features: Any) -> None:
+        """Refuse a label column whose ``ClassLabel`` names differ from the ones the protector was fitted on
+        (labels are matched by integer, so each image would get another class's key), unless
+        :attr:`allow_other_class_names`."""
+        fitted = self.metadata.get("label_names")
+        feature = features.get(self.label_column) if features is not None else None
+        if not fitted or self.allow_other_class_names or not hasattr(feature, "int2str"):
+            return
+        now = [feature.int2str(int(c)) if 0 <= int(c) < feature.num_classes else None for c in self.classes]
+        diffs = [f"{c}: {a!r} -> {b!r}" for c, a, b in zip(self.classes, fitted, now) if a != b]
+        if diffs:
+            raise ValueError(
+                f"the ClassLabel of column {self.label_column!r} names the classes differently from the one this "
+                f"{self.method} protector was fitted on ({', '.join(diffs[:5])}{', ...' if len(diffs) > 5 else ''}):"
+                " labels are matched by integer, so these images would get another class's key. Map the labels to "
+                "the fitted names first (ds.align_labels_with_mapping), refit, or set "
+                "protector.allow_other_class_names = True to match by integer anyway.")
 
     @staticmethod
     def _extra_args(extra: tuple, batched: bool | None) -> tuple[object, int | None]:

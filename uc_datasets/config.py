@@ -30,10 +30,9 @@ def as_epsilon(value: object, *, name: str = "epsilon") -> float:
     if abs(eps * 255 - round(eps * 255)) < 1e-4:  # k/255 given in float32 (or rounded): exactly k/255
         eps = round(eps * 255) / 255
     if eps > 1:
-        raise ValueError(
-            f"{name}={eps:g} is larger than 1: it is in [0, 1] pixel units, not uint8 levels. "
-            f"Did you mean {name}={eps:g}/255 = {eps / 255:.4f}?"
-        )
+        hint = (f"Did you mean {name}={eps:g}/255 = {eps / 255:.4f}?" if eps <= 255 else
+                f"{eps:g} is above 255 levels too, so no reading is a valid bound; use e.g. {name}=16/255.")
+        raise ValueError(f"{name}={eps:g} is larger than 1: it is in [0, 1] pixel units, not uint8 levels. {hint}")
     if eps * 255 <= 0.5 + 1e-9:
         raise ValueError(
             f"{name}={eps:g} ({eps * 255:.3g}/255) is at most half a uint8 level and would change no pixel "

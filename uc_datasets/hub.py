@@ -30,6 +30,7 @@ import datasets
 from huggingface_hub import CommitOperationAdd, DatasetCard, HfApi, hf_hub_download
 from huggingface_hub.errors import (
     EntryNotFoundError,
+    HfHubHTTPError,
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
@@ -55,6 +56,16 @@ CARD_TAGS = ("unlearnable-clusters", "protected-images")
 SECTION_START = "<!-- uc-datasets:protection:start -->"
 SECTION_END = "<!-- uc-datasets:protection:end -->"
 _MAX_LISTED = 20
+
+
+#: What to check after a Hub authentication error; the command line prints it as its ``hint:`` line.
+HUB_TOKEN_HINT = "check the Hub token (--token or HF_TOKEN) and the repo id"
+
+
+class HubAuthError(PermissionError):
+    """The Hub refused the token (401/403); the message ends with :data:`HUB_TOKEN_HINT`."""
+
+    exit_code = 2  # bad input on the command line
 
 
 class ProtectionCheckError(ValueError):
@@ -310,7 +321,7 @@ def _update_card(api: HfApi, repo_id: str, revision: str, *, parent: str, info: 
             "method": info["method"], "surrogate": info["surrogate"], "epsilon": info["epsilon"],
             "epsilon_levels": r.epsilon_levels, "n_clusters": info["n_clusters"],
             "uc_datasets_version": __version__, "n_images": r.n_images, "max_deviation": r.max_deviation,
-            "passed": r.passed, "verify": r.summary(),
+            "passed": r.passed, "verify": r.summary(), "psnr_db": r.psnr, "ssim": r.ssim,
         }
     card.data[CARD_KEY] = {"protected": True, "splits": dict(sorted(splits.items()))}
     tags = list(card.data.get("tags") or [])
@@ -343,6 +354,8 @@ variant that uses a CLIP image encoder as the surrogate; UC uses another ImageNe
 | --- | --- | --- | --- | --- | --- | --- |
 {rows}
 
+{visual_sentence(splits) or "The images were checked against their originals before publishing."}
+
 Images are stored as PNG (lossless), at their original size. RGB, RGBA, grey (L) and grey +
 alpha (LA) images keep their mode; palette (P) images were converted to RGB (RGBA with
 transparency), CMYK, YCbCr, LAB and HSV images to RGB, and 1-bit images to grey (L), because
@@ -358,6 +371,21 @@ encryption or a watermark, and it is not guaranteed: the published research show
 not removes, what a model can learn.
 {SECTION_END}
 """
+
+
+def visual_sentence(splits: Mapping[str, Mapping]) -> str:
+    """One plain sentence with the mean PSNR and SSIM of the protected images ('' if not measured).
+
+    Example:
+        >>> visual_sentence({"train": {"psnr_db": 30.07, "ssim": 0.912}})
+        'On average, a protected image differs from its original by a PSNR of 30.1 dB and an SSIM of 0.912 (train).'
+    """
+    known = {name: s for name, s in splits.items() if s.get("psnr_db") is not None and s.get("ssim") is not None}
+    if not known:
+        return ""
+    values = "; ".join(f"a PSNR of {float(s['psnr_db']):.1f} dB and an SSIM of {float(s['ssim']):.3f} ({name})"
+                       for name, s in known.items())
+    return f"On average, a protected image differs from its original by {values}."
 
 
 def _with_section(text: str, section: str) -> str:
@@ -435,10 +463,17 @@ class _no_token_in_errors:
         return None
 
     def __exit__(self, exc_type, exc, tb) -> bool:
-        if exc is None or not self.token or self.token not in str(exc):
+        if exc is None:
             return False
-        raise RuntimeError(f"{exc_type.__name__}: {str(exc).replace(self.token, '***')}") from None
+        text = str(exc).replace(self.token, "***") if self.token else str(exc)
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        if isinstance(exc, HfHubHTTPError) and status in (401, 403):
+            first = text.strip().splitlines()[0] if text.strip() else f"HTTP {status}"
+            raise HubAuthError(f"{first}\nhint: {HUB_TOKEN_HINT}") from None
+        if not self.token or self.token not in str(exc):
+            return False
+        raise RuntimeError(f"{exc_type.__name__}: {text}") from None
 
 
-__all__ = ["ProtectionCheckError", "ProtectorLeakError", "PublicProtectorError", "PushResult",
+__all__ = ["HUB_TOKEN_HINT", "HubAuthError", "ProtectionCheckError", "ProtectorLeakError", "PublicProtectorError", "PushResult",
            "public_surrogate_name", "push_protected", "push_protector", "render_card_section"]

@@ -152,6 +152,7 @@ def _protect_dataset(ds: datasets.Dataset, out: Path, *, image_column: str, prog
         "config": dataclasses.asdict(protector.config),
         "n_images": len(ds),
         "verify": report.to_dict() | {"summary": report.summary()},
+        "visual_cost": {"psnr_db": report.psnr, "ssim": report.ssim},  # means over the luminance
         "seconds": {"fit": t1 - t0, "protect_map": t2 - t1, "verify_and_save": t3 - t2,
                     **{f"fit_{k}": v for k, v in protector.metadata["stats"]["seconds"].items()}},
         "fit_stats": {k: v for k, v in protector.metadata["stats"].items() if k != "seconds"},

@@ -1,4 +1,4 @@
-"""Check a protected dataset against its original: epsilon bound, coverage, losslessness."""
+"""Check a protected dataset against its original: epsilon bound, coverage, losslessness, visual cost."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ import numpy as np
 from .config import as_epsilon
 from .imaging import ImageDecodeError, image_to_array, load_native
 from .protection.data import check_image_column, feature_mode, undecoded
+from .visual import VisualCostStream, visual_cost
+
+__all__ = ["VerifyReport", "verify", "visual_cost"]
 
 logger = logging.getLogger(__name__)
 
@@ -31,25 +34,49 @@ class VerifyReport:
     # rows whose original cannot be decoded and whose protected copy is the same bytes (on_bad_image="keep"):
     # they hold no pixels a decoder reads, so they do not fail the check, but they are listed
     undecodable: list[int] = field(default_factory=list)
+    # PSNR (dB) and SSIM against the originals: uc_datasets.visual.VisualCostStream.result()
+    visual: dict = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
         return not self.violations and not self.unchanged
 
+    @property
+    def psnr(self) -> float | None:
+        """Mean PSNR (dB) of the luminance over the changed images, or None if none was measured."""
+        return self._mean("psnr")
+
+    @property
+    def ssim(self) -> float | None:
+        """Mean SSIM of the luminance over the changed images, or None if none was measured."""
+        return self._mean("ssim")
+
+    def _mean(self, metric: str) -> float | None:
+        return (self.visual.get(metric) or {}).get("luminance", {}).get("mean")
+
+    def visual_summary(self) -> str:
+        """The mean, 5th percentile and worst PSNR and SSIM of the luminance in one phrase ('' if not measured)."""
+        if self.psnr is None:
+            return ""
+        p, s = self.visual["psnr"]["luminance"], self.visual["ssim"]["luminance"]
+        return (f"PSNR {p['mean']:.2f} dB (5th percentile {p['p5']:.2f}, worst {p['worst']:.2f}), "
+                f"SSIM {s['mean']:.4f} (5th percentile {s['p5']:.4f}, worst {s['worst']:.4f})")
+
     def to_dict(self) -> dict:
-        return {**asdict(self), "passed": self.passed}
+        return {**asdict(self), "passed": self.passed, "psnr_db": self.psnr, "ssim": self.ssim}
 
     def summary(self) -> str:
         verdict = "PASSED" if self.passed else "FAILED"
         return (f"{verdict}: {self.n_images} images, max deviation {self.max_deviation}/255 "
                 f"(bound {self.epsilon_levels}/255), {100 * self.fraction_changed:.1f}% of pixel values changed, "
                 f"{len(self.violations)} violation(s), {len(self.unchanged)} unprotected image(s)"
+                + (f"; {self.visual_summary()}" if self.psnr is not None else "")
                 + (f", {len(self.undecodable)} undecodable image(s) kept as they were: rows {self.undecodable[:20]}"
                    if self.undecodable else ""))
 
 
 def verify(clean: datasets.Dataset, protected: datasets.Dataset, epsilon: float, *,
-           image_column: str = "image", progress: bool = True) -> VerifyReport:
+           image_column: str = "image", progress: bool = True, visual: bool = True) -> VerifyReport:
     """Compare ``protected`` with ``clean`` row by row.
 
     Every protected image must have the original's size, be stored losslessly (PNG/TIFF),
@@ -58,6 +85,11 @@ def verify(clean: datasets.Dataset, protected: datasets.Dataset, epsilon: float,
     sides are compared as their columns decode them: an ``Image(mode="RGB")`` feature
     converts first. An original that cannot be decoded, published as the same bytes
     (``on_bad_image="keep"``), is listed under ``undecodable``.
+
+    With ``visual`` (default) the report also holds the PSNR (dB) and SSIM of every image that
+    kept its size and mode, against its original (:mod:`uc_datasets.visual`): mean, 5th
+    percentile and worst image, of the luminance and of each colour channel, streamed row by
+    row like the rest of the check, so memory does not grow with the dataset.
 
     Example:
         >>> report = verify(ds, ds.map(uc_protect, batched=True), 16 / 255)  # doctest: +SKIP
@@ -77,6 +109,7 @@ def verify(clean: datasets.Dataset, protected: datasets.Dataset, epsilon: float,
     a_raw, b_raw = undecoded(clean, image_column), undecoded(protected, image_column)
     worst, changed, total = 0, 0, 0
     report = VerifyReport(len(clean), bound, 0, 0.0)
+    stream = VisualCostStream() if visual else None
     for i in tqdm(range(len(clean)), desc="verifying", disable=not progress):
         a_val, b_val = a_raw[i][image_column], b_raw[i][image_column]
         try:
@@ -101,7 +134,10 @@ def verify(clean: datasets.Dataset, protected: datasets.Dataset, epsilon: float,
             report.violations.append({"index": i, "reason": f"size/mode changed: {a.size} {a.mode} -> "
                                                             f"{b.size} {b.mode}"})
             continue
-        diff = np.abs(image_to_array(a).astype(np.int16) - image_to_array(b).astype(np.int16))
+        a_arr, b_arr = image_to_array(a), image_to_array(b)
+        diff = np.abs(a_arr.astype(np.int16) - b_arr.astype(np.int16))
+        if stream is not None:
+            stream.add(a_arr, b_arr, index=i)
         dev = int(diff.max()) if diff.size else 0
         worst = max(worst, dev)
         n_changed = int((diff > 0).sum())
@@ -113,6 +149,7 @@ def verify(clean: datasets.Dataset, protected: datasets.Dataset, epsilon: float,
             report.unchanged.append(i)
     report.max_deviation = worst
     report.fraction_changed = changed / max(total, 1)
+    report.visual = stream.result() if stream is not None else {}
     if report.undecodable:
         logger.warning("%d original image(s) cannot be decoded and were kept as they were: rows %s",
                        len(report.undecodable), report.undecodable[:20])

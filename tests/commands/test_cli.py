@@ -19,6 +19,8 @@ def test_protect_from_disk_writes_everything(tiny_clip, tmp_path, capsys):
     assert rc == 0
     out = capsys.readouterr().out
     assert "PASSED" in out and "SECRET" in out and "preview.png" in out
+    passed = next(line for line in out.splitlines() if line.startswith("PASSED"))
+    assert " dB (5th percentile " in passed and "SSIM 0." in passed  # the visual cost on the PASSED line
     protected = datasets.load_from_disk(str(tmp_path / "out" / "protected"))
     assert len(protected) == 12
     from uc_datasets.evaluation.sweep import read_protection_metadata
@@ -29,11 +31,13 @@ def test_protect_from_disk_writes_everything(tiny_clip, tmp_path, capsys):
     summary = json.loads((tmp_path / "out" / "run_summary.json").read_text())
     assert summary["verify"]["passed"] and summary["config"]["n_clusters"] == 3
     assert summary["verify"]["max_deviation"] <= 8
+    assert summary["visual_cost"]["psnr_db"] >= 30.07  # every change within 8 levels: PSNR >= 30.07 dB
+    assert 0 < summary["visual_cost"]["ssim"] < 1
     assert (tmp_path / "out" / "protector" / "protector.safetensors").is_file()
     from PIL import Image
 
     grid = Image.open(tmp_path / "out" / "preview.png")
-    assert grid.format == "PNG" and grid.size[1] > grid.size[0] / 8 * 3 * 0.9  # 3 rows
+    assert grid.format == "PNG" and grid.size[1] > grid.size[0] / 8 * 4 * 0.9  # 4 rows
     # verify subcommand: passes, and fails (exit 1) against another dataset
     assert main(["verify", str(tmp_path / "in"), str(tmp_path / "out" / "protected"), "--epsilon", "8"]) == 0
     assert main(["verify", str(tmp_path / "in"), str(tmp_path / "out" / "protected"), "--epsilon", "2"]) == 1
@@ -60,6 +64,7 @@ def test_clear_errors(tiny_clip, tmp_path, capsys):
                "--output-dir", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert rc == 2 and "column 'photo' not found" in err and "Traceback" not in err
+    assert "Pass --image-column ... naming the image column" in err and "image_column=" not in err  # the option
     assert not (tmp_path / "o").exists()  # a failed protect leaves nothing behind
 
 
@@ -96,8 +101,9 @@ def test_exit_codes_one_for_a_failed_check_two_for_bad_usage_no_traceback(capsys
         assert main(["protect", "IN"]) == code
         out = capsys.readouterr().err
         assert out.startswith(f"error: {err}") and "Traceback" not in out
-    with pytest.raises(RuntimeError, match="boom"):
-        main(["-v", "protect", "IN"])  # -v: the traceback
+    assert main(["-v", "protect", "IN"]) == 2  # -v: the same exit code, plus the traceback
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "RuntimeError: boom" in err and "error: boom" in err
 
 
 def test_import_and_help_do_not_load_the_heavy_modules():
@@ -194,3 +200,15 @@ def test_push_method_accepts_every_registered_method():
     assert parser.parse_args([*base, "--method", "UC-CLIP"]).method == "UC-CLIP"
     with pytest.raises(SystemExit):
         parser.parse_args([*base, "--method", "nope"])
+
+
+def test_name_encoder_option_reaches_the_fit_and_its_error_names_the_option(tiny_clip, tmp_path, capsys):
+    ds = image_dataset(structured_images(12), [i % 3 for i in range(12)])
+    ds = ds.cast_column("label", datasets.ClassLabel(names=["cat", "dog", "bird"]))
+    ds.save_to_disk(str(tmp_path / "in"))
+    rc = main(["protect", str(tmp_path / "in"), "--surrogate", tiny_clip, "--pattern", "tile", "--period", "3",
+               "--label-column", "label", "--levels", "2", "--name-encoder", str(tmp_path / "no-such-encoder"),
+               "--output-dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "no-such-encoder' (--name-encoder) cannot be loaded" in err
+    assert "pass --name-encoder 'offline'" in err and "(name_encoder)" not in err and "name_encoder=" not in err

@@ -190,3 +190,23 @@ def test_pixel_pca_needs_fit():
 
     with pytest.raises(RuntimeError, match="fit"):
         PixelPCA().transform(torch.zeros(2, 3, 4, 4))
+
+
+def test_the_relabelling_is_named_after_its_encoder():
+    from uc_datasets.evaluation.reporting import _class_name_kmeans
+
+    emb = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]])
+    assert kmeans_relabeling(["a", "b", "c"], 2, embeddings=emb, encoder="offline").method == "minilm-kmeans"
+    assert kmeans_relabeling(["a", "b", "c"], 2, embeddings=emb).method == "bert-kmeans"  # the default encoder
+    rows = [{"relabel": "pseudo-kmeans(pixels-pca)"}, {"relabel": "minilm-kmeans"}]
+    assert _class_name_kmeans(rows) == "minilm-kmeans"  # the plot's x axis says MiniLM, not BERT
+
+
+def test_the_metric_logs_under_a_readable_name():
+    import sys
+
+    from uc_datasets.evaluation.metrics import load_unlearnability
+
+    module = sys.modules[type(load_unlearnability()).__module__]  # evaluate imports it under a hashed name
+    assert module.__name__.startswith("evaluate_modules.") and len(module.__name__) > 60
+    assert module.logger.name == "uc_datasets.evaluation.metrics.unlearnability"

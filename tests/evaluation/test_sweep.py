@@ -101,7 +101,7 @@ def test_rows_schema(sweep):
         for key in ("clean_acc", "protected_acc", "chance"):
             assert 0.0 <= row[key] <= 1.0
     assert Counter((r["relabel"], r["n_classes"]) for r in rows) == {
-        ("original", 6): 3, ("bert-kmeans", 2): 3, ("bert-kmeans", 3): 3}
+        ("original", 6): 3, ("minilm-kmeans", 2): 3, ("minilm-kmeans", 3): 3}  # --encoder offline: MiniLM
     assert sorted({r["protected_fraction"] for r in rows}) == [0.0, 0.5, 1.0]
 
 
@@ -160,7 +160,7 @@ def test_recipe_runs_with_plain_python(tmp_path):
     assert f"results_json: {out / 'results.json'}" in done.stdout
     rows = json.loads((out / "results.json").read_text())["rows"]
     assert [(r["relabel"], r["n_classes"], r["method"], r["surrogate"]) for r in rows] == [
-        ("bert-kmeans", 3, "UC", "efficientnet-lite0")]
+        ("minilm-kmeans", 3, "UC", "efficientnet-lite0")]  # --encoder offline
     assert (out / "accuracy_vs_n.png").is_file() and (out / "results.md").is_file()
 
 
@@ -298,3 +298,57 @@ def test_simclr_rows(pair, tmp_path):
     assert simclr[0]["protected_acc"] == simclr[0]["clean_acc"]  # fraction 0: the clean encoder
     table = (tmp_path / "results.md").read_text()
     assert "simclr-resnet18" in table
+
+
+# --- bad inputs: refused before any victim trains; finished rows survive a failure ----------
+
+
+def _no_training(monkeypatch):
+    import uc_datasets.evaluation.sweep as sweep_module
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a victim trained before the bad input was refused")
+
+    monkeypatch.setattr(sweep_module, "train_and_score", fail)
+
+
+def test_pseudo_labels_above_the_training_images_are_refused_before_training(pair, tmp_path, monkeypatch):
+    clean, protected = pair
+    _no_training(monkeypatch)
+    args = parse(["--clean", clean, "--protected", protected, "--n-range", 2, 2, "--pseudo-labels", 3, 500,
+                  "--output-dir", tmp_path, *TINY])
+    with pytest.raises(ValueError, match=r"--pseudo-labels 500: K-means cannot make more groups than the 48 "
+                                         r"training images"):
+        run_evaluate(args)
+
+
+def test_a_pseudo_encoder_too_big_for_the_images_is_refused_before_training(pair, tmp_path, monkeypatch):
+    clean, protected = pair  # 8x8 images: EfficientNet-Lite0's stride-32 stack runs out of pixels
+    _no_training(monkeypatch)
+    args = parse(["--clean", clean, "--protected", protected, "--n-range", 2, 2, "--pseudo-labels", 3,
+                  "--pseudo-encoder", "efficientnet-lite0", "--output-dir", tmp_path, *TINY])
+    with pytest.raises(ValueError, match=r"pseudo-label encoder 'efficientnet-lite0' \(--pseudo-encoder\) failed "
+                                         r"on the training images \(8 px\).*pixels-pca.*--image-size"):
+        run_evaluate(args)
+
+
+def test_a_failure_mid_sweep_keeps_the_finished_rows(pair, tmp_path, monkeypatch):
+    import uc_datasets.evaluation.sweep as sweep_module
+
+    clean, protected = pair
+    real, calls = sweep_module.train_and_score, []
+
+    def third_fails(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sweep_module, "train_and_score", third_fails)
+    args = parse(["--clean", clean, "--protected", protected, "--n-range", 2, 2, "--output-dir", tmp_path, *TINY])
+    with pytest.raises(RuntimeError, match="simulated"):
+        run_evaluate(args)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert len(saved["rows"]) == 1 and saved["rows"][0]["relabel"] == "original"  # clean + protected: one row
+    assert "simulated" in saved["config"]["incomplete"]
+    assert "| original |" in (tmp_path / "results.md").read_text()

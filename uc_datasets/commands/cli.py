@@ -6,8 +6,10 @@ import argparse
 import ast
 import json
 import logging
+import re
 import sys
 import time
+import traceback
 
 from .. import __version__
 from .arguments import epsilon_levels
@@ -65,6 +67,9 @@ def add_fit_arguments(p: argparse.ArgumentParser, defaults: dict | None = None) 
     p.add_argument("--period", type=int, default=None, help="uc: tile period / block size in pixels (default: 4)")
     p.add_argument("--levels", type=int, nargs="*", default=None,
                    help="uc, model-free patterns: coarser key levels (numbers of groups), e.g. --levels 5 2")
+    p.add_argument("--name-encoder", default=None,
+                   help="uc, label-aware --levels from class names: the text encoder grouping them, a Hub id, a "
+                        "local path or 'offline' (packaged MiniLM; default: bert-base-uncased, needs the Hub)")
     p.add_argument("--augment-mode", choices=["reference", "shifts"], default=None,
                    help="uc, trained patterns: reference crop (default) or per-image shifts and flips")
     p.add_argument("--method-arg", action="append", default=[], metavar="KEY=VALUE",
@@ -105,7 +110,7 @@ def _uc_kwargs(args: argparse.Namespace) -> dict:
                 batch_size=args.batch_size, lr=args.lr, loss=args.loss, train_on=args.train_on,
                 parametrization=args.parametrization, permutation=args.permutation,
                 working_size=args.working_size, seed=args.seed, device=args.device,
-                **{k: (tuple(v) if k == "levels" else v) for k in ("pattern", "period", "levels", "augment_mode")
+                **{k: (tuple(v) if k == "levels" else v) for k in ("pattern", "period", "levels", "augment_mode", "name_encoder")
                    if (v := getattr(args, k, None)) is not None})
 
 
@@ -157,7 +162,8 @@ def run_protect(args: argparse.Namespace, accelerator=None) -> int:
         return 0
     print(f"\n{out.report.summary()}")
     print(f"protected dataset : {out.protected_dir}   (datasets.load_from_disk)")
-    print(f"preview grid      : {out.preview}   (rows: clean / perturbation x{127.5 / args.epsilon:.0f} / protected)")
+    print(f"preview grid      : {out.preview}   (rows: clean / perturbation x{127.5 / args.epsilon:.0f} / protected / "
+          "4x zoom clean | protected)")
     print(f"run summary       : {out.summary}")
     print(f"protector (SECRET): {out.protector_dir}   never publish it")
     repo = getattr(args, "push_to_hub", None)
@@ -253,16 +259,40 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return args.func(args)
-    except Exception as err:  # one line and an exit code; the traceback with -v
+    except Exception as err:  # one line and an exit code (the same with -v, which adds the traceback)
         if args.verbose:
-            raise
-        print(f"error: {str(err) or type(err).__name__}", file=sys.stderr)
-        if type(err).__name__.startswith(("HfHubHTTPError", "RepositoryNotFound", "GatedRepo")) or \
-                "401" in str(err).split("\n")[0]:
-            print("hint: check the Hub token (--token or HF_TOKEN) and the repo id", file=sys.stderr)
-        elif exit_code(err) == 2 and not isinstance(err, (ValueError, KeyError, TypeError, OSError)):
+            traceback.print_exc()
+        message = option_names(str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err))
+        print(f"error: {message or type(err).__name__}", file=sys.stderr)
+        if "\nhint: " in message:
+            pass  # the error carries its own hint
+        elif type(err).__name__.startswith(("HfHubHTTPError", "RepositoryNotFound", "GatedRepo")) or \
+                "401" in message.split("\n")[0]:
+            from ..hub import HUB_TOKEN_HINT  # the hint the Python error carries too
+
+            print(f"hint: {HUB_TOKEN_HINT}", file=sys.stderr)
+        elif exit_code(err) == 2 and not args.verbose and not isinstance(err, (ValueError, KeyError, TypeError,
+                                                                                  OSError)):
             print("hint: uc-datasets -v ... shows the traceback", file=sys.stderr)
         return exit_code(err)
+
+
+#: Keywords of the Python API that error messages name, and the command-line options that set them.
+_OPTIONS = ("image_column", "label_column", "name_encoder", "class_names", "n_clusters", "period")
+
+
+def option_names(message: str) -> str:
+    """An error message with the Python keywords it names (``image_column=...``) spelled as options.
+
+    Example:
+        >>> option_names("Pass image_column=... naming the image column, or name_encoder='offline'.")
+        "Pass --image-column ... naming the image column, or --name-encoder 'offline'."
+        >>> option_names("the encoder 'x' (name_encoder) cannot be loaded")
+        "the encoder 'x' (--name-encoder) cannot be loaded"
+    """
+    names = "|".join(_OPTIONS)
+    message = re.sub(r"\((" + names + r")\)", lambda m: "(--" + m.group(1).replace("_", "-") + ")", message)
+    return re.sub(r"\b(" + names + r")=", lambda m: "--" + m.group(1).replace("_", "-") + " ", message)
 
 
 if __name__ == "__main__":

@@ -184,7 +184,21 @@ def run_evaluate(args: argparse.Namespace) -> dict:
         config.dataset, len(data.train_labels), len(data.test_labels), data.image_size,
         len(data.class_names), config.method, config.surrogate,
     )
-    rows, relabelings = run_sweep(data, config, accelerator=accelerator, progress=not args.no_progress)
+    finished: list[dict] = []
+    try:
+        rows, relabelings = run_sweep(data, config, accelerator=accelerator, progress=not args.no_progress,
+                                      rows=finished)
+    except Exception as err:
+        if finished and accelerator.is_main_process:
+            partial = {"config": {**asdict(config), "clean": args.clean, "protected": args.protected,
+                                  "incomplete": f"{type(err).__name__}: {err}"}, "rows": finished}
+            try:
+                written = write_outputs(partial, args.output_dir)["results_json"]
+            except Exception:  # the sweep's error matters more than a failed plot of partial rows
+                written = str(Path(args.output_dir) / "results.json")
+                logger.exception("Writing the partial outputs failed")
+            logger.error("The sweep failed after %d finished row(s); they are in %s", len(finished), written)
+        raise
     results = {
         "config": {
             **asdict(config),

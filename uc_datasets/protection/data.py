@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 
 import datasets
 import numpy as np
@@ -152,14 +153,19 @@ def grey_mask_like(grey: torch.Tensor | np.ndarray) -> torch.Tensor:
 
 
 def prepare_working_set(ds: datasets.Dataset, image_column: str, *, working_size: int,
-                        max_pixels: int = DEFAULT_MAX_PIXELS, progress: bool = True) -> tuple[WorkingSet, int]:
+                        max_pixels: int = DEFAULT_MAX_PIXELS, progress: bool = True,
+                        check_sizes: Callable[[Counter], None] | None = None) -> tuple[WorkingSet, int]:
     """The opening of every fit (UC and the baselines): check the column, read every header,
     choose the working resolution and build the :class:`WorkingSet`.
 
-    Returns ``(working set, number of grey images)``; the resolution is ``working_set.hw``.
+    ``check_sizes`` gets the ``Counter`` of ``(h, w)`` sizes before any pixel is decoded (to
+    refuse settings the images cannot hold). Returns ``(working set, number of grey images)``;
+    the resolution is ``working_set.hw``.
     """
     check_image_column(ds, image_column)
     sizes, n_grey = scan_sizes(ds, image_column, max_pixels=max_pixels, progress=progress)
+    if check_sizes is not None:
+        check_sizes(sizes)
     hw = choose_working_hw(sizes, working_size)
     logger.info("%d images, %d distinct sizes, %d grey; working resolution %s", len(ds), len(sizes), n_grey, hw)
     return WorkingSet(ds, image_column, hw, max_pixels=max_pixels, progress=progress), n_grey

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections import Counter
 from collections.abc import Sequence
 
 import datasets
@@ -88,13 +89,23 @@ class UnlearnableClusters:
             if len(class_values) < 2:
                 raise ValueError(f"label column {cfg.label_column!r} holds a single class; label-aware keys need at "
                                  "least two classes (or use label_column=None).")
+            warn_small_classes(classes, class_values, names, cfg.clusters_per_class)
+            if cfg.levels and (cfg.level_source == "class-names" or (cfg.level_source == "auto" and names)):
+                from ..evaluation.relabel import check_encoder
+
+                check_encoder(cfg.name_encoder, option="name_encoder")  # before any work, not after the features
+        elif cfg.clusters_per_class != 1:
+            raise ValueError(f"clusters_per_class={cfg.clusters_per_class} makes clusters inside each class, which "
+                             "needs label-aware mode: pass label_column=... to fit, or leave clusters_per_class=1 "
+                             "(label-free mode has n_clusters clusters in all).")
         elif len(ds) < cfg.n_clusters:
             raise ValueError(f"{len(ds)} images cannot make n_clusters={cfg.n_clusters} clusters; "
                              "use fewer clusters or more images.")
         set_seed(cfg.seed)
         show = self.progress and (accelerator is None or accelerator.is_main_process)
         data, n_grey = prepare_working_set(ds, image_column, working_size=cfg.working_size,
-                                           max_pixels=self.max_pixels, progress=show)
+                                           max_pixels=self.max_pixels, progress=show,
+                                           check_sizes=lambda sizes: check_period(cfg, sizes))
         if accelerator is not None:
             self.device = accelerator.device
         surrogate = self.load_surrogate()
@@ -113,6 +124,8 @@ class UnlearnableClusters:
             "fitted_with": __version__,
             "key_levels": result.key_levels,
             "class_names": names,
+            # the ClassLabel names the classes had, checked at map time (BaseProtector.check_class_names)
+            "label_names": label_names(ds, cfg.label_column, class_values) if cfg.label_aware else None,
         }
         return UCProtector(cfg, result.deltas, result.centres, result.permutation,
                            surrogate_info=vars(surrogate.info()), image_column=image_column, working_hw=data.hw,
@@ -144,6 +157,10 @@ def class_indices(ds: datasets.Dataset, label_column: str,
         if len(names) != len(classes):
             raise ValueError(f"class_names has {len(names)} names for the {len(classes)} distinct classes of "
                              f"{label_column!r}; give one name per class, in sorted class order.")
+        own = [info["class_names"][int(c)] for c in classes] if "class_names" in info else None
+        if own is not None and own != names:
+            logger.warning("class_names %s override the names of the ClassLabel column %r, %s: the coarser key "
+                           "levels follow the names you gave.", names[:10], label_column, own[:10])
     elif "class_names" in info:
         names = [info["class_names"][int(c)] for c in classes]
     elif all(isinstance(c, str) for c in classes):
@@ -151,3 +168,50 @@ def class_indices(ds: datasets.Dataset, label_column: str,
     else:
         names = None
     return idx, list(classes), names
+
+
+def label_names(ds: datasets.Dataset, label_column: str, classes: Sequence[object]) -> list[str] | None:
+    """The ``ClassLabel`` name of each class of ``label_column`` (None when the column is not a ``ClassLabel``).
+
+    Example:
+        >>> feats = datasets.Features({"label": datasets.ClassLabel(names=["cat", "dog"])})
+        >>> label_names(datasets.Dataset.from_dict({"label": [1, 0]}, features=feats), "label", [0, 1])
+        ['cat', 'dog']
+    """
+    feature = ds.features[label_column]
+    if not isinstance(feature, datasets.ClassLabel):
+        return None
+    return [feature.int2str(int(c)) for c in classes]
+
+
+def warn_small_classes(rows: np.ndarray, classes: Sequence[object], names: Sequence[str] | None,
+                       clusters_per_class: int) -> None:
+    """Warn about the classes with fewer images than ``clusters_per_class`` (they get one cluster per image).
+
+    Example:
+        >>> warn_small_classes(np.array([0, 0, 1]), [0, 1], None, 1)  # every class holds one cluster
+    """
+    counts = np.bincount(rows, minlength=len(classes))
+    small = [(names[i] if names else classes[i], int(n)) for i, n in enumerate(counts) if n < clusters_per_class]
+    if small:
+        logger.warning("clusters_per_class=%d, but %d class(es) have fewer images and get one cluster per image: "
+                       "%s. Use clusters_per_class <= %d to give every class the same number.", clusters_per_class,
+                       len(small), ", ".join(f"{c!r} ({n})" for c, n in small[:10]), int(counts.min()))
+
+
+def check_period(cfg: UCConfig, sizes: Counter) -> None:
+    """Refuse a tile period or block size larger than the smallest image: the tile would be cropped and
+    no longer periodic (a block would cover the whole image).
+
+    Example:
+        >>> check_period(UCConfig(pattern="tile", period=4), Counter({(28, 28): 10}))
+    """
+    from .patterns import PERIODIC
+
+    if cfg.pattern not in (*PERIODIC, "block") or not sizes:
+        return
+    h, w = min(sizes, key=min)
+    if cfg.period > min(h, w):
+        raise ValueError(f"period={cfg.period} is larger than the smallest image ({w}x{h} pixels): pattern="
+                         f"{cfg.pattern!r} would be cropped to the image and no longer repeat. Use period <= "
+                         f"{min(h, w)} (default 4).")

@@ -6,7 +6,7 @@ from collections import Counter
 import datasets
 import evaluate
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("uc_datasets.evaluation.metrics.unlearnability")  # evaluate loads us under a hashed module name
 
 _DESCRIPTION = """
 Scores how unlearnable a protected training set is, from a victim's predictions on the clean
