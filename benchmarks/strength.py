@@ -539,20 +539,23 @@ def results_markdown(rows: list[dict], *, variant_key: str | None = None) -> str
 
 def pivot_markdown(rows: list[dict], *, key: str = "method", defense: str = "none") -> str:
     """Table 1 layout: one line per method (or ``key``), one column per labelling (n, largest
-    first); each cell ``protected accuracy % (score)``, with the clean accuracy as first line.
+    first); each cell ``best-epoch score / final score (best-epoch accuracy % / final %)``, with
+    the clean accuracies (best / final) as first line.
 
     Example:
         >>> r = {"method": "UC", "defense": "none", "n_classes": 10, "clean_acc": 0.8, "protected_acc": 0.1,
-        ...      "protection_score": 0.0, "chance": 0.1}
+        ...      "protection_score": 0.0, "chance": 0.1, "clean_acc_best": 0.82}
         >>> pivot_markdown([r]).splitlines()[2]
-        '| clean | 80.0 |'
+        '| clean | 82.0 / 80.0 |'
     """
     rows = [r for r in rows if r["defense"] == defense]
     ns = sorted({r["n_classes"] for r in rows}, reverse=True)
     names = list(dict.fromkeys(r[key] for r in rows))
-    cell = {(r[key], r["n_classes"]): f"{_pct(r['protected_acc'])} ({_num(r['protection_score'], '.2f')})"
+    cell = {(r[key], r["n_classes"]): (f"{_num(r.get('protection_score_best'), '.2f')} / "
+                                       f"{_num(r['protection_score'], '.2f')} ({_pct(r.get('protected_acc_best'))} / "
+                                       f"{_pct(r['protected_acc'])})")
             for r in rows}
-    clean = {r["n_classes"]: _pct(r["clean_acc"]) for r in rows}
+    clean = {r["n_classes"]: f"{_pct(r.get('clean_acc_best'))} / {_pct(r['clean_acc'])}" for r in rows}
     chance = {r["n_classes"]: _pct(r["chance"]) for r in rows}
     body = [["clean"] + [clean[n] for n in ns], ["chance"] + [chance[n] for n in ns]]
     body += [[name] + [cell.get((name, n), "") for n in ns] for name in names]
@@ -567,6 +570,8 @@ def report(path: str | Path) -> str:
     rows, mode = saved["rows"], saved["config"].get("mode")
     if mode == "attackers":
         return attackers_markdown(rows)
+    if mode == "final":
+        return "\n".join([final_markdown(rows), attackers_markdown(rows)])
     key = "variant" if mode in ("compare-defaults", "screen") else "method"
     parts = [pivot_markdown(rows, key=key), results_markdown(rows, variant_key="variant" if key == "variant" else None)]
     if saved.get("cluster_agreement"):
@@ -824,16 +829,23 @@ def attacker_name(row: dict) -> str:
 
 def attackers_markdown(rows: list[dict]) -> str:
     """Methods (lines) against attackers (columns): mean protection score over seeds [min, max];
-    supervised labellings also as their best epoch."""
+    supervised labellings as their best epoch first, then the final epoch; the last column is
+    the worst attacker (``reporting.worst_attacker``: the largest score over best and final
+    epoch, n = 4..10, defences, pseudo-labels and SimCLR), per seed."""
     import numpy as np
+
+    from uc_datasets.evaluation.reporting import worst_attacker
 
     columns: dict[str, list] = {}
     for r in rows:
         name = attacker_name(r)
-        columns.setdefault(name, []).append((r["method"], r["protection_score"]))
-        if r.get("protected_acc_best") is not None:
+        if r.get("protected_acc_best") is not None:  # the early-stopping attacker first
             columns.setdefault(f"{name} (best epoch)", []).append((r["method"], r.get("protection_score_best")))
+        columns.setdefault(name, []).append((r["method"], r["protection_score"]))
     methods = list(dict.fromkeys(r["method"] for r in rows))
+    seeds = sorted({r["seed"] for r in rows})
+    columns["worst attacker"] = [(m, worst_attacker([r for r in rows if r["seed"] == s], m)["score"])
+                                 for m in methods for s in seeds]
 
     def cell(values: list[float | None]) -> str:
         vals = [v for v in values if v is not None]
@@ -897,6 +909,126 @@ def run_attackers(args: argparse.Namespace, profile: StrengthProfile) -> dict:
     save([], "complete")
     print(attackers_markdown(rows))
     return _payload(args, profile, "attackers", extra, rows, "complete")
+
+
+#: The final run's label-aware family (the screen's choice, by the rule in benchmarks/README.md).
+FINAL_LABEL_AWARE_SETTINGS: dict[str, Any] = {"pattern": "error-min"}
+#: Today's label-aware tile, beside it under its own name.
+TILE_METHOD = "UC (label-aware tile)"
+#: The fixed EMinN (true labels): the benchmark's setting with the change eminn_check.py measured.
+EMINN_FIXED: dict[str, Any] = {}
+EMINN_METHOD = "EMinN (true labels)"
+FINAL_DEFENSES = ("mixup", "cutmix", "cutout", "gaussian", "jpeg")
+
+
+def visual_meta(clean: torch.Tensor, protected: torch.Tensor) -> dict:
+    """Mean luminance PSNR (dB) and SSIM of a protected set against the clean one (row columns)."""
+    from uc_datasets.visual import visual_cost
+
+    cost = visual_cost(clean[:, :1] if bool((clean[:, 0] == clean[:, 1]).all()) else clean,
+                       protected[:, :1] if bool((clean[:, 0] == clean[:, 1]).all()) else protected)
+    return {"psnr_db": cost["psnr"]["luminance"]["mean"], "ssim": cost["ssim"]["luminance"]["mean"]}
+
+
+def run_final(args: argparse.Namespace, profile: StrengthProfile) -> dict:
+    """The final run of the strength issue: the chosen label-aware family, today's tile, UC
+    label-free, the fixed EMinN (true labels) and the sign-per-class control, per seed (fit seed
+    = victim seed), against every labelling (profile ``n_values`` and 10, final and best epoch),
+    the defences at n = 10, orthogonal projection, pseudo-labels and SimCLR (``--final-attackers``
+    picks a subset). Rows carry ``protection_score_best``, ``best_epoch``, ``psnr_db`` and ``ssim``."""
+    from uc_datasets.sources import FASHION_MNIST_CLASSES
+
+    t_start = time.perf_counter()
+    train_ds, base = load_data(profile)
+    labelings = make_labelings(FASHION_MNIST_CLASSES, profile.n_values, args.encoder)
+    attackers = set(args.final_attackers)
+    extra: dict[str, Any] = {"encoder": args.encoder, "uc_settings": UC_SETTINGS, "pseudo_encoder": PSEUDO_ENCODER,
+                             "label_aware_settings": FINAL_LABEL_AWARE_SETTINGS, "tile_settings": LABEL_AWARE_SETTINGS,
+                             "eminn_settings": EMINN_FIXED, "attackers": sorted(attackers), "fits": {},
+                             "relabelings": {str(lab.n_groups): lab.to_dict() for lab in labelings}}
+    rows: list[dict] = []
+
+    def save(new_rows: list[dict], status: str = "partial") -> None:
+        _common.write_json(args.output, _payload(args, profile, "final", extra, rows + new_rows, status,
+                                                 timings={"total_seconds": time.perf_counter() - t_start}))
+
+    for seed in profile.seeds:
+        sets = TrainSets(base.clean, base.labels, base.test, base.test_labels)
+        fits: dict[str, Any] = {}
+        for name, label_column, settings in (("UC", None, UC_SETTINGS),
+                                             (LABEL_AWARE, "label", FINAL_LABEL_AWARE_SETTINGS),
+                                             (TILE_METHOD, "label", LABEL_AWARE_SETTINGS)):
+            kw = {"label_column": label_column, "name_encoder": args.encoder} if label_column else {}
+            prot, images, fits[name] = fit_and_protect(train_ds, profile, progress=args.progress, seed=seed,
+                                                       **kw, **settings)
+            sets.protected[name], sets.groups[name] = images, prot.cache_clusters
+            sets.meta[name] = {"p": prot.config.n_clusters, "pattern": prot.config.pattern}
+        settings = {**profile_baseline_settings("eminn", profile), **EMINN_FIXED, "seed": seed}
+        sets.protected[EMINN_METHOD], fits[EMINN_METHOD] = fit_baseline("eminn", train_ds, consistent=True,
+                                                                        settings=settings, epsilon=EPSILON,
+                                                                        progress=args.progress)
+        sets.groups[EMINN_METHOD] = None
+        sets.meta[EMINN_METHOD] = {"p": len(sets.labels), "surrogate": "none"}
+        add_controls(sets, sets.groups["UC"], int(sets.meta["UC"]["p"]), seed=seed)
+        methods = ["UC", LABEL_AWARE, TILE_METHOD, EMINN_METHOD, "sign-per-class"]
+        for m in methods:
+            sets.meta[m] = {**sets.meta.get(m, {}), **visual_meta(sets.clean, sets.protected[m])}
+        extra["fits"][str(seed)] = fits
+        one = replace(profile, seeds=(seed,))
+        runner = VictimRunner(one, sets, progress=args.progress)
+        plan: Plan = [("none", methods, labelings)]
+        if "defenses" in attackers:
+            plan += [(d, methods, labelings[:1]) for d in FINAL_DEFENSES]
+        if "orthogonal" in attackers:
+            plan.append(("orthogonal", methods, labelings[:1]))
+        rows += sweep(one, sets, plan, progress=args.progress, on_rows=save, runner=runner)
+        if "pseudo" in attackers:
+            rows += pseudo_sweep(runner, sets, methods, profile.pseudo_n_values, seed, on_rows=save)
+        if "simclr" in attackers:
+            rows += simclr_sweep(profile, sets, methods, seed, progress=args.progress)
+        save([])
+    save([], "complete")
+    print(final_markdown(rows))
+    return _payload(args, profile, "final", extra, rows, "complete")
+
+
+def final_markdown(rows: list[dict]) -> str:
+    """Per method: the best-epoch score (mean of seeds) at every n, the final-epoch score beside
+    it, the worst attacker, and the visual cost."""
+    import numpy as np
+
+    from uc_datasets.evaluation.reporting import worst_attacker
+
+    plain = [r for r in rows if r["defense"] == "none" and not r.get("attacker")]
+    ns = sorted({r["n_classes"] for r in plain}, reverse=True)
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+
+    def mean(vals: list) -> str:
+        vals = [v for v in vals if v is not None]
+        return f"{np.mean(vals):.2f}" if vals else "n/a"
+
+    body = []
+    for m in methods:
+        mine = [r for r in plain if r["method"] == m]
+        cells = [f"{mean([r['protection_score_best'] for r in mine if r['n_classes'] == n])} "
+                 f"({mean([r['protection_score'] for r in mine if r['n_classes'] == n])})" for n in ns]
+        in_range = [r for r in mine if 4 <= r["n_classes"] <= 10]
+        seeds = sorted({r["seed"] for r in in_range})
+        worst_n = max((np.mean([r["protection_score_best"] for r in in_range if r["n_classes"] == n
+                                and r["protection_score_best"] is not None] or [np.nan]) for n in
+                       sorted({r["n_classes"] for r in in_range})), default=float("nan"))
+        per_seed = [worst_attacker([r for r in rows if r["seed"] == s], m)["score"] for s in seeds]
+        worst = mean(per_seed)
+        vis = next((r for r in mine if r.get("psnr_db") is not None), {})
+        body.append([m, *cells, f"{worst_n:.2f}", worst, number_or_na(vis.get("psnr_db"), ".2f"),
+                     number_or_na(vis.get("ssim"), ".3f")])
+    return _common.markdown_table(["method \\ n: best (final)", *map(str, ns), "worst n=4..10 (best)",
+                                   "worst attacker", "PSNR dB", "SSIM"], body)
+
+
+def number_or_na(v: float | None, spec: str) -> str:
+    """``format(v, spec)``, ``n/a`` for None."""
+    return "n/a" if v is None else format(v, spec)
 
 
 def merge(paths: Sequence[str], output: str) -> dict:
@@ -997,6 +1129,14 @@ SCREEN_VARIANTS: list[tuple[str, bool, dict[str, Any]]] = [
                                            "level_shares": (0.4, 0.15, 0.15, 0.15, 0.15)}),
     ("block,levels=5+2 (names)", True, {"pattern": "block", "levels": (5, 2), "level_source": "class-names"}),
     ("ar,levels=5+2 (names)", True, {"pattern": "ar", "levels": (5, 2), "level_source": "class-names"}),
+    # issue 18 (2026-12-03): label-aware families built to be learned at once, screened at the best epoch
+    ("tile-code", True, {"pattern": "tile-code"}),
+    ("tile-code,per-image phase", True, {"pattern": "tile-code", "phase": "per-image"}),
+    ("error-min", True, {"pattern": "error-min", "error_min": {"rounds": 30}}),
+    ("error-min,levels=5+2 (names)", True, {"pattern": "error-min", "levels": (5, 2), "level_source": "class-names",
+                                            "error_min": {"rounds": 30}}),
+    ("tile+error-min,levels=5+2 (names)", True, {"pattern": "tile+error-min", "levels": (5, 2),
+                                                 "level_source": "class-names", "error_min": {"rounds": 30}}),
 ]
 
 
@@ -1144,10 +1284,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="UC, the label-aware tile, the sign-per-class control and the best baseline against every "
                         "attacker: labels (final and best epoch), pseudo-labels, orthogonal projection, SimCLR "
                         "(writes attackers.json)")
+    p.add_argument("--final", action="store_true",
+                   help="the final run: chosen label-aware family, the tile, UC, the fixed EMinN and the sign control "
+                        "against every labelling and --final-attackers (writes strength.json)")
+    p.add_argument("--final-attackers", nargs="*", default=["defenses", "orthogonal", "pseudo", "simclr"],
+                   choices=["defenses", "orthogonal", "pseudo", "simclr"],
+                   help="with --final: the attackers besides the labellings")
     p.add_argument("--baselines", action="store_true",
                    help="add the Table 1 baselines (label-agnostic under every labelling, label-consistent at n = 10; "
                         "writes strength_baselines.json)")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="override the profile's seeds")
+    p.add_argument("--screen-n-values", type=int, nargs="+", default=None,
+                   help="with --screen/--compare-defaults: the relabellings besides n = 10 (profile default 5 2)")
+    p.add_argument("--n-values", type=int, nargs="+", default=None,
+                   help="override the profile's relabellings n (besides the original 10)")
     p.add_argument("--n-train", type=int, default=None, help="override the profile's train subset size")
     p.add_argument("--fit-epochs", type=int, default=None, help="override the profile's UC epochs")
     p.add_argument("--victim-epochs", type=int, default=None, help="override the profile's victim epochs")
@@ -1190,7 +1340,9 @@ def main(argv: list[str] | None = None) -> dict:
     profile = PROFILES[args.profile]
     overrides = {"seeds": tuple(args.seeds) if args.seeds else None, "n_train": args.n_train,
                  "fit_epochs": args.fit_epochs, "victim_epochs": args.victim_epochs,
-                 "defenses": tuple(args.defenses) if args.defenses is not None else None}
+                 "defenses": tuple(args.defenses) if args.defenses is not None else None,
+                 "defaults_n_values": tuple(args.screen_n_values) if args.screen_n_values else None,
+                 "n_values": tuple(args.n_values) if args.n_values else None}
     profile = replace(profile, **{k: v for k, v in overrides.items() if v is not None})
     logger.info("profile %s: %s", args.profile, profile)
     if args.estimate:
@@ -1201,6 +1353,8 @@ def main(argv: list[str] | None = None) -> dict:
         result = run_compare_defaults(args, profile)
     elif args.attackers:
         result = run_attackers(args, profile)
+    elif args.final:
+        result = run_final(args, profile)
     else:
         result = run_strength(args, profile)
     logger.info("wrote %s", args.output)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["IDENTITY_KEYS", "RESULTS_JSON", "RESULTS_PLOT", "RESULTS_TABLE", "ROW_KEYS", "markdown_table", "number",
-           "percent", "plot_accuracy_vs_n", "result_row", "results_table", "write_outputs"]
+           "percent", "plot_accuracy_vs_n", "result_row", "results_table", "worst_attacker", "write_outputs"]
 
 #: The keys of every results row (``results.json``'s ``rows``); scripts may add more.
 ROW_KEYS = (
@@ -70,9 +70,46 @@ def result_row(*, clean: dict | None, scores: dict | None, **keys: object) -> di
         clean_acc_best=clean.get("accuracy_best") if clean else None,
         protected_acc_best=scores.get("accuracy_best") if scores else None,
         protection_score_best=scores.get("protection_score_best") if scores else None,
+        best_epoch=scores.get("best_epoch") if scores else None,
+        clean_best_epoch=clean.get("best_epoch") if clean else None,
     )
     row.update(keys)
     return row
+
+
+#: The supervised labellings the worst-attacker score covers (n classes).
+WORST_N = range(4, 11)
+
+
+def worst_attacker(rows: Iterable[dict], method: str, *, n_range: Iterable[int] = WORST_N) -> dict:
+    """The strongest attack on ``method``: its largest protection score over every row, best and
+    final epoch, among supervised labellings with ``n`` in ``n_range`` (any defence) and every
+    pseudo-label and SimCLR row. Returns ``{"score", "attacker", "n_rows"}`` (score None without rows).
+
+    Example:
+        >>> rows = [{"method": "UC", "n_classes": 10, "relabel": "original", "defense": "none",
+        ...          "protection_score": 0.2, "protection_score_best": 0.6},
+        ...         {"method": "UC", "n_classes": 2, "relabel": "minilm-kmeans", "defense": "none",
+        ...          "protection_score": 0.9, "protection_score_best": 0.9}]
+        >>> worst_attacker(rows, "UC")["score"]
+        0.6
+    """
+    ns = set(n_range)
+    best, who, count = None, None, 0
+    for r in rows:
+        if r.get("method") != method:
+            continue
+        unsupervised = str(r.get("relabel", "")).startswith("pseudo") or str(r.get("victim", "")).startswith("simclr")
+        if not unsupervised and r.get("n_classes") not in ns:
+            continue
+        count += 1
+        for key, epoch in (("protection_score_best", "best"), ("protection_score", "final")):
+            v = r.get(key)
+            if v is not None and (best is None or v > best):
+                best = float(v)
+                who = (f"{r.get('victim', '')} {r.get('relabel', '')} n={r.get('n_classes')} "
+                       f"defence={r.get('defense')} ({epoch} epoch)").strip()
+    return {"score": best, "attacker": who, "n_rows": count}
 
 
 def percent(value: float | None, digits: int = 2) -> str:
@@ -100,20 +137,22 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> s
 
 
 def results_table(rows: Sequence[dict]) -> str:
-    """A markdown table of the rows (accuracies in %), one line per row.
+    """A markdown table of the rows (accuracies in %), one line per row: the best-epoch score (an
+    attacker who stops early) first, the final-epoch score after it.
 
     Example:
         >>> row = dict.fromkeys(ROW_KEYS, 0); row.update(victim="resnet18", defense="none", relabel="original")
         >>> results_table([row]).splitlines()[0].startswith("| victim")
         True
     """
-    header = ["victim", "defense", "protected fraction", "labels", "n", "seed", "clean acc (%)", "protected acc (%)",
-              "chance (%)", "protection score", "best-epoch protected acc (%)", "best-epoch score"]
+    header = ["victim", "defense", "protected fraction", "labels", "n", "seed", "chance (%)",
+              "best-epoch protected acc (%)", "best-epoch score", "best epoch", "clean acc (%)", "protected acc (%)",
+              "final score"]
     return markdown_table(header, [
         [row["victim"], row["defense"], f"{row['protected_fraction']:g}", row["relabel"], row["n_classes"], row["seed"],
-         percent(row["clean_acc"]), percent(row["protected_acc"]), percent(row["chance"]),
-         number(row["protection_score"]), percent(row.get("protected_acc_best")),
-         number(row.get("protection_score_best"))]
+         percent(row["chance"]), percent(row.get("protected_acc_best")), number(row.get("protection_score_best")),
+         "n/a" if row.get("best_epoch") is None else row["best_epoch"],
+         percent(row["clean_acc"]), percent(row["protected_acc"]), number(row["protection_score"])]
         for row in rows])
 
 

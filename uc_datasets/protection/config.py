@@ -13,6 +13,7 @@ PERMUTATIONS = ("shift", "derangement")
 AUGMENT_MODES = ("reference", "shifts")
 LEVEL_SOURCES = ("auto", "features", "class-names")
 FEATURE_NORMS = ("none", "l2", "l2-pca")
+PHASES = ("fixed", "per-image")
 #: Reference optimiser values (Adam, cosine annealing per iteration).
 DEFAULT_LR = {"generator": 1e-4, "direct": 1e-2}
 
@@ -60,6 +61,7 @@ class UCConfig(BaseConfig):
     # --- keyed error-minimising noise (pattern="error-min" / "tile+error-min") ---------------
     error_min: dict = field(default_factory=dict)
     tile_share: float = 0.5
+    phase: str = "fixed"
 
     def __post_init__(self) -> None:
         self.levels = tuple(int(v) for v in self.levels) if not isinstance(self.levels, int) else (self.levels,)
@@ -83,7 +85,7 @@ class UCConfig(BaseConfig):
         from .patterns import ERROR_MIN, FAMILIES, MODEL_FREE
 
         for name, allowed in (("pattern", FAMILIES), ("augment_mode", AUGMENT_MODES),
-                              ("level_source", LEVEL_SOURCES), ("feature_norm", FEATURE_NORMS)):
+                              ("level_source", LEVEL_SOURCES), ("feature_norm", FEATURE_NORMS), ("phase", PHASES)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}.")
         for name in ("period", "clusters_per_class"):

@@ -28,6 +28,24 @@ from .surrogates import Surrogate, load_surrogate
 PROTECTOR_TYPE = "unlearnable-clusters"
 
 
+def image_phase(delta: torch.Tensor, image: Image.Image) -> torch.Tensor:
+    """``delta`` cyclically shifted by an offset drawn from the image's content hash (``phase="per-image"``).
+
+    Every image of a key gets its own phase of the key's pattern, reproducibly (the same pixels
+    give the same shift), so no single template per class is what the images share: a
+    shift-invariant victim still reads the key, a linear class template does not.
+
+    Example:
+        >>> d = torch.arange(4.0).view(1, 1, 4)
+        >>> sorted(image_phase(d, Image.new("L", (4, 1))).flatten().tolist())
+        [0.0, 1.0, 2.0, 3.0]
+    """
+    key = content_key(image)
+    h, w = delta.shape[-2:]
+    dy, dx = int.from_bytes(key[:4], "little") % h, int.from_bytes(key[4:8], "little") % w
+    return delta.roll((dy, dx), dims=(-2, -1))
+
+
 class UCProtector(BaseProtector):
     """A fitted Unlearnable Clusters protector; ``ds.map(protector, batched=True)`` protects.
 
@@ -92,9 +110,13 @@ class UCProtector(BaseProtector):
         own size (no resampling). ``labels`` are used in label-aware mode only."""
         clusters = self.assign(images, labels=labels)
         if self.config.pattern not in PERIODIC:
-            return [self.deltas[c] for c in clusters]
-        k = min(self.config.period, *self.working_hw)
-        return [tile_to(self.deltas[c][:, :k, :k], (img.height, img.width)) for c, img in zip(clusters, images)]
+            out = [self.deltas[c] for c in clusters]
+        else:
+            k = min(self.config.period, *self.working_hw)
+            out = [tile_to(self.deltas[c][:, :k, :k], (img.height, img.width)) for c, img in zip(clusters, images)]
+        if self.config.phase == "per-image":
+            out = [image_phase(d, img) for d, img in zip(out, images)]
+        return out
 
     def assign(self, images: Sequence[Image.Image], *, labels: Sequence[object] | None = None) -> np.ndarray:
         """Cluster of each supported-mode image: the fit-set cache, else the nearest centre.
