@@ -15,7 +15,8 @@ target the hacker of this project:
 The min-min loop alternates ``train_steps`` SGD steps of a small classifier (from scratch,
 re-initialised every ``restart_every`` rounds so that the noise is easy for *fresh* models,
 which is what a victim is) with one pass of signed-gradient steps on the shared perturbation of
-each key. The hybrid ``tile+error-min`` starts from the keyed tiles at ``tile_share`` of
+each key, through the model in training mode (batch statistics, as a victim sees the
+data while it learns it; the running statistics are left as they are). The hybrid ``tile+error-min`` starts from the keyed tiles at ``tile_share`` of
 epsilon and crafts the residual inside the rest of the budget.
 
 Example:
@@ -112,6 +113,21 @@ def _apply(x: torch.Tensor, delta: torch.Tensor, grey: torch.Tensor) -> torch.Te
     return (x + torch.where(grey.view(-1, 1, 1, 1), lum, delta)).clamp(0.0, 1.0)
 
 
+def _freeze_batch_norm(net: torch.nn.Module) -> list[tuple[torch.nn.Module, float | None]]:
+    """Batch norm layers keep using batch statistics but stop updating their running ones."""
+    saved = []
+    for m in net.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            saved.append((m, m.momentum))
+            m.momentum = 0.0
+    return saved
+
+
+def _restore_batch_norm(net: torch.nn.Module, saved: list[tuple[torch.nn.Module, float | None]]) -> None:
+    for m, momentum in saved:
+        m.momentum = momentum
+
+
 def craft_keyed_noise(x: torch.Tensor, grey: torch.Tensor, keys: torch.Tensor, levels: Sequence[np.ndarray],
                       epsilon: float, cfg: KeyedNoiseConfig, *, base: torch.Tensor | None = None,
                       seed: int = 0, device: torch.device | str = "cpu", progress: bool = True,
@@ -172,7 +188,10 @@ def craft_keyed_noise(x: torch.Tensor, grey: torch.Tensor, keys: torch.Tensor, l
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        net.eval().requires_grad_(False)
+        # the noise minimises the loss the model has while it trains (batch statistics, as a victim
+        # in training sees it), without moving the running statistics
+        net.requires_grad_(False)
+        momenta = _freeze_batch_norm(net)
         wrong = 0
         for idx in torch.randperm(n, generator=gen).split(cfg.batch_size):
             xb0 = x[idx].to(device).float().div_(255)
@@ -191,6 +210,7 @@ def craft_keyed_noise(x: torch.Tensor, grey: torch.Tensor, keys: torch.Tensor, l
                     dk = torch.where(used.view(-1, 1, 1, 1), dk - step * grad.sign(), dk).clamp_(-budget, budget)
             wrong += int((logits[:, :p].argmax(1) != kb).sum())
             delta = dk.detach().cpu()
+        _restore_batch_norm(net, momenta)
         err = wrong / n
         errors.append(round(err, 4))
         bar.set_postfix(error=f"{err:.3f}")
