@@ -39,6 +39,10 @@ ROW_KEYS = (
     "clean_acc_best",
     "protected_acc_best",
     "protection_score_best",
+    "best_epoch",
+    "clean_best_epoch",
+    "protected_acc_per_epoch",
+    "clean_acc_per_epoch",
 )
 RESULTS_JSON, RESULTS_TABLE, RESULTS_PLOT = "results.json", "results.md", "accuracy_vs_n.png"
 
@@ -72,6 +76,8 @@ def result_row(*, clean: dict | None, scores: dict | None, **keys: object) -> di
         protection_score_best=scores.get("protection_score_best") if scores else None,
         best_epoch=scores.get("best_epoch") if scores else None,
         clean_best_epoch=clean.get("best_epoch") if clean else None,
+        protected_acc_per_epoch=(scores or {}).get("accuracy_per_epoch"),
+        clean_acc_per_epoch=(clean or {}).get("accuracy_per_epoch"),
     )
     row.update(keys)
     return row

@@ -198,7 +198,8 @@ def score_epochs(per_epoch: list[torch.Tensor], references: list[int], clean: di
     best_scores = metric.compute(predictions=per_epoch[best].tolist(), references=list(references),
                                  clean_accuracy=None if clean is None else clean["accuracy_best"])
     return {**final, "accuracy_best": best_scores["accuracy"],
-            "protection_score_best": best_scores["protection_score"], "best_epoch": best + 1}
+            "protection_score_best": best_scores["protection_score"], "best_epoch": best + 1,
+            "accuracy_per_epoch": [round(a, 4) for a in accuracies]}
 
 
 def train_and_score(
