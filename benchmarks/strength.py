@@ -589,9 +589,10 @@ def agreement_markdown(entries: list[dict]) -> str:
 
 
 def plot_scores(rows: list[dict], path: str | Path, *, key: str = "method", defense: str = "none",
-                title: str = "") -> Path:
-    """Protection score against the number of classes n, one line per ``key`` (method or
-    variant): mean over seeds with min-max bars. 1 = the clean victim's ability, 0 = chance.
+                title: str = "", score: str = "protection_score") -> Path:
+    """Protection score (``score``: ``protection_score`` or ``protection_score_best``) against the
+    number of classes n, one line per ``key`` (method or variant): mean over seeds with min-max
+    bars. 1 = the clean victim's ability, 0 = chance.
 
     Example:
         >>> plot_scores(saved["rows"], "scores_vs_n.png")  # doctest: +SKIP
@@ -603,8 +604,8 @@ def plot_scores(rows: list[dict], path: str | Path, *, key: str = "method", defe
 
     series: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
-        if r["defense"] == defense and r.get("protection_score") is not None:
-            series[r[key]][r["n_classes"]].append(r["protection_score"])
+        if r["defense"] == defense and not r.get("attacker") and r.get(score) is not None:
+            series[r[key]][r["n_classes"]].append(r[score])
     fig = Figure(figsize=(11, 5.0), constrained_layout=True)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
@@ -630,9 +631,46 @@ def plot_scores(rows: list[dict], path: str | Path, *, key: str = "method", defe
                     label=f"{name} ({seeds} seed{'s' if seeds > 1 else ''})")
     ax.axhline(0.0, color="black", linewidth=0.8)
     ax.set_xlabel("number of classes n the victim trains on (10 = original labels)")
-    ax.set_ylabel("protection score (0 = chance, 1 = no protection)")
+    ax.set_ylabel(("best-epoch " if score.endswith("_best") else "final-epoch ")
+                  + "protection score (0 = chance, 1 = no protection)")
     ax.set_xticks(ns_all)
     ax.set_title(title or f"Fashion-MNIST, defence: {defense}")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.savefig(str(path), dpi=110)
+    return Path(path)
+
+
+def plot_epochs(rows: list[dict], path: str | Path, *, n: int = 10, title: str = "") -> Path:
+    """Test accuracy against the victim's epoch at ``n`` classes (no defence): the clean victim and
+    each method's victim, mean over seeds; where the protected curve peaks is what an early-stopping
+    hacker keeps.
+
+    Example:
+        >>> plot_epochs(saved["rows"], "accuracy_vs_epoch.png")  # doctest: +SKIP
+    """
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    chosen = [r for r in rows if r["defense"] == "none" and not r.get("attacker") and r["n_classes"] == n
+              and r.get("protected_acc_per_epoch")]
+    fig = Figure(figsize=(9, 4.8), constrained_layout=True)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    cleans = {r["seed"]: r["clean_acc_per_epoch"] for r in chosen if r.get("clean_acc_per_epoch")}
+    if cleans:
+        curve = 100 * np.mean(list(cleans.values()), axis=0)
+        ax.plot(range(1, len(curve) + 1), curve, color="black", linewidth=2, label=f"clean ({len(cleans)} seeds)")
+    for method in dict.fromkeys(r["method"] for r in chosen):
+        curves = [r["protected_acc_per_epoch"] for r in chosen if r["method"] == method]
+        curve = 100 * np.mean(curves, axis=0)
+        ax.plot(range(1, len(curve) + 1), curve, marker="o", markersize=3,
+                linestyle="--" if "label-aware" in method else "-", label=f"{method} ({len(curves)} seeds)")
+    if chosen:
+        ax.axhline(100 * chosen[0]["chance"], color="grey", linestyle=":", label="chance")
+    ax.set_xlabel("victim epoch")
+    ax.set_ylabel(f"clean test accuracy % (n = {n})")
+    ax.set_title(title or f"Fashion-MNIST, n = {n}: test accuracy during training")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.savefig(str(path), dpi=110)
     return Path(path)
@@ -1335,6 +1373,11 @@ def main(argv: list[str] | None = None) -> dict:
             saved = json.loads(Path(args.report).read_text())
             key = "variant" if saved["config"].get("mode") in ("compare-defaults", "screen") else "method"
             plot_scores(saved["rows"], args.plot, key=key)
+            if saved["config"].get("mode") == "final":
+                stem = Path(args.plot)
+                plot_scores(saved["rows"], stem.with_name(stem.stem + "_best.png"), key=key,
+                            score="protection_score_best")
+                plot_epochs(saved["rows"], stem.with_name(stem.stem + "_epochs.png"))
         return {"report": text}
     _common.setup(args.threads)
     profile = PROFILES[args.profile]
