@@ -1,6 +1,6 @@
 """The reference code's perturbation-training schedule, re-implemented for speed comparisons.
 
-What the public Unlearnable Clusters code does (DESIGN.md §1), step by step:
+What the public Unlearnable Clusters code does (docs/design.md §1), step by step:
 
 1. surrogate features of every image, K-means into p clusters (here: the library's own
    :func:`~uc_datasets.protection.fit.compute_features` and :func:`~uc_datasets.protection.clustering.kmeans`, so

@@ -8,7 +8,7 @@ and on each protected train set and tested on the clean test split, relabelled t
 the original 10 classes and the BERT-embedding K-means relabellings into n = 2..9 (offline
 all-MiniLM-L6-v2 encoder). Controls at the same epsilon, added in uint8 levels like the
 protector does, one grey pattern per key, either uniform U(-eps, eps) or a random sign
-pattern of +-eps (three times the power of the uniform draw; the control of DESIGN.md's
+pattern of +-eps (three times the power of the uniform draw; the control of docs/design.md §2's
 pre-product experiment):
 
 * ``random-per-image``: an independent uniform draw for every image;

@@ -20,7 +20,7 @@ DEFAULT_LR = {"generator": 1e-4, "direct": 1e-2}
 
 @dataclass
 class UCConfig(BaseConfig):
-    """Every setting of a fit. Defaults follow the reference code (DESIGN.md §1).
+    """Every setting of a fit. Defaults follow the reference code (docs/design.md §1).
 
     Example:
         >>> UCConfig(epsilon=8 / 255).epsilon_levels

@@ -2,7 +2,7 @@
 
 A victim trained with random crops and flips sees every image shifted by a few pixels. A
 pattern only works as a shortcut if the victim can still recognise it after the shift, so
-every family here carries its key in a shift-robust statistic (DESIGN.md §1):
+every family here carries its key in a shift-robust statistic (docs/design.md §2):
 
 * ``tile``: a random ``+-1`` tile of ``period x period`` pixels, repeated over the image
   (periodic, so any shift by a multiple of the period leaves it unchanged and any other shift
