@@ -974,6 +974,8 @@ def run_final(args: argparse.Namespace, profile: StrengthProfile) -> dict:
     = victim seed), against every labelling (profile ``n_values`` and 10, final and best epoch),
     the defences at n = 10, orthogonal projection, pseudo-labels and SimCLR (``--final-attackers``
     picks a subset). Rows carry ``protection_score_best``, ``best_epoch``, ``psnr_db`` and ``ssim``."""
+    import numpy as np
+
     from uc_datasets.sources import FASHION_MNIST_CLASSES
 
     t_start = time.perf_counter()
@@ -990,28 +992,62 @@ def run_final(args: argparse.Namespace, profile: StrengthProfile) -> dict:
         _common.write_json(args.output, _payload(args, profile, "final", extra, rows + new_rows, status,
                                                  timings={"total_seconds": time.perf_counter() - t_start}))
 
+    cache = Path(args.final_cache) if args.final_cache else None
+
+    def cached(name: str, fit: Callable[[], tuple]) -> tuple:
+        """``(images, groups, meta, record)`` of a fit, from ``--final-cache`` when it is there."""
+        import json
+
+        import torch
+
+        stem = None if cache is None else cache / name.replace(" ", "_").replace("(", "").replace(")", "")
+        if stem is not None and stem.with_suffix(".pt").exists():
+            saved = torch.load(stem.with_suffix(".pt"), weights_only=True)
+            record = json.loads(stem.with_suffix(".json").read_text())
+            logger.info("%s: protected set from the cache %s", name, stem)
+            return saved["images"], saved.get("groups"), record["meta"], record["fit"]
+        images, groups, meta, record = fit()
+        if stem is not None:
+            stem.parent.mkdir(parents=True, exist_ok=True)
+            torch.save({"images": images, **({"groups": torch.as_tensor(groups)} if groups is not None else {})},
+                       stem.with_suffix(".pt"))
+            _common.write_json(stem.with_suffix(".json"), {"meta": meta, "fit": record})
+        return images, groups, meta, record
+
+    def uc_fit(seed: int, label_column: str | None, settings: dict) -> Callable[[], tuple]:
+        def fit() -> tuple:
+            kw = {"label_column": label_column, "name_encoder": args.encoder} if label_column else {}
+            prot, images, record = fit_and_protect(train_ds, profile, progress=args.progress, seed=seed, **kw,
+                                                   **settings)
+            return images, prot.cache_clusters, {"p": prot.config.n_clusters, "pattern": prot.config.pattern}, record
+        return fit
+
+    def eminn_fit() -> tuple:
+        settings = {**profile_baseline_settings("eminn", profile), **EMINN_FIXED, "seed": 0}
+        images, record = fit_baseline("eminn", train_ds, consistent=True, settings=settings, epsilon=EPSILON,
+                                      progress=args.progress)
+        return images, None, {"p": len(base.labels), "surrogate": "none"}, record
+
     for seed in profile.seeds:
         sets = TrainSets(base.clean, base.labels, base.test, base.test_labels)
         fits: dict[str, Any] = {}
         for name, label_column, settings in (("UC", None, UC_SETTINGS),
                                              (LABEL_AWARE, "label", FINAL_LABEL_AWARE_SETTINGS),
                                              (TILE_METHOD, "label", LABEL_AWARE_SETTINGS)):
-            kw = {"label_column": label_column, "name_encoder": args.encoder} if label_column else {}
-            prot, images, fits[name] = fit_and_protect(train_ds, profile, progress=args.progress, seed=seed,
-                                                       **kw, **settings)
-            sets.protected[name], sets.groups[name] = images, prot.cache_clusters
-            sets.meta[name] = {"p": prot.config.n_clusters, "pattern": prot.config.pattern}
-        settings = {**profile_baseline_settings("eminn", profile), **EMINN_FIXED, "seed": seed}
-        sets.protected[EMINN_METHOD], fits[EMINN_METHOD] = fit_baseline("eminn", train_ds, consistent=True,
-                                                                        settings=settings, epsilon=EPSILON,
-                                                                        progress=args.progress)
+            images, groups, meta, fits[name] = cached(f"{name} seed{seed}", uc_fit(seed, label_column, settings))
+            sets.protected[name], sets.groups[name], sets.meta[name] = images, groups, meta
+        # EMinN is fit once (seed 0) and shared by every seed's victims: its fit is the costliest here
+        images, _, meta, fits[EMINN_METHOD] = cached(EMINN_METHOD, eminn_fit)
+        sets.protected[EMINN_METHOD], sets.meta[EMINN_METHOD] = images, meta
         sets.groups[EMINN_METHOD] = None
         sets.meta[EMINN_METHOD] = {"p": len(sets.labels), "surrogate": "none"}
-        add_controls(sets, sets.groups["UC"], int(sets.meta["UC"]["p"]), seed=seed)
+        add_controls(sets, np.asarray(sets.groups["UC"]), int(sets.meta["UC"]["p"]), seed=seed)
         methods = ["UC", LABEL_AWARE, TILE_METHOD, EMINN_METHOD, "sign-per-class"]
         for m in methods:
             sets.meta[m] = {**sets.meta.get(m, {}), **visual_meta(sets.clean, sets.protected[m])}
         extra["fits"][str(seed)] = fits
+        if args.fits_only:
+            continue
         one = replace(profile, seeds=(seed,))
         runner = VictimRunner(one, sets, progress=args.progress)
         plan: Plan = [("none", methods, labelings)]
@@ -1328,6 +1364,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--final-attackers", nargs="*", default=["defenses", "orthogonal", "pseudo", "simclr"],
                    choices=["defenses", "orthogonal", "pseudo", "simclr"],
                    help="with --final: the attackers besides the labellings")
+    p.add_argument("--final-cache", metavar="DIR", default=None,
+                   help="with --final: keep each fit's protected set here and reuse it (parallel seed processes "
+                        "share the one EMinN fit)")
+    p.add_argument("--fits-only", action="store_true", help="with --final: fit and cache the protected sets, no victims")
     p.add_argument("--baselines", action="store_true",
                    help="add the Table 1 baselines (label-agnostic under every labelling, label-consistent at n = 10; "
                         "writes strength_baselines.json)")
