@@ -1,5 +1,6 @@
 """Perturbation families (uc_datasets.protection.patterns) and the label-aware mode, through the protector contract."""
 
+import math
 import pickle
 
 import datasets
@@ -18,6 +19,7 @@ from uc_datasets.protection.patterns import (
     shift_similarity,
     tile_patterns,
     tile_to,
+    wave_patterns,
 )
 
 #: A few seconds of keyed min-min crafting (the contract, not the strength).
@@ -80,6 +82,25 @@ def test_code_tiles_stay_further_apart_under_shifts_and_flips_than_random_draws(
     assert set(code_tiles(6, seed=3).unique().tolist()) == {-1.0, 1.0}
 
 
+def _block_dct_low_share(x: torch.Tensor) -> float:
+    """Share of a pattern's energy in the 3 x 3 lowest DCT frequencies of its 8 x 8 blocks (what JPEG-10 keeps)."""
+    n = 8
+    k = torch.arange(n, dtype=torch.float64)
+    basis = torch.cos(math.pi * (2 * k[None] + 1) * k[:, None] / (2 * n))  # (freq, pos)
+    blocks = x.double().unfold(-2, n, n).unfold(-2, n, n)  # (..., bh, bw, 8, 8)
+    coef = basis @ blocks @ basis.T
+    return float((coef[..., :3, :3] ** 2).sum() / (coef ** 2).sum())
+
+
+def test_wave_patterns_keep_their_energy_where_jpeg_keeps_it():
+    w = wave_patterns(4, (32, 32), seed=0)
+    t = tile_patterns(4, (32, 32), period=4, seed=0)
+    assert float(w.abs().mean()) > 0.6  # spends most of the budget
+    assert _block_dct_low_share(w) > 0.8 > 0.2 > _block_dct_low_share(t)
+    blur = torch.nn.functional.avg_pool2d(w, 3, 1, 1, count_include_pad=False)
+    assert float((blur - w).abs().mean()) < 0.15  # smoothing barely changes it
+
+
 def test_shift_similarity_sees_shifts_and_flips():
     t = tile_patterns(1, (4, 4), period=4, seed=2)
     views = torch.cat([t, t.roll(1, -1), t.roll((2, 3), (-2, -1)).flip(-1), -t])
@@ -101,6 +122,7 @@ FAMILY_CASES = [
     ("periodic-generator", True, {"augment_mode": "shifts"}),
     ("generator", False, {"augment_mode": "shifts"}),
     ("tile-code", True, {"levels": (2,), "level_source": "features"}),
+    ("wave", True, {}),
     ("error-min", True, {"error_min": TINY_EM}),
     ("error-min", False, {"error_min": {**TINY_EM, "augment": "none"}}),
     ("tile+error-min", True, {"levels": (2,), "level_source": "features", "error_min": TINY_EM}),

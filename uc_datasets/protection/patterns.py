@@ -12,6 +12,10 @@ every family here carries its key in a shift-robust statistic (docs/design.md §
 * ``ar``: an autoregressive texture (Sandoval-Segura et al., NeurIPS 2022): each key has its
   own 3x3 causal AR coefficients; the field is generated pixel by pixel from a seeded start and
   scaled to ``[-1, 1]``; a stationary process, so a crop is another sample of it;
+* ``wave``: a sum of a few smooth 2-D cosines per key (wavelengths of 8 to 32 pixels at the
+  working size), pushed to the budget: low-frequency energy that JPEG-10 quantisation (which keeps
+  the lowest DCT frequencies of every 8 x 8 block) and Gaussian smoothing leave mostly intact, and
+  that a shift of a few pixels barely changes;
 * ``block``: a coarse grid of ``+-1`` blocks of ``block x block`` pixels (Yu et al., KDD 2022),
   low-frequency, so JPEG and small shifts disturb it less.
 
@@ -27,20 +31,22 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
 __all__ = ["ERROR_MIN", "FAMILIES", "MODEL_FREE", "PERIODIC", "ar_patterns", "block_patterns", "code_tiles",
-           "combine_levels", "keyed_patterns", "shift_similarity", "tile_patterns", "tile_to"]
+           "combine_levels", "keyed_patterns", "shift_similarity", "tile_patterns", "tile_to", "wave_patterns"]
 
 #: Every perturbation family of the estimator (``UCConfig.pattern``).
-FAMILIES = ("generator", "periodic-generator", "tile", "tile-code", "ar", "block", "error-min", "tile+error-min")
+FAMILIES = ("generator", "periodic-generator", "tile", "tile-code", "ar", "block", "wave", "error-min",
+            "tile+error-min")
 #: Families crafted as keyed error-minimising noise (:mod:`uc_datasets.protection.keyed_noise`).
 ERROR_MIN = ("error-min", "tile+error-min")
 #: Families drawn from a seed, no surrogate training.
-MODEL_FREE = ("tile", "tile-code", "ar", "block")
+MODEL_FREE = ("tile", "tile-code", "ar", "block", "wave")
 #: Families whose perturbation repeats with ``period`` (tiled to every image size at map time).
 PERIODIC = ("tile", "tile-code", "periodic-generator")
 
@@ -143,6 +149,34 @@ def code_tiles(n_keys: int, *, period: int = 4, channels: int = 1, seed: int = 0
     return pool[chosen].contiguous()
 
 
+def wave_patterns(n_keys: int, hw: Sequence[int], *, channels: int = 1, seed: int = 0, n_waves: int = 3,
+                  wavelengths: tuple[float, float] = (8.0, 32.0)) -> torch.Tensor:
+    """``n_keys`` smooth textures in ``[-1, 1]``: ``n_waves`` random 2-D cosines each.
+
+    Each wave has a random direction, a wavelength drawn uniformly in ``wavelengths`` (pixels)
+    and a random phase; their sum is scaled by ``3 / max|sum|`` and clipped, so most pixels sit
+    at the bound (the L-inf budget is spent) while the edges between signs stay smooth.
+
+    Example:
+        >>> w = wave_patterns(2, (16, 16), seed=0)
+        >>> w.shape, bool(w.abs().max() <= 1), bool(torch.equal(w, wave_patterns(2, (16, 16), seed=0)))
+        (torch.Size([2, 1, 16, 16]), True, True)
+    """
+    h, w = int(hw[0]), int(hw[1])
+    gen = _generator(seed)
+    yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    shape = (n_keys, channels, n_waves)
+    angle = torch.rand(shape, generator=gen) * math.pi
+    lo, hi = wavelengths
+    length = lo + torch.rand(shape, generator=gen) * (hi - lo)
+    phase = torch.rand(shape, generator=gen) * 2 * math.pi
+    k = 2 * math.pi / length
+    arg = (k * torch.cos(angle))[..., None, None] * xx + (k * torch.sin(angle))[..., None, None] * yy
+    field = torch.cos(arg + phase[..., None, None]).sum(2)
+    field = field / field.flatten(1).abs().amax(1).clamp(min=1e-12).view(-1, 1, 1, 1)
+    return (3 * field).clamp(-1.0, 1.0).contiguous()
+
+
 def block_patterns(n_keys: int, hw: Sequence[int], *, block: int = 4, channels: int = 1,
                    seed: int = 0) -> torch.Tensor:
     """``n_keys`` random ``+-1`` grids of ``block x block`` pixel blocks covering ``hw``.
@@ -220,6 +254,8 @@ def keyed_patterns(family: str, n_keys: int, hw: Sequence[int], *, period: int =
         return block_patterns(n_keys, hw, block=period, channels=channels, seed=seed)
     if family == "ar":
         return ar_patterns(n_keys, hw, channels=channels, seed=seed)
+    if family == "wave":
+        return wave_patterns(n_keys, hw, channels=channels, seed=seed)
     raise ValueError(f"{family!r} is not a model-free pattern family; choose one of {MODEL_FREE}.")
 
 
