@@ -957,6 +957,7 @@ TILE_METHOD = "UC (label-aware tile)"
 EMINN_FIXED: dict[str, Any] = {}
 EMINN_METHOD = "EMinN (true labels)"
 FINAL_DEFENSES = ("mixup", "cutmix", "cutout", "gaussian", "jpeg")
+FINAL_METHODS = ("UC", LABEL_AWARE, TILE_METHOD, EMINN_METHOD, "sign-per-class")
 
 
 def visual_meta(clean: torch.Tensor, protected: torch.Tensor) -> dict:
@@ -1031,18 +1032,22 @@ def run_final(args: argparse.Namespace, profile: StrengthProfile) -> dict:
     for seed in profile.seeds:
         sets = TrainSets(base.clean, base.labels, base.test, base.test_labels)
         fits: dict[str, Any] = {}
+        methods = [m for m in FINAL_METHODS if m in args.final_methods]
+        if EMINN_METHOD in methods:
+            # fit once (seed 0) and shared by every seed's victims: the costliest fit here
+            images, _, meta, fits[EMINN_METHOD] = cached(EMINN_METHOD, eminn_fit)
+            sets.protected[EMINN_METHOD], sets.meta[EMINN_METHOD] = images, meta
+            sets.groups[EMINN_METHOD] = None
         for name, label_column, settings in (("UC", None, UC_SETTINGS),
                                              (LABEL_AWARE, "label", FINAL_LABEL_AWARE_SETTINGS),
                                              (TILE_METHOD, "label", LABEL_AWARE_SETTINGS)):
-            images, groups, meta, fits[name] = cached(f"{name} seed{seed}", uc_fit(seed, label_column, settings))
-            sets.protected[name], sets.groups[name], sets.meta[name] = images, groups, meta
-        # EMinN is fit once (seed 0) and shared by every seed's victims: its fit is the costliest here
-        images, _, meta, fits[EMINN_METHOD] = cached(EMINN_METHOD, eminn_fit)
-        sets.protected[EMINN_METHOD], sets.meta[EMINN_METHOD] = images, meta
-        sets.groups[EMINN_METHOD] = None
-        sets.meta[EMINN_METHOD] = {"p": len(sets.labels), "surrogate": "none"}
-        add_controls(sets, np.asarray(sets.groups["UC"]), int(sets.meta["UC"]["p"]), seed=seed)
-        methods = ["UC", LABEL_AWARE, TILE_METHOD, EMINN_METHOD, "sign-per-class"]
+            if name in methods:
+                images, groups, meta, fits[name] = cached(f"{name} seed{seed}", uc_fit(seed, label_column, settings))
+                sets.protected[name], sets.groups[name], sets.meta[name] = images, groups, meta
+        if "sign-per-class" in methods:
+            clusters = sets.groups.get("UC")
+            add_controls(sets, np.zeros(len(base.labels), dtype=np.int64) if clusters is None else np.asarray(clusters),
+                         int(sets.meta.get("UC", {}).get("p", 1)), seed=seed)
         for m in methods:
             sets.meta[m] = {**sets.meta.get(m, {}), **visual_meta(sets.clean, sets.protected[m])}
         extra["fits"][str(seed)] = fits
@@ -1367,6 +1372,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--final-cache", metavar="DIR", default=None,
                    help="with --final: keep each fit's protected set here and reuse it (parallel seed processes "
                         "share the one EMinN fit)")
+    p.add_argument("--final-methods", nargs="+", default=list(FINAL_METHODS), choices=list(FINAL_METHODS),
+                   help="with --final: a subset of the methods")
     p.add_argument("--fits-only", action="store_true", help="with --final: fit and cache the protected sets, no victims")
     p.add_argument("--baselines", action="store_true",
                    help="add the Table 1 baselines (label-agnostic under every labelling, label-consistent at n = 10; "
