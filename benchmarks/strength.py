@@ -1055,12 +1055,14 @@ def run_final(args: argparse.Namespace, profile: StrengthProfile) -> dict:
             continue
         one = replace(profile, seeds=(seed,))
         runner = VictimRunner(one, sets, progress=args.progress)
+        cleans = load_cleans(cache)
         plan: Plan = [("none", methods, labelings)]
         if "defenses" in attackers:
             plan += [(d, methods, labelings[:1]) for d in FINAL_DEFENSES]
         if "orthogonal" in attackers:
             plan.append(("orthogonal", methods, labelings[:1]))
-        rows += sweep(one, sets, plan, progress=args.progress, on_rows=save, runner=runner)
+        rows += sweep(one, sets, plan, progress=args.progress, on_rows=save, runner=runner, cleans=cleans)
+        save_cleans(cache, cleans)
         if "pseudo" in attackers:
             rows += pseudo_sweep(runner, sets, methods, profile.pseudo_n_values, seed, on_rows=save)
         if "simclr" in attackers:
@@ -1069,6 +1071,28 @@ def run_final(args: argparse.Namespace, profile: StrengthProfile) -> dict:
     save([], "complete")
     print(final_markdown(rows))
     return _payload(args, profile, "final", extra, rows, "complete")
+
+
+def load_cleans(cache: Path | None) -> dict[tuple, tuple]:
+    """The clean victims of earlier runs sharing ``--final-cache`` (same data, seeds and victims:
+    a later run of other methods reuses them instead of retraining)."""
+    import json
+
+    path = None if cache is None else cache / "clean_victims.json"
+    if path is None or not path.exists():
+        return {}
+    return {tuple(json.loads(k)): (v["clean"], v["error"]) for k, v in json.loads(path.read_text()).items()}
+
+
+def save_cleans(cache: Path | None, cleans: dict[tuple, tuple]) -> None:
+    """Add this run's clean victims to ``--final-cache`` (merged with what is there)."""
+    import json
+
+    if cache is None:
+        return
+    merged = {**load_cleans(cache), **cleans}
+    _common.write_json(cache / "clean_victims.json",
+                       {json.dumps(list(k)): {"clean": c, "error": e} for k, (c, e) in merged.items()})
 
 
 def final_markdown(rows: list[dict]) -> str:
@@ -1124,7 +1148,8 @@ def merge(paths: Sequence[str], output: str) -> dict:
     merged["config"]["status"] = "complete" if all(p["config"]["status"] == "complete" for p in parts) else "partial"
     merged["rows"] = [r for part in parts for r in part["rows"]]
     for part in parts[1:]:
-        merged["config"]["fits"].update(part["config"].get("fits", {}))
+        for seed, fits in part["config"].get("fits", {}).items():  # runs of other methods for the same seed add up
+            merged["config"]["fits"].setdefault(seed, {}).update(fits)
         if not merged.get("cluster_agreement"):
             merged["cluster_agreement"] = part.get("cluster_agreement", [])
     _common.write_json(output, merged)
