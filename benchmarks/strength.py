@@ -954,7 +954,7 @@ FINAL_LABEL_AWARE_SETTINGS: dict[str, Any] = {"pattern": "error-min"}
 #: Today's label-aware tile, beside it under its own name.
 TILE_METHOD = "UC (label-aware tile)"
 #: The fixed EMinN (true labels): the benchmark's setting with the change eminn_check.py measured.
-EMINN_FIXED: dict[str, Any] = {}
+EMINN_FIXED: dict[str, Any] = {"augment": "crop", "stop_error": 0.0, "max_rounds": 10}
 EMINN_METHOD = "EMinN (true labels)"
 FINAL_DEFENSES = ("mixup", "cutmix", "cutout", "gaussian", "jpeg")
 FINAL_METHODS = ("UC", LABEL_AWARE, TILE_METHOD, EMINN_METHOD, "sign-per-class")
