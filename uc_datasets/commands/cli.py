@@ -12,6 +12,7 @@ import time
 import traceback
 
 from .. import __version__
+from ..protection.config import FAMILIES
 from .arguments import epsilon_levels
 
 logger = logging.getLogger("uc_datasets")
@@ -62,7 +63,7 @@ def add_fit_arguments(p: argparse.ArgumentParser, defaults: dict | None = None) 
     p.add_argument("--label-column", default=None,
                    help="uc: label-aware mode, keys nested in this column's classes; baselines: label-consistent "
                         "mode (this column instead of the surrogate's predicted classes)")
-    p.add_argument("--pattern", choices=["generator", "periodic-generator", "tile", "ar", "block"], default=None,
+    p.add_argument("--pattern", choices=list(FAMILIES), default=None,
                    help="uc: perturbation family (default: generator; see uc_datasets.protection.patterns)")
     p.add_argument("--period", type=int, default=None, help="uc: tile period / block size in pixels (default: 4)")
     p.add_argument("--levels", type=int, nargs="*", default=None,

@@ -54,7 +54,7 @@ class KeyedNoiseConfig:
     ``augment`` is the victims' augmentation applied in both (``"crop"`` or ``"none"``).
     """
 
-    rounds: int = 10
+    rounds: int = 30
     train_steps: int = 10
     noise_steps: int = 1
     step_size: float = 0.1

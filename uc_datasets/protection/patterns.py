@@ -40,15 +40,9 @@ import torch
 __all__ = ["ERROR_MIN", "FAMILIES", "MODEL_FREE", "PERIODIC", "ar_patterns", "block_patterns", "code_tiles",
            "combine_levels", "keyed_patterns", "shift_similarity", "tile_patterns", "tile_to", "wave_patterns"]
 
-#: Every perturbation family of the estimator (``UCConfig.pattern``).
-FAMILIES = ("generator", "periodic-generator", "tile", "tile-code", "ar", "block", "wave", "error-min",
-            "tile+error-min")
-#: Families crafted as keyed error-minimising noise (:mod:`uc_datasets.protection.keyed_noise`).
-ERROR_MIN = ("error-min", "tile+error-min")
-#: Families drawn from a seed, no surrogate training.
-MODEL_FREE = ("tile", "tile-code", "ar", "block", "wave")
-#: Families whose perturbation repeats with ``period`` (tiled to every image size at map time).
-PERIODIC = ("tile", "tile-code", "periodic-generator")
+#: The family names (``FAMILIES``, ``MODEL_FREE``, ``PERIODIC``, ``ERROR_MIN``) live in the light
+#: config module, so that the command line builds its choices without importing torch.
+from .config import ERROR_MIN, FAMILIES, MODEL_FREE, PERIODIC  # noqa: E402,F401
 
 
 def _generator(seed: int) -> torch.Generator:
