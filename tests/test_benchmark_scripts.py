@@ -217,7 +217,10 @@ def test_report_reprints_the_tables_of_a_saved_run(strength_results, tmp_path):
     assert pivot[0] == "| method \\ n | " + " | ".join(map(str, n_values)) + " |"
     uc = next(line for line in pivot if line.startswith("| UC |")).split(" | ")
     uc_rows = {r["n_classes"]: r for r in saved["rows"] if r["method"] == "UC" and r["defense"] == "none"}
-    assert uc[1].startswith(f"{100 * uc_rows[10]['protected_acc']:.1f} (")
+    # best-epoch first: "best score / final score (best acc % / final acc %)"
+    assert uc[1].endswith(f" / {100 * uc_rows[10]['protected_acc']:.1f})")
+    best = uc_rows[10]["protection_score_best"]
+    assert uc[1].startswith("n/a / " if best is None else f"{best:.2f} / ")
     assert any(line.startswith("| eminn (true labels) |") for line in pivot)
 
 
@@ -299,3 +302,28 @@ def test_speed_load_smoke_subprocess(tmp_path):
     restart = saved["restart"]
     assert restart["identical_to_uninterrupted"] is True and restart["restart_error"] is None
     assert sum(restart["cache_after_restart"]["finished_files"].values()) == 32
+
+
+def test_strength_final_smoke_reads_the_best_epoch_first_and_reuses_its_cache(tmp_path):
+    strength = _bench("strength")
+    cache, out = tmp_path / "cache", tmp_path / "final.json"
+    strength.main(["--profile", "smoke", "--final", "--final-attackers", "labels", "--no-progress",
+                   "--final-cache", str(cache), "--output", str(out)])
+    saved = json.loads(out.read_text())
+    assert saved["config"]["mode"] == "final" and saved["config"]["status"] == "complete"
+    methods = {r["method"] for r in saved["rows"]}
+    assert methods == set(strength.FINAL_METHODS)
+    for r in saved["rows"]:
+        assert "protection_score_best" in r and len(r["protected_acc_per_epoch"]) == r["epochs"]
+        assert r["psnr_db"] > 20 and 0 < r["ssim"] <= 1
+    assert (cache / "EMinN_true_labels.pt").exists() and (cache / "clean_victims.json").exists()
+    # a second run of one method loads its protected set and the clean victims from the cache
+    again = tmp_path / "again.json"
+    strength.main(["--profile", "smoke", "--final", "--final-attackers", "labels", "--no-progress",
+                   "--final-cache", str(cache), "--final-methods", "UC", "--output", str(again)])
+    first = {(r["n_classes"], r["seed"]): r for r in saved["rows"] if r["method"] == "UC"}
+    for r in json.loads(again.read_text())["rows"]:
+        assert r["clean_acc"] == first[(r["n_classes"], r["seed"])]["clean_acc"]
+        assert r["protected_acc_per_epoch"] == first[(r["n_classes"], r["seed"])]["protected_acc_per_epoch"]
+    table = strength.report(str(out))
+    assert "worst attacker" in table and "best (final)" in table
