@@ -965,8 +965,8 @@ def visual_meta(clean: torch.Tensor, protected: torch.Tensor) -> dict:
     """Mean luminance PSNR (dB) and SSIM of a protected set against the clean one (row columns)."""
     from uc_datasets.visual import visual_cost
 
-    cost = visual_cost(clean[:, :1] if bool((clean[:, 0] == clean[:, 1]).all()) else clean,
-                       protected[:, :1] if bool((clean[:, 0] == clean[:, 1]).all()) else protected)
+    channels = 1 if bool((clean[:, 0] == clean[:, 1]).all()) else clean.shape[1]  # grey data: one channel
+    cost = visual_cost(clean[:, :channels], protected[:, :channels])
     return {"psnr_db": cost["psnr"]["luminance"]["mean"], "ssim": cost["ssim"]["luminance"]["mean"]}
 
 
