@@ -848,7 +848,7 @@ def simclr_sweep(profile: StrengthProfile, sets: TrainSets, methods: Sequence[st
         result = probe(sets.protected[method])
         scores = metric.compute(predictions=result["predictions"].tolist(), references=test_y,
                                 clean_accuracy=clean["accuracy"])
-        extra = {**sets.meta.get(method, {}), "attacker": "SimCLR + linear probe", "victim": "simclr-resnet18",
+        extra = {**sets.meta.get(method, {}), "attacker": SIMCLR_ATTACKER, "victim": "simclr-resnet18",
                  "epochs": profile.simclr_epochs, "simclr_loss": result["loss_history"],
                  "simclr_clean_loss": clean_probe["loss_history"], "nmi": None, "cluster_rule_acc": None}
         rows.append(_row(profile, method=method, lab=lab, defense="none", seed=seed, clean=clean, result=scores,
@@ -856,13 +856,17 @@ def simclr_sweep(profile: StrengthProfile, sets: TrainSets, methods: Sequence[st
     return rows
 
 
+SIMCLR_ATTACKER = "SimCLR + linear probe"
+
+
 def attacker_name(row: dict) -> str:
     """The attacker column of a row of the ``--attackers`` run."""
-    if row.get("attacker"):
-        return row["attacker"]
-    if row["defense"] != "none":
-        return f"{row['defense']} n={row['n_classes']}"
-    return f"labels n={row['n_classes']}"
+    return row["attacker"] if row.get("attacker") else _attacker_label(row["defense"], row["n_classes"])
+
+
+def _attacker_label(defense: str, n_classes: int) -> str:
+    """``labels n=N`` without a defence, ``<defence> n=N`` with one."""
+    return f"labels n={n_classes}" if defense == "none" else f"{defense} n={n_classes}"
 
 
 def attackers_markdown(rows: list[dict]) -> str:
@@ -976,6 +980,8 @@ def run_final(args: argparse.Namespace, profile: StrengthProfile) -> dict:
     = victim seed), against every labelling (profile ``n_values`` and 10, final and best epoch),
     the defences at n = 10, orthogonal projection, pseudo-labels and SimCLR (``--final-attackers``
     picks a subset). Rows carry ``protection_score_best``, ``best_epoch``, ``psnr_db`` and ``ssim``."""
+    import json
+
     import numpy as np
 
     from uc_datasets.sources import FASHION_MNIST_CLASSES
@@ -984,6 +990,8 @@ def run_final(args: argparse.Namespace, profile: StrengthProfile) -> dict:
     train_ds, base = load_data(profile)
     labelings = make_labelings(FASHION_MNIST_CLASSES, profile.n_values, args.encoder)
     attackers = set(args.final_attackers)
+    done = {(r["method"], r["seed"], attacker_name(r)) for f in args.final_skip
+            for r in json.loads(Path(f).read_text())["rows"] if r.get("protected_acc") is not None}
     extra: dict[str, Any] = {"encoder": args.encoder, "uc_settings": UC_SETTINGS, "pseudo_encoder": PSEUDO_ENCODER,
                              "label_aware_settings": FINAL_LABEL_AWARE_SETTINGS, "tile_settings": LABEL_AWARE_SETTINGS,
                              "eminn_settings": EMINN_FIXED, "attackers": sorted(attackers), "fits": {},
@@ -1057,17 +1065,24 @@ def run_final(args: argparse.Namespace, profile: StrengthProfile) -> dict:
         one = replace(profile, seeds=(seed,))
         runner = VictimRunner(one, sets, progress=args.progress)
         cleans = load_cleans(cache)
-        plan: Plan = [("none", methods, labelings)] if "labels" in attackers else []
-        if "defenses" in attackers:
-            plan += [(d, methods, labelings[:1]) for d in FINAL_DEFENSES]
-        if "orthogonal" in attackers:
-            plan.append(("orthogonal", methods, labelings[:1]))
+
+        def todo(*attacker_names: str) -> list[str]:
+            """The methods that still lack a measured row for one of these attackers at this seed."""
+            return [m for m in methods if any((m, seed, a) not in done for a in attacker_names)]
+
+        plan: Plan = []
+        for defense, labs in ((("none", labelings),) if "labels" in attackers else ()) + tuple(
+                (d, labelings[:1]) for d in (FINAL_DEFENSES if "defenses" in attackers else ())) + (
+                (("orthogonal", labelings[:1]),) if "orthogonal" in attackers else ()):
+            for lab in labs:
+                if todo_methods := todo(_attacker_label(defense, lab.n_groups)):
+                    plan.append((defense, todo_methods, [lab]))
         rows += sweep(one, sets, plan, progress=args.progress, on_rows=save, runner=runner, cleans=cleans)
         save_cleans(cache, cleans)
-        if "pseudo" in attackers:
-            rows += pseudo_sweep(runner, sets, methods, profile.pseudo_n_values, seed, on_rows=save)
-        if "simclr" in attackers:
-            rows += simclr_sweep(profile, sets, methods, seed, progress=args.progress)
+        if "pseudo" in attackers and (todo_methods := todo(*(f"pseudo-labels n={n}" for n in profile.pseudo_n_values))):
+            rows += pseudo_sweep(runner, sets, todo_methods, profile.pseudo_n_values, seed, on_rows=save)
+        if "simclr" in attackers and (todo_methods := todo(SIMCLR_ATTACKER)):
+            rows += simclr_sweep(profile, sets, todo_methods, seed, progress=args.progress)
         save([])
     save([], "complete")
     print(final_markdown(rows))
@@ -1401,6 +1416,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--final-methods", nargs="+", default=list(FINAL_METHODS), choices=list(FINAL_METHODS),
                    help="with --final: a subset of the methods")
     p.add_argument("--fits-only", action="store_true", help="with --final: fit and cache the protected sets, no victims")
+    p.add_argument("--final-skip", nargs="+", default=(), metavar="JSON",
+                   help="with --final: skip each (method, seed, attacker) that has a measured row in these result "
+                        "files, so a run resumes or fills the missing cells only")
     p.add_argument("--baselines", action="store_true",
                    help="add the Table 1 baselines (label-agnostic under every labelling, label-consistent at n = 10; "
                         "writes strength_baselines.json)")

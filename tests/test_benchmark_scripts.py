@@ -325,5 +325,12 @@ def test_strength_final_smoke_reads_the_best_epoch_first_and_reuses_its_cache(tm
     for r in json.loads(again.read_text())["rows"]:
         assert r["clean_acc"] == first[(r["n_classes"], r["seed"])]["clean_acc"]
         assert r["protected_acc_per_epoch"] == first[(r["n_classes"], r["seed"])]["protected_acc_per_epoch"]
+    # --final-skip leaves out what a results file already measured: UC is done, the rest is not
+    rest = tmp_path / "rest.json"
+    strength.main(["--profile", "smoke", "--final", "--final-attackers", "labels", "--no-progress",
+                   "--final-cache", str(cache), "--final-skip", str(again), "--output", str(rest)])
+    left = json.loads(rest.read_text())["rows"]
+    assert {r["method"] for r in left} == set(strength.FINAL_METHODS) - {"UC"}
+    assert len(left) == len(saved["rows"]) - len(first)
     table = strength.report(str(out))
     assert "worst attacker" in table and "best (final)" in table
