@@ -214,6 +214,7 @@ def fit_and_protect(train_ds: datasets.Dataset, profile: StrengthProfile, *, pro
         "final_loss": [c[-1] if c else None for c in protector.metadata["loss_curves"]],
         "key_levels": protector.metadata.get("key_levels"), "method": protector.method,
         "verify": report.to_dict() | {"summary": report.summary()},
+        "crafting": {k: stats[k] for k in ("error_min_errors", "contrastive_losses") if k in stats},
     }
     return protector, images, record
 
@@ -570,6 +571,8 @@ def report(path: str | Path) -> str:
     rows, mode = saved["rows"], saved["config"].get("mode")
     if mode == "attackers":
         return attackers_markdown(rows)
+    if mode == "attack-screen":
+        return attack_screen_markdown(rows)
     if mode == "final":
         return "\n".join([final_markdown(rows), attackers_markdown(rows)])
     key = "variant" if mode in ("compare-defaults", "screen") else "method"
@@ -1257,12 +1260,106 @@ SCREEN_VARIANTS: list[tuple[str, bool, dict[str, Any]]] = [
                                             "error_min": {"rounds": 30}}),
     ("tile+error-min,levels=5+2 (names)", True, {"pattern": "tile+error-min", "levels": (5, 2),
                                                  "level_source": "class-names", "error_min": {"rounds": 30}}),
+    # issue 18, the attacker screen (--attack-screen): low-frequency keys against JPEG-10 and smoothing,
+    # and a sample-wise contrastive residual (a quarter of epsilon) against SimCLR
+    ("block", True, {"pattern": "block"}),
+    ("wave", True, {"pattern": "wave"}),
+    ("tile+error-min,levels=5+2 (names),contrastive", True, {
+        "pattern": "tile+error-min", "levels": (5, 2), "level_source": "class-names", "error_min": {"rounds": 30},
+        "contrastive_share": 0.25}),
 ]
+
+#: The attacker screen: which variants (label-aware) meet which attacker at n = 10, on the
+#: validation split. The rule that reads it is in benchmarks/README.md ("The attacker screen").
+ATTACK_SCREEN: dict[str, tuple[str, ...]] = {
+    "none": ("tile", "block", "wave", "tile-code", "tile-code,per-image phase", "tile+error-min,levels=5+2 (names)",
+             "tile+error-min,levels=5+2 (names),contrastive"),
+    "jpeg": ("tile", "block", "wave"),
+    "gaussian": ("tile", "block", "wave"),
+    "orthogonal": ("tile-code", "tile-code,per-image phase"),
+    "simclr": ("tile", "tile+error-min,levels=5+2 (names)", "tile+error-min,levels=5+2 (names),contrastive"),
+}
 
 
 def variant_method(label_aware: bool) -> str:
     """The row ``method`` of a UC variant."""
     return "UC (label-aware)" if label_aware else "UC"
+
+
+def fit_variants(args: argparse.Namespace, profile: StrengthProfile, train_ds: datasets.Dataset, sets: TrainSets,
+                 variants: list[tuple[str, bool, dict]]) -> tuple[dict, list[str]]:
+    """Fit each screening variant on ``train_ds`` into ``sets``; returns (fit records, row names)."""
+    fits, names = {}, []
+    for name, label_aware, overrides in variants:
+        key = f"{variant_method(label_aware)}:{name}"
+        logger.info("variant %s", key)
+        protector, images, record = fit_and_protect(train_ds, profile, progress=args.progress,
+                                                    label_column="label" if label_aware else None,
+                                                    name_encoder=args.encoder, **overrides)
+        sets.protected[key], sets.groups[key] = images, protector.cache_clusters
+        sets.meta[key] = {"method": variant_method(label_aware), "variant": key, "p": protector.config.n_clusters,
+                          "pattern": protector.config.pattern, "attack_success": record["attack_success"],
+                          "fit_seconds": record["fit_seconds"], **visual_meta(sets.clean, images)}
+        fits[key] = record
+        names.append(key)
+    return fits, names
+
+
+def run_attack_screen(args: argparse.Namespace, profile: StrengthProfile) -> dict:
+    """The attacker screen (``ATTACK_SCREEN``): label-aware variants against labels, JPEG-10,
+    Gaussian smoothing, orthogonal projection and SimCLR at n = 10, on the validation split."""
+    from uc_datasets.sources import FASHION_MNIST_CLASSES
+
+    t_start = time.perf_counter()
+    train_ds, sets = load_data(profile, validation=True)
+    (lab,) = make_labelings(FASHION_MNIST_CLASSES, (), args.encoder)
+    wanted = {v for vs in ATTACK_SCREEN.values() for v in vs}
+    if args.variants:
+        wanted &= {v.split(":", 1)[1] for v in args.variants if v.startswith(variant_method(True) + ":")}
+    variants = [(n, la, ov) for n, la, ov in SCREEN_VARIANTS if la and n in wanted]
+    fits, _ = fit_variants(args, profile, train_ds, sets, variants)
+    key = {n: f"{variant_method(True)}:{n}" for n, _, _ in variants}
+    screen = {a: [key[v] for v in vs if v in key] for a, vs in ATTACK_SCREEN.items()}
+    extra = {"encoder": args.encoder, "fits": fits, "variants": {key[n]: ov for n, _, ov in variants},
+             "attack_screen": screen,
+             "scored_on": f"validation: {profile.n_test} train-split images disjoint from the fit images",
+             "selection": "read by the rule in benchmarks/README.md (validation subset); the test split is not read"}
+
+    def save(rows: list[dict], status: str = "partial") -> None:
+        _common.write_json(args.output, _payload(args, profile, "attack-screen", extra, rows, status,
+                                                 timings={"total_seconds": time.perf_counter() - t_start}))
+
+    plan: Plan = [(a, vs, [lab]) for a, vs in screen.items() if a != "simclr" and vs]
+    rows = sweep(profile, sets, plan, progress=args.progress, on_rows=save)
+    save(rows)
+    if screen["simclr"]:
+        rows += simclr_sweep(profile, sets, screen["simclr"], profile.seeds[0], progress=args.progress)
+    save(rows, "complete")
+    print(attack_screen_markdown(rows))
+    return _payload(args, profile, "attack-screen", extra, rows, "complete")
+
+
+def attack_screen_markdown(rows: list[dict]) -> str:
+    """Variant x attacker: best-epoch score / final-epoch score (SimCLR: the probe's score)."""
+    variants = list(dict.fromkeys(r["variant"] for r in rows))
+    attackers = list(dict.fromkeys(attacker_name(r) for r in rows))
+    cell = {(r["variant"], attacker_name(r)): r for r in rows}
+
+    def fmt(r: dict | None) -> str:
+        if r is None:
+            return ""
+        if r.get("protection_score") is None:
+            return "failed"
+        best = r.get("protection_score_best")
+        return f"{r['protection_score']:.2f}" if best is None else f"{best:.2f} / {r['protection_score']:.2f}"
+
+    lines = ["| variant | " + " | ".join(attackers) + " | PSNR dB | SSIM |",
+             "| --- |" + " --- |" * (len(attackers) + 2)]
+    for v in variants:
+        any_row = next(r for r in rows if r["variant"] == v)
+        lines.append(f"| {v} | " + " | ".join(fmt(cell.get((v, a))) for a in attackers)
+                     + f" | {any_row.get('psnr_db', float('nan')):.2f} | {any_row.get('ssim', float('nan')):.3f} |")
+    return "\n".join(lines)
 
 
 def run_screen(args: argparse.Namespace, profile: StrengthProfile) -> dict:
@@ -1280,19 +1377,7 @@ def run_screen(args: argparse.Namespace, profile: StrengthProfile) -> dict:
     variants = [(n, la, ov) for n, la, ov in SCREEN_VARIANTS if wanted is None or f"{variant_method(la)}:{n}" in wanted]
     # Label-free levels group the clusters: a profile with few clusters (smoke) cannot have them.
     variants = [(n, la, ov) for n, la, ov in variants if la or max(ov.get("levels", (0,))) < profile.n_clusters]
-    fits, names = {}, []
-    for name, label_aware, overrides in variants:
-        key = f"{variant_method(label_aware)}:{name}"
-        logger.info("variant %s", key)
-        protector, images, record = fit_and_protect(train_ds, profile, progress=args.progress,
-                                                    label_column="label" if label_aware else None,
-                                                    name_encoder=args.encoder, **overrides)
-        sets.protected[key], sets.groups[key] = images, protector.cache_clusters
-        sets.meta[key] = {"method": variant_method(label_aware), "variant": key, "p": protector.config.n_clusters,
-                          "pattern": protector.config.pattern, "attack_success": record["attack_success"],
-                          "fit_seconds": record["fit_seconds"]}
-        fits[key] = record
-        names.append(key)
+    fits, names = fit_variants(args, profile, train_ds, sets, variants)
     variants_used = {f"{variant_method(la)}:{n}": ov for n, la, ov in variants}
     return validation_sweep(args, profile, "screen", sets, names, labelings, t_start,
                             {"fits": fits, "variants": variants_used})
@@ -1399,7 +1484,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="fit the perturbation-family / key variants, victims at n = 10, 5, 2 on the validation split "
                         "(writes screen.json)")
     p.add_argument("--variants", nargs="*", default=None,
-                   help="with --screen: only these variants ('UC:tile', 'UC (label-aware):tile', ...)")
+                   help="with --screen / --attack-screen: only these variants ('UC:tile', 'UC (label-aware):tile', ...)")
+    p.add_argument("--attack-screen", action="store_true",
+                   help="the attacker screen: label-aware variants against labels, JPEG-10, Gaussian smoothing, "
+                        "orthogonal projection and SimCLR at n = 10 on the validation split (writes attack_screen.json)")
     p.add_argument("--attackers", action="store_true",
                    help="UC, the label-aware tile, the sign-per-class control and the best baseline against every "
                         "attacker: labels (final and best epoch), pseudo-labels, orthogonal projection, SimCLR "
@@ -1444,7 +1532,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--output", default=None, help="default: benchmarks/results/strength.json or defaults.json")
     args = p.parse_args(argv)
     if args.output is None:
-        name = ("defaults" if args.compare_defaults else "screen" if args.screen else "attackers" if args.attackers
+        name = ("attack_screen" if args.attack_screen else "defaults" if args.compare_defaults else "screen"
+                if args.screen else "attackers" if args.attackers
                 else "strength_baselines" if args.baselines else "strength")
         args.output = str(_common.RESULTS_DIR / f"{name}.json")
     return args
@@ -1481,7 +1570,9 @@ def main(argv: list[str] | None = None) -> dict:
     logger.info("profile %s: %s", args.profile, profile)
     if args.estimate:
         return estimate(profile, args.compare_defaults, args.baselines)
-    if args.screen:
+    if args.attack_screen:
+        result = run_attack_screen(args, profile)
+    elif args.screen:
         result = run_screen(args, profile)
     elif args.compare_defaults:
         result = run_compare_defaults(args, profile)

@@ -108,6 +108,24 @@ def test_strength_screen_smoke(tmp_path):
     assert fit["verify"]["passed"] and len(fit["key_levels"]) == 2
 
 
+def test_strength_attack_screen_smoke(tmp_path):
+    strength = _bench("strength")
+    out = tmp_path / "attack_screen.json"
+    picked = ("tile", "block", "tile-code")  # every attacker but the costly crafted variants
+    strength.main(["--profile", "smoke", "--attack-screen", "--no-progress", "--output", str(out), "--variants",
+                   *(f"UC (label-aware):{v}" for v in picked)])
+    saved = json.loads(out.read_text())
+    rows = saved["rows"]
+    assert saved["config"]["scored_on"].startswith("validation") and saved["config"]["status"] == "complete"
+    cells = {(r["variant"], strength.attacker_name(r)) for r in rows if r["protection_score"] is not None}
+    want = {(f"UC (label-aware):{v}", strength.SIMCLR_ATTACKER if a == "simclr" else
+             strength._attacker_label(a, 10)) for a, vs in strength.ATTACK_SCREEN.items() for v in vs if v in picked}
+    assert cells == want and ("UC (label-aware):block", "jpeg n=10") in cells
+    assert all(r["psnr_db"] > 20 for r in rows)
+    table = strength.report(str(out))
+    assert "SimCLR + linear probe" in table and "jpeg n=10" in table
+
+
 def test_strength_compare_defaults_smoke(tmp_path):
     strength = _bench("strength")
     out = tmp_path / "defaults.json"

@@ -24,6 +24,8 @@ from uc_datasets.protection.patterns import (
 
 #: A few seconds of keyed min-min crafting (the contract, not the strength).
 TINY_EM = {"rounds": 2, "train_steps": 2, "batch_size": 20, "model_width": 0.0625}
+# one full-size step: the residual reaches its budget, so the sum reaches epsilon
+TINY_CP = {"rounds": 1, "train_steps": 1, "batch_size": 20, "model_width": 0.0625, "step_size": 1.0}
 
 
 def _arrays(ds):
@@ -126,6 +128,8 @@ FAMILY_CASES = [
     ("error-min", True, {"error_min": TINY_EM}),
     ("error-min", False, {"error_min": {**TINY_EM, "augment": "none"}}),
     ("tile+error-min", True, {"levels": (2,), "level_source": "features", "error_min": TINY_EM}),
+    ("tile", True, {"contrastive_share": 0.25, "contrastive": TINY_CP}),
+    ("wave", False, {"contrastive_share": 0.25, "contrastive": TINY_CP, "phase": "per-image"}),
 ]
 
 
@@ -136,8 +140,9 @@ def labelled40():
                                       ).cast_column("image", datasets.Image())
 
 
-@pytest.mark.parametrize("pattern,label_aware,extra", FAMILY_CASES, ids=[f"{c[0]}-{'la' if c[1] else 'lf'}"
-                                                                         for c in FAMILY_CASES])
+@pytest.mark.parametrize("pattern,label_aware,extra", FAMILY_CASES,
+                         ids=[f"{c[0]}-{'la' if c[1] else 'lf'}{'-contrastive' if 'contrastive' in c[2] else ''}"
+                              for c in FAMILY_CASES])
 def test_family_contract(pattern, label_aware, extra, tiny_clip, labelled40, tmp_path):
     from datasets.fingerprint import Hasher
 
@@ -223,3 +228,56 @@ def test_config_refuses_bad_family_settings():
         UnlearnableClusters(pattern="tile", levels=(2,), level_shares=(0.5, 0.6))
     with pytest.raises(ValueError, match="must each be >= 2"):
         UnlearnableClusters(pattern="tile", levels=(1,))
+
+
+# --- the sample-wise contrastive residual -------------------------------------------------
+
+
+def test_the_contrastive_residual_is_per_fit_image_and_unseen_images_get_the_class_part(tiny_clip, labelled40,
+                                                                                         caplog):
+    cfg = {**FAST_FIT, "pattern": "tile", "contrastive_share": 0.25, "contrastive": TINY_CP}
+    prot = UnlearnableClusters(surrogate=tiny_clip, **cfg).fit(labelled40, label_column="label")
+    plain = UnlearnableClusters(surrogate=tiny_clip, **{**cfg, "contrastive_share": 0.0}).fit(
+        labelled40, label_column="label")
+    r = prot.sample_residual
+    assert r.dtype == torch.int8 and r.shape[0] == len(prot.cache_keys) == 40 and int(r.abs().max()) == 2
+    # the class-wise tile keeps 6 of the 8 levels; a fit image gets tile + its own residual
+    img, label = labelled40[0]["image"], labelled40[0]["label"]
+    (d,) = prot.perturbations_for([img], labels=[label])
+    assert round(float(prot.deltas.abs().max()) * 255) == 6 and round(float(d.abs().max()) * 255) == 8
+    new = structured_images(1, seed=77)[0]
+    with caplog.at_level("WARNING"):
+        (d_new,) = prot.perturbations_for([new], labels=[label])
+    assert "not in the fit set" in caplog.text
+    assert torch.allclose(d_new, prot.perturbations_for([img], labels=[label])[0] - prot.residuals_for([img])[0],
+                          atol=1e-6)
+    assert plain.sample_residual is None and round(float(plain.deltas.abs().max()) * 255) == 8
+
+
+def test_an_inconsistent_contrastive_residual_is_refused(tiny_clip, labelled40, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    cfg = {**FAST_FIT, "pattern": "tile", "contrastive_share": 0.25, "contrastive": TINY_CP}
+    prot = UnlearnableClusters(surrogate=tiny_clip, **cfg).fit(labelled40, label_column="label")
+    prot.save_pretrained(tmp_path / "p")
+    tensors = load_file(tmp_path / "p" / "protector.safetensors")
+    tensors["sample_residual"] = tensors["sample_residual"] * 3  # 6 levels, above the residual's 2
+    save_file(tensors, tmp_path / "p" / "protector.safetensors")
+    with pytest.raises(ValueError, match="exceeds its 2/255 budget"):
+        load_protector(tmp_path / "p")
+    del tensors["sample_residual"]
+    save_file(tensors, tmp_path / "p" / "protector.safetensors")
+    with pytest.raises(ValueError, match="residual is missing"):
+        load_protector(tmp_path / "p")
+
+
+@pytest.mark.parametrize("bad,match", [
+    ({"pattern": "generator", "contrastive_share": 0.25}, "trains its perturbations against the surrogate"),
+    ({"pattern": "tile", "contrastive_share": 1.0}, "contrastive_share is the sample-wise"),
+    ({"pattern": "tile", "contrastive_share": True}, "contrastive_share is the sample-wise"),
+    ({"pattern": "tile", "contrastive_share": 0.5, "contrastive": {"epochs": 3}}, "unknown contrastive settings"),
+    ({"pattern": "tile", "contrastive_share": 0.5, "epsilon": 1 / 255}, "needs epsilon >= 2/255"),
+])
+def test_bad_contrastive_settings_are_refused(bad, match):
+    with pytest.raises(ValueError, match=match):
+        UnlearnableClusters(**bad)

@@ -75,6 +75,9 @@ class UCConfig(BaseConfig):
     error_min: dict = field(default_factory=dict)
     tile_share: float = 0.5
     phase: str = "fixed"
+    # --- sample-wise contrastive residual (uc_datasets.protection.contrastive_noise) -----------
+    contrastive_share: float = 0.0
+    contrastive: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.levels = tuple(int(v) for v in self.levels) if not isinstance(self.levels, int) else (self.levels,)
@@ -121,6 +124,21 @@ class UCConfig(BaseConfig):
         if not (isinstance(self.tile_share, (int, float)) and 0 < self.tile_share < 1):
             raise ValueError(f"tile_share is the tile's fraction of epsilon in tile+error-min, in (0, 1); "
                              f"got {self.tile_share!r}.")
+        if isinstance(self.contrastive_share, bool) or not (
+                isinstance(self.contrastive_share, (int, float)) and 0 <= self.contrastive_share < 1):
+            raise ValueError(f"contrastive_share is the sample-wise contrastive residual's fraction of epsilon, in "
+                             f"[0, 1) (0: none); got {self.contrastive_share!r}.")
+        if not isinstance(self.contrastive, dict):
+            raise ValueError(f"contrastive must be a dict of ContrastiveNoiseConfig settings, got {self.contrastive!r}.")
+        if self.contrastive_share:
+            if self.pattern not in MODEL_FREE + ERROR_MIN:
+                raise ValueError(f"a contrastive residual (contrastive_share={self.contrastive_share}) is added to the "
+                                 f"model-free {MODEL_FREE} and error-min {ERROR_MIN} families; pattern="
+                                 f"{self.pattern!r} trains its perturbations against the surrogate instead.")
+            if round(self.epsilon * 255) < 2:
+                raise ValueError("a contrastive residual needs epsilon >= 2/255: one level for the class-wise part and "
+                                 "one for the residual.")
+            self.contrastive_config.validate()
         shares = self.shares
         if len(shares) != len(self.levels) + 1 or min(shares) <= 0 or abs(sum(shares) - 1) > 1e-6:
             raise ValueError(f"level_shares must give one positive share of epsilon to the clusters and one to each "
@@ -161,6 +179,24 @@ class UCConfig(BaseConfig):
         if unknown:
             raise ValueError(f"unknown error_min settings {unknown}; choose from {sorted(known)}.")
         return KeyedNoiseConfig(**self.error_min)
+
+    @property
+    def contrastive_config(self):
+        """The :class:`~uc_datasets.protection.contrastive_noise.ContrastiveNoiseConfig` of ``contrastive``.
+
+        Example:
+            >>> UCConfig(pattern="tile", contrastive_share=0.25, contrastive={"rounds": 2}).contrastive_config.rounds
+            2
+        """
+        from dataclasses import fields as _fields
+
+        from .contrastive_noise import ContrastiveNoiseConfig
+
+        known = {f.name for f in _fields(ContrastiveNoiseConfig)}
+        unknown = sorted(set(self.contrastive) - known)
+        if unknown:
+            raise ValueError(f"unknown contrastive settings {unknown}; choose from {sorted(known)}.")
+        return ContrastiveNoiseConfig(**self.contrastive)
 
     @property
     def label_aware(self) -> bool:

@@ -36,6 +36,7 @@ from .distributed import (
     world,
 )
 from .generator import Perturbation
+from .contrastive_noise import split_budget
 from .patterns import ERROR_MIN, MODEL_FREE, combine_levels, tile_to
 from .surrogates import Surrogate
 
@@ -346,6 +347,7 @@ class FitResult:
     cluster_class: np.ndarray | None = None  # (p,) class index of every cluster (label-aware mode)
     transform: dict = field(default_factory=dict)  # feature transform before assignment
     key_levels: list[list[int]] = field(default_factory=list)  # group of every cluster, per coarser level
+    sample_residual: torch.Tensor | None = None  # (N, 3, h, w) int8 levels, the contrastive residual per fit image
 
 
 CLUSTERS_FILE = "clusters.safetensors"
@@ -475,6 +477,25 @@ def error_min_deltas(cfg: UCConfig, data: WorkingSet, keys: np.ndarray, levels: 
     return deltas, stats
 
 
+def contrastive_residual(cfg: UCConfig, data: WorkingSet, deltas: torch.Tensor, labels: np.ndarray, *,
+                         device: torch.device, progress: bool, stats: dict) -> torch.Tensor:
+    """The sample-wise contrastive residual (N, 3, h, w) int8 levels, crafted on top of each fit
+    image's class-wise perturbation (at its per-image phase when ``phase="per-image"``)."""
+    from .contrastive_noise import craft_contrastive_noise
+    from .protector import phase_shift
+
+    x, is_grey = data.tensors()
+    base = deltas[torch.as_tensor(labels, dtype=torch.long)]
+    if cfg.phase == "per-image":
+        base = torch.stack([phase_shift(d, key) for d, key in zip(base, data.content_keys())])
+    t0 = time.perf_counter()
+    residual = craft_contrastive_noise(x, is_grey, base, split_budget(cfg.epsilon, cfg.contrastive_share)[1],
+                                       cfg.contrastive_config, seed=cfg.seed, device=device, progress=progress,
+                                       stats=stats)
+    stats["contrastive_seconds"] = time.perf_counter() - t0
+    return residual
+
+
 def fit_clusters(surrogate: Surrogate, data: WorkingSet, cfg: UCConfig, *, device: torch.device,
                  accelerator=None, output_dir: str | Path | None = None, resume: bool = False,
                  num_workers: int = 0, progress: bool = True, classes: np.ndarray | None = None,
@@ -502,15 +523,22 @@ def fit_clusters(surrogate: Surrogate, data: WorkingSet, cfg: UCConfig, *, devic
     t2 = time.perf_counter()
     raw_centres = arrays.get("raw_centres", centres)
     curves: list[list[float]] = [[] for _ in range(p)]
+    # the class-wise part leaves contrastive_share of epsilon to the sample-wise residual
+    key_cfg = (dataclasses.replace(cfg, epsilon=split_budget(cfg.epsilon, cfg.contrastive_share)[0])
+               if cfg.contrastive_share else cfg)
     if cfg.pattern in MODEL_FREE:
-        deltas = keyed_deltas(cfg, p, data.hw, levels, grey=any_grey)
+        deltas = keyed_deltas(key_cfg, p, data.hw, levels, grey=any_grey)
         stats: dict = {"train_seconds": 0.0}
     elif cfg.pattern in ERROR_MIN:
-        deltas, stats = error_min_deltas(cfg, data, labels, levels, grey=any_grey, device=device, progress=progress)
+        deltas, stats = error_min_deltas(key_cfg, data, labels, levels, grey=any_grey, device=device,
+                                         progress=progress)
     else:
         deltas, curves, stats = train_perturbations(surrogate, data, labels, raw_centres, perm, cfg, device=device,
                                                     accelerator=accelerator, checkpoint_root=out, resume=resume,
                                                     num_workers=num_workers, progress=progress)
+    residual = None
+    if cfg.contrastive_share:
+        residual = contrastive_residual(cfg, data, deltas, labels, device=device, progress=progress, stats=stats)
     t3 = time.perf_counter()
     transform = {k[3:]: v for k, v in arrays.items() if k.startswith("tf_")}
     success = None
@@ -532,5 +560,5 @@ def fit_clusters(surrogate: Surrogate, data: WorkingSet, cfg: UCConfig, *, devic
         clusters_from_cache=cached,
     )
     return FitResult(deltas, centres, labels, perm, curves, stats, cluster_class=arrays.get("cluster_class"),
-                     transform=transform, key_levels=[lv.tolist() for lv in levels])
+                     transform=transform, key_levels=[lv.tolist() for lv in levels], sample_residual=residual)
 

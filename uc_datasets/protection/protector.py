@@ -4,13 +4,15 @@ A protector is a **secret**: whoever holds it can subtract the perturbations. Sa
 with :meth:`UCProtector.save_pretrained`, never publish it.
 
 Files: ``config.json`` (settings, surrogate identity, permutation, loss curves, stats) and
-``protector.safetensors`` (deltas, centres and the fit-set assignment cache). Loading
+``protector.safetensors`` (deltas, centres, the fit-set assignment cache and, with
+``contrastive_share``, the sample-wise residual of every fit image in int8 levels). Loading
 never unpickles. What every protector shares (the map callable, save/load, fingerprint,
 surrogate loading, Hub push) is :class:`~uc_datasets.base.BaseProtector`.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -19,11 +21,14 @@ import torch
 from PIL import Image
 
 from ..base import BaseProtector
-from ..imaging import DEFAULT_MAX_PIXELS, content_key, working_tensor
+from ..imaging import DEFAULT_MAX_PIXELS, content_key, resize_delta, working_tensor
 from .clustering import apply_feature_transform, assign
 from .config import UCConfig
+from .contrastive_noise import split_budget
 from .patterns import PERIODIC, tile_to
 from .surrogates import Surrogate, load_surrogate
+
+logger = logging.getLogger(__name__)
 
 PROTECTOR_TYPE = "unlearnable-clusters"
 
@@ -40,7 +45,11 @@ def image_phase(delta: torch.Tensor, image: Image.Image) -> torch.Tensor:
         >>> sorted(image_phase(d, Image.new("L", (4, 1))).flatten().tolist())
         [0.0, 1.0, 2.0, 3.0]
     """
-    key = content_key(image)
+    return phase_shift(delta, content_key(image))
+
+
+def phase_shift(delta: torch.Tensor, key: bytes) -> torch.Tensor:
+    """``delta`` cyclically shifted by the offset that the content hash ``key`` names."""
     h, w = delta.shape[-2:]
     dy, dx = int.from_bytes(key[:4], "little") % h, int.from_bytes(key[4:8], "little") % w
     return delta.roll((dy, dx), dims=(-2, -1))
@@ -70,8 +79,10 @@ class UCProtector(BaseProtector):
                  metadata: dict | None = None, surrogate: Surrogate | None = None,
                  max_pixels: int = DEFAULT_MAX_PIXELS, use_cache: bool = True,
                  classes: Sequence[object] | None = None, cluster_class: np.ndarray | None = None,
-                 transform: dict[str, np.ndarray] | None = None):
+                 transform: dict[str, np.ndarray] | None = None, sample_residual: torch.Tensor | None = None):
         self.label_column = config.label_column
+        self.sample_residual = None if sample_residual is None else torch.as_tensor(sample_residual)
+        self._residual_rows: dict[bytes, int] | None = None
         self.cluster_class = None if cluster_class is None else np.asarray(cluster_class, dtype=np.int64)
         self.transform = {k: np.asarray(v, np.float32) for k, v in (transform or {}).items()}
         self.centres = np.ascontiguousarray(centres, dtype=np.float32)
@@ -96,12 +107,45 @@ class UCProtector(BaseProtector):
             raise ValueError("inconsistent protector: the centres hold NaN or infinite values, so some pixels "
                              "would be left unprotected; refit the protector")
         self._check_cache_range(p, "cluster id")
+        self._check_residual()
         if self.config.label_aware:
             if self.classes is None or self.cluster_class is None or self.cluster_class.shape != (p,):
                 raise ValueError("inconsistent protector: a label-aware protector needs its classes and the class "
                                  "of every cluster")
             if self.cluster_class.min() < 0 or self.cluster_class.max() >= len(self.classes):
                 raise ValueError("inconsistent protector: a cluster's class is out of range")
+
+    def _check_residual(self) -> None:
+        r, share = self.sample_residual, self.config.contrastive_share
+        if r is None:
+            if share:
+                raise ValueError("inconsistent protector: contrastive_share is set but the sample-wise residual is "
+                                 "missing; refit the protector")
+            return
+        if not share:
+            raise ValueError("inconsistent protector: a sample-wise residual without contrastive_share")
+        bound = round(split_budget(self.config.epsilon, share)[1] * 255)
+        if (r.dtype != torch.int8 or r.dim() != 4 or r.shape[0] != len(self.cache_keys) or r.shape[1] != 3
+                or tuple(r.shape[-2:]) != tuple(self.working_hw)):
+            raise ValueError(f"inconsistent protector: the sample-wise residual must be int8 (n_fit_images, 3, "
+                             f"*working_hw) = ({len(self.cache_keys)}, 3, {tuple(self.working_hw)}), one row per "
+                             f"cache key; got {r.dtype} {tuple(r.shape)}")
+        if len(r) and int(r.abs().max()) > bound:
+            raise ValueError(f"inconsistent protector: the sample-wise residual exceeds its {bound}/255 budget")
+
+    def residuals_for(self, images: Sequence[Image.Image]) -> list[torch.Tensor | None]:
+        """The contrastive residual (3, h, w) of each fit-set image, found by its content hash;
+        None for an image the protector was not fitted on (it gets its class-wise part only)."""
+        if self.sample_residual is None:
+            return [None] * len(images)
+        if self._residual_rows is None:
+            self._residual_rows = {bytes(k): i for i, k in enumerate(self.cache_keys)}
+        rows = [self._residual_rows.get(content_key(img)) for img in images]
+        unseen = sum(r is None for r in rows)
+        if unseen:
+            logger.warning("%d of %d image(s) are not in the fit set: they get the class-wise perturbation only, "
+                           "without the sample-wise contrastive residual", unseen, len(images))
+        return [None if r is None else self.sample_residual[r].float() / 255 for r in rows]
 
     # ------------------------------------------------------------------ map interface
     def perturbations_for(self, images: Sequence[Image.Image], *,
@@ -116,6 +160,9 @@ class UCProtector(BaseProtector):
             out = [tile_to(self.deltas[c][:, :k, :k], (img.height, img.width)) for c, img in zip(clusters, images)]
         if self.config.phase == "per-image":
             out = [image_phase(d, img) for d, img in zip(out, images)]
+        if self.sample_residual is not None:
+            out = [d if r is None else d + resize_delta(r, tuple(d.shape[-2:]))
+                   for d, r in zip(out, self.residuals_for(images))]
         return out
 
     def assign(self, images: Sequence[Image.Image], *, labels: Sequence[object] | None = None) -> np.ndarray:
@@ -171,6 +218,8 @@ class UCProtector(BaseProtector):
         if self.cluster_class is not None:
             out["cluster_class"] = torch.from_numpy(np.ascontiguousarray(self.cluster_class))
         out.update({f"transform_{k}": torch.from_numpy(np.ascontiguousarray(v)) for k, v in self.transform.items()})
+        if self.sample_residual is not None:
+            out["sample_residual"] = self.sample_residual.contiguous()
         return out
 
     @classmethod
@@ -181,6 +230,7 @@ class UCProtector(BaseProtector):
             "classes": cfg.get("classes"),
             "cluster_class": tensors["cluster_class"].numpy() if "cluster_class" in tensors else None,
             "transform": {k[len("transform_"):]: v.numpy() for k, v in tensors.items() if k.startswith("transform_")},
+            "sample_residual": tensors.get("sample_residual"),
         }
 
     @property

@@ -131,7 +131,8 @@ class UnlearnableClusters:
                            surrogate_info=vars(surrogate.info()), image_column=image_column, working_hw=data.hw,
                            cache_keys=keys, cache_clusters=result.labels, metadata=metadata,
                            surrogate=surrogate, max_pixels=self.max_pixels, classes=class_values,
-                           cluster_class=result.cluster_class, transform=result.transform)
+                           cluster_class=result.cluster_class, transform=result.transform,
+                           sample_residual=result.sample_residual)
 
 
 def class_indices(ds: datasets.Dataset, label_column: str,
