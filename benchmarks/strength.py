@@ -1484,10 +1484,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="fit the perturbation-family / key variants, victims at n = 10, 5, 2 on the validation split "
                         "(writes screen.json)")
     p.add_argument("--variants", nargs="*", default=None,
-                   help="with --screen / --attack-screen: only these variants ('UC:tile', 'UC (label-aware):tile', ...)")
+                   help="with --screen / --attack-screen: only these variants ('UC:tile', "
+                        "'UC (label-aware):tile', ...)")
     p.add_argument("--attack-screen", action="store_true",
                    help="the attacker screen: label-aware variants against labels, JPEG-10, Gaussian smoothing, "
-                        "orthogonal projection and SimCLR at n = 10 on the validation split (writes attack_screen.json)")
+                        "orthogonal projection and SimCLR at n = 10 on the validation split "
+                        "(writes attack_screen.json)")
     p.add_argument("--attackers", action="store_true",
                    help="UC, the label-aware tile, the sign-per-class control and the best baseline against every "
                         "attacker: labels (final and best epoch), pseudo-labels, orthogonal projection, SimCLR "

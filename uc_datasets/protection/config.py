@@ -129,7 +129,8 @@ class UCConfig(BaseConfig):
             raise ValueError(f"contrastive_share is the sample-wise contrastive residual's fraction of epsilon, in "
                              f"[0, 1) (0: none); got {self.contrastive_share!r}.")
         if not isinstance(self.contrastive, dict):
-            raise ValueError(f"contrastive must be a dict of ContrastiveNoiseConfig settings, got {self.contrastive!r}.")
+            raise ValueError(f"contrastive must be a dict of ContrastiveNoiseConfig settings, "
+                             f"got {self.contrastive!r}.")
         if self.contrastive_share:
             if self.pattern not in MODEL_FREE + ERROR_MIN:
                 raise ValueError(f"a contrastive residual (contrastive_share={self.contrastive_share}) is added to the "

@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ..imaging import luminance
+from .keyed_noise import add_perturbation, check_loop_settings
 
 logger = logging.getLogger(__name__)
 
@@ -65,14 +65,9 @@ class ContrastiveNoiseConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming a bad setting and its range."""
-        for name in ("rounds", "train_steps", "noise_steps", "batch_size"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"contrastive {name} must be an integer >= 1, got {v!r}.")
+        check_loop_settings(self, "contrastive", "the budget")
         if self.batch_size < 2:
             raise ValueError("contrastive batch_size must be >= 2: NT-Xent needs negatives in the batch.")
-        if not (0 < self.step_size <= 1):
-            raise ValueError(f"contrastive step_size is a fraction of the budget in (0, 1], got {self.step_size!r}.")
         for name in ("model_width", "lr", "temperature"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"contrastive {name} must be positive, got {getattr(self, name)!r}.")
@@ -91,11 +86,6 @@ def split_budget(epsilon: float, share: float) -> tuple[float, float]:
     levels = round(epsilon * 255)
     residual = min(max(1, round(levels * share)), levels - 1)
     return (levels - residual) / 255, residual / 255
-
-
-def _apply(x: torch.Tensor, delta: torch.Tensor, grey: torch.Tensor) -> torch.Tensor:
-    lum = luminance(delta).expand_as(delta)
-    return (x + torch.where(grey.view(-1, 1, 1, 1), lum, delta)).clamp(0.0, 1.0)
 
 
 def craft_contrastive_noise(x: torch.Tensor, grey: torch.Tensor, base: torch.Tensor | None, budget: float,
@@ -135,7 +125,7 @@ def craft_contrastive_noise(x: torch.Tensor, grey: torch.Tensor, base: torch.Ten
     losses: list[float] = []
 
     def views(idx: torch.Tensor, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        xb = _apply(x[idx].to(device).float().div_(255), base[idx].to(device) + r, grey[idx].to(device))
+        xb = add_perturbation(x[idx].to(device).float().div_(255), base[idx].to(device) + r, grey[idx].to(device))
         return simclr_augment(xb), simclr_augment(xb)
 
     bar = tqdm(range(cfg.rounds), desc="contrastive noise", disable=not progress)

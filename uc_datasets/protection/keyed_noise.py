@@ -42,7 +42,7 @@ from ..imaging import luminance
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["KeyedNoiseConfig", "craft_keyed_noise", "keyed_loss"]
+__all__ = ["KeyedNoiseConfig", "add_perturbation", "craft_keyed_noise", "keyed_loss"]
 
 
 @dataclass(frozen=True)
@@ -68,12 +68,7 @@ class KeyedNoiseConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming a bad setting and its range."""
-        for name in ("rounds", "train_steps", "noise_steps", "batch_size"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"error-min {name} must be an integer >= 1, got {v!r}.")
-        if not (0 < self.step_size <= 1):
-            raise ValueError(f"error-min step_size is a fraction of epsilon in (0, 1], got {self.step_size!r}.")
+        check_loop_settings(self, "error-min", "epsilon")
         if not self.model_width > 0 or not self.lr > 0:
             raise ValueError("error-min model_width and lr must be positive.")
         if self.augment not in ("none", "crop"):
@@ -85,6 +80,17 @@ class KeyedNoiseConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def check_loop_settings(cfg: object, what: str, budget: str) -> None:
+    """The settings every min-min loop shares: ``rounds``, ``train_steps``, ``noise_steps`` and
+    ``batch_size`` integers >= 1, ``step_size`` a fraction of the ``budget`` in (0, 1]."""
+    for name in ("rounds", "train_steps", "noise_steps", "batch_size"):
+        v = getattr(cfg, name)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{what} {name} must be an integer >= 1, got {v!r}.")
+    if not (0 < cfg.step_size <= 1):
+        raise ValueError(f"{what} step_size is a fraction of {budget} in (0, 1], got {cfg.step_size!r}.")
 
 
 def _heads(keys: torch.Tensor, levels: Sequence[np.ndarray]) -> list[torch.Tensor]:
@@ -108,7 +114,8 @@ def keyed_loss(logits: torch.Tensor, targets: Sequence[torch.Tensor], sizes: Seq
     return loss
 
 
-def _apply(x: torch.Tensor, delta: torch.Tensor, grey: torch.Tensor) -> torch.Tensor:
+def add_perturbation(x: torch.Tensor, delta: torch.Tensor, grey: torch.Tensor) -> torch.Tensor:
+    """``x + delta`` clamped to [0, 1], grey images getting the luminance of ``delta`` (as the map does)."""
     lum = luminance(delta).expand_as(delta)
     return (x + torch.where(grey.view(-1, 1, 1, 1), lum, delta)).clamp(0.0, 1.0)
 
@@ -183,7 +190,8 @@ def craft_keyed_noise(x: torch.Tensor, grey: torch.Tensor, keys: torch.Tensor, l
         for _ in range(cfg.train_steps):
             idx = torch.randint(0, n, (min(cfg.batch_size, n),), generator=gen)
             d = (base_d[keys[idx]] + delta[keys[idx]].to(device))
-            xb = augment_batch(_apply(x[idx].to(device).float().div_(255), d, grey[idx].to(device)), cfg.augment)
+            xb = augment_batch(add_perturbation(x[idx].to(device).float().div_(255), d, grey[idx].to(device)),
+                               cfg.augment)
             loss = keyed_loss(net(xb), [h[idx].to(device) for h in heads], sizes)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -201,7 +209,7 @@ def craft_keyed_noise(x: torch.Tensor, grey: torch.Tensor, keys: torch.Tensor, l
             dk = delta.to(device)
             for _ in range(cfg.noise_steps):
                 dk.requires_grad_(True)
-                logits = net(augment_batch(_apply(xb0, base_d[kb] + dk[kb], gb), cfg.augment))
+                logits = net(augment_batch(add_perturbation(xb0, base_d[kb] + dk[kb], gb), cfg.augment))
                 loss = keyed_loss(logits, targets, sizes)
                 (grad,) = torch.autograd.grad(loss, dk)
                 with torch.no_grad():
