@@ -965,7 +965,10 @@ TILE_METHOD = "UC (label-aware tile)"
 EMINN_FIXED: dict[str, Any] = {"augment": "crop", "stop_error": 0.0, "max_rounds": 10}
 EMINN_METHOD = "EMinN (true labels)"
 FINAL_DEFENSES = ("mixup", "cutmix", "cutout", "gaussian", "jpeg")
-FINAL_METHODS = ("UC", LABEL_AWARE, TILE_METHOD, EMINN_METHOD, "sign-per-class")
+#: The attacker screen's candidate (label-aware block keys), run beside the others on the test split.
+BLOCK_METHOD = "UC (label-aware block)"
+BLOCK_SETTINGS: dict[str, Any] = {"pattern": "block"}
+FINAL_METHODS = ("UC", LABEL_AWARE, TILE_METHOD, EMINN_METHOD, "sign-per-class", BLOCK_METHOD)
 
 
 def visual_meta(clean: torch.Tensor, protected: torch.Tensor) -> dict:
@@ -1052,7 +1055,8 @@ def run_final(args: argparse.Namespace, profile: StrengthProfile) -> dict:
             sets.groups[EMINN_METHOD] = None
         for name, label_column, settings in (("UC", None, UC_SETTINGS),
                                              (LABEL_AWARE, "label", FINAL_LABEL_AWARE_SETTINGS),
-                                             (TILE_METHOD, "label", LABEL_AWARE_SETTINGS)):
+                                             (TILE_METHOD, "label", LABEL_AWARE_SETTINGS),
+                                             (BLOCK_METHOD, "label", BLOCK_SETTINGS)):
             if name in methods:
                 images, groups, meta, fits[name] = cached(f"{name} seed{seed}", uc_fit(seed, label_column, settings))
                 sets.protected[name], sets.groups[name], sets.meta[name] = images, groups, meta
