@@ -24,6 +24,7 @@ from torch import nn
 from ..imaging import crop_at, luminance
 from .clustering import assign, kmeans, target_permutation
 from .config import UCConfig
+from .contrastive_noise import split_budget
 from .data import WorkingSet, grey_mask_like
 from .distributed import (
     broadcast_array,
@@ -36,7 +37,6 @@ from .distributed import (
     world,
 )
 from .generator import Perturbation
-from .contrastive_noise import split_budget
 from .patterns import ERROR_MIN, MODEL_FREE, combine_levels, tile_to
 from .surrogates import Surrogate
 
