@@ -59,7 +59,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -996,8 +996,8 @@ def run_final(args: argparse.Namespace, profile: StrengthProfile) -> dict:
     train_ds, base = load_data(profile)
     labelings = make_labelings(FASHION_MNIST_CLASSES, profile.n_values, args.encoder)
     attackers = set(args.final_attackers)
-    done = {(r["method"], r["seed"], attacker_name(r)) for f in args.final_skip
-            for r in json.loads(Path(f).read_text())["rows"] if r.get("protected_acc") is not None}
+    skip_rows = [r for f in args.final_skip for r in json.loads(Path(f).read_text())["rows"]]
+    done = {(r["method"], r["seed"], attacker_name(r)) for r in skip_rows if r.get("protected_acc") is not None}
     extra: dict[str, Any] = {"encoder": args.encoder, "uc_settings": UC_SETTINGS, "pseudo_encoder": PSEUDO_ENCODER,
                              "label_aware_settings": FINAL_LABEL_AWARE_SETTINGS, "tile_settings": LABEL_AWARE_SETTINGS,
                              "eminn_settings": EMINN_FIXED, "attackers": sorted(attackers), "fits": {},
@@ -1071,7 +1071,7 @@ def run_final(args: argparse.Namespace, profile: StrengthProfile) -> dict:
             continue
         one = replace(profile, seeds=(seed,))
         runner = VictimRunner(one, sets, progress=args.progress)
-        cleans = load_cleans(cache)
+        cleans = {**cleans_from_rows(skip_rows), **load_cleans(cache)}
 
         def todo(*attacker_names: str) -> list[str]:
             """The methods that still lack a measured row for one of these attackers at this seed."""
@@ -1105,6 +1105,27 @@ def load_cleans(cache: Path | None) -> dict[tuple, tuple]:
     if path is None or not path.exists():
         return {}
     return {tuple(json.loads(k)): (v["clean"], v["error"]) for k, v in json.loads(path.read_text()).items()}
+
+
+def cleans_from_rows(rows: list[dict]) -> dict[tuple, tuple]:
+    """The clean victims recorded in earlier rows (``--final-skip`` files), keyed as the sweep
+    keys them: a run that fills missing cells retrains no clean victim it already measured.
+    Rows of the pseudo-label and SimCLR attackers have their own clean victims and are left out.
+
+    Example:
+        >>> row = {"seed": 0, "defense": "none", "n_classes": 10, "relabel": "original", "clean_acc": 0.8,
+        ...        "clean_acc_best": 0.81, "chance": 0.1, "clean_best_epoch": 3, "clean_acc_per_epoch": [0.81]}
+        >>> cleans_from_rows([row])[(0, "none", 10, "original")][0]["accuracy_best"]
+        0.81
+    """
+    cleans: dict[tuple, tuple] = {}
+    for r in rows:
+        if r.get("attacker") or r.get("clean_acc") is None or r.get("clean_acc_best") is None:
+            continue
+        cleans[(r["seed"], r["defense"], r["n_classes"], r["relabel"])] = (
+            {"accuracy": r["clean_acc"], "accuracy_best": r["clean_acc_best"], "chance": r["chance"],
+             "best_epoch": r.get("clean_best_epoch"), "accuracy_per_epoch": r.get("clean_acc_per_epoch")}, None)
+    return cleans
 
 
 def save_cleans(cache: Path | None, cleans: dict[tuple, tuple]) -> None:
@@ -1157,24 +1178,34 @@ def number_or_na(v: float | None, spec: str) -> str:
     return "n/a" if v is None else format(v, spec)
 
 
-def merge(paths: Sequence[str], output: str) -> dict:
-    """Merge strength runs of different seeds (run in parallel processes) into one file."""
+def merge(paths: Sequence[str], output: str, rename: Mapping[str, str] | None = None) -> dict:
+    """Merge strength runs of different seeds (run in parallel processes) into one file; an
+    input that is itself a merge keeps its list of sources. ``rename`` maps method names of the
+    inputs to the names of the output (rows and fits), all at once, so ``{"a": "b", "b": "a"}``
+    swaps two names."""
     import json
 
+    rename = dict(rename or {})
     parts = [json.loads(Path(p).read_text()) for p in paths]
     merged = parts[0]
-    merged["config"]["merged_from"] = [{"path": str(p), "command": part["config"]["command"],
-                                        "seeds": part["config"]["seeds"], "status": part["config"]["status"],
-                                        "total_seconds": part.get("timings", {}).get("total_seconds")}
-                                       for p, part in zip(paths, parts)]
+    merged["config"]["merged_from"] = [
+        source for p, part in zip(paths, parts)
+        for source in part["config"].get("merged_from") or [
+            {"path": str(p), "command": part["config"]["command"], "seeds": part["config"]["seeds"],
+             "status": part["config"]["status"], "total_seconds": part.get("timings", {}).get("total_seconds")}]]
     merged["config"]["seeds"] = sorted({s for part in parts for s in part["config"]["seeds"]})
     merged["config"]["status"] = "complete" if all(p["config"]["status"] == "complete" for p in parts) else "partial"
     merged["rows"] = [r for part in parts for r in part["rows"]]
+    if rename:
+        merged["config"]["renamed_methods"] = {**merged["config"].get("renamed_methods", {}), **rename}
     for part in parts[1:]:
         for seed, fits in part["config"].get("fits", {}).items():  # runs of other methods for the same seed add up
             merged["config"]["fits"].setdefault(seed, {}).update(fits)
         if not merged.get("cluster_agreement"):
             merged["cluster_agreement"] = part.get("cluster_agreement", [])
+    merged["rows"] = [{**r, "method": rename.get(r["method"], r["method"])} for r in merged["rows"]]
+    merged["config"]["fits"] = {seed: {rename.get(m, m): rec for m, rec in fits.items()}
+                                for seed, fits in merged["config"].get("fits", {}).items()}
     _common.write_json(output, merged)
     return merged
 
@@ -1534,6 +1565,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="with --report: also plot protection score against n for every method/variant")
     p.add_argument("--merge", metavar="JSON", nargs="+", default=None,
                    help="merge strength runs of different seeds into --output and exit")
+    p.add_argument("--rename", nargs="+", default=(), metavar="OLD=NEW",
+                   help="with --merge: rename methods in the merged rows (all at once, so two names can swap)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.add_argument("--output", default=None, help="default: benchmarks/results/strength.json or defaults.json")
     args = p.parse_args(argv)
@@ -1549,7 +1582,7 @@ def main(argv: list[str] | None = None) -> dict:
     """Run the chosen mode at the chosen profile; returns what was written (or the estimate)."""
     args = parse_args(argv)
     if args.merge:
-        return merge(args.merge, args.output)
+        return merge(args.merge, args.output, dict(pair.split("=", 1) for pair in args.rename))
     if args.report:
         text = report(args.report)
         print(text)

@@ -8,6 +8,7 @@ the speed script as a subprocess (it starts its own child processes, as a user r
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -90,6 +91,15 @@ def test_strength_more_seeds_refit_and_merge(strength_results, tmp_path):
     merged = strength.main(["--merge", str(first), str(tmp_path / "s1.json"), "--output", str(tmp_path / "m.json")])
     assert merged["config"]["seeds"] == [0, 1] and len(merged["rows"]) == len(saved["rows"]) + len(seed1)
     assert set(merged["config"]["fits"]) == {"0", "1"}
+    # a merge of a merge keeps its sources; --rename swaps two method names in rows and fits
+    swapped = strength.main(["--merge", str(tmp_path / "m.json"), "--output", str(tmp_path / "r.json"), "--rename",
+                             f"UC={strength.LABEL_AWARE}", f"{strength.LABEL_AWARE}=UC"])
+    assert [m["path"] for m in swapped["config"]["merged_from"]] == [str(first), str(tmp_path / "s1.json")]
+    before = [(r["method"], r["n_classes"], r["protected_acc"]) for r in merged["rows"]]
+    swap = {"UC": strength.LABEL_AWARE, strength.LABEL_AWARE: "UC"}
+    assert [(r["method"], r["n_classes"], r["protected_acc"]) for r in swapped["rows"]] == [
+        (swap.get(m, m), n, a) for m, n, a in before]
+    assert swapped["config"]["fits"]["1"]["UC"] == merged["config"]["fits"]["1"][strength.LABEL_AWARE]
 
 
 def test_strength_screen_smoke(tmp_path):
@@ -322,7 +332,7 @@ def test_speed_load_smoke_subprocess(tmp_path):
     assert sum(restart["cache_after_restart"]["finished_files"].values()) == 32
 
 
-def test_strength_final_smoke_reads_the_best_epoch_first_and_reuses_its_cache(tmp_path):
+def test_strength_final_smoke_reads_the_best_epoch_first_and_reuses_its_cache(tmp_path, monkeypatch):
     strength = _bench("strength")
     cache, out = tmp_path / "cache", tmp_path / "final.json"
     strength.main(["--profile", "smoke", "--final", "--final-attackers", "labels", "--no-progress",
@@ -350,5 +360,17 @@ def test_strength_final_smoke_reads_the_best_epoch_first_and_reuses_its_cache(tm
     left = json.loads(rest.read_text())["rows"]
     assert {r["method"] for r in left} == set(strength.FINAL_METHODS) - {"UC"}
     assert len(left) == len(saved["rows"]) - len(first)
+    # without the cache's clean victims, --final-skip rows supply them: only protected victims train
+    bare = tmp_path / "bare"
+    shutil.copytree(cache, bare, ignore=shutil.ignore_patterns("clean_victims.json"))
+    trained = []
+    real = strength.VictimRunner.accuracy
+    monkeypatch.setattr(strength.VictimRunner, "accuracy",
+                        lambda self, *a, **kw: trained.append(kw.get("clean")) or real(self, *a, **kw))
+    strength.main(["--profile", "smoke", "--final", "--final-attackers", "labels", "--no-progress",
+                   "--final-cache", str(bare), "--final-skip", str(again), "--output", str(tmp_path / "bare.json")])
+    assert len(trained) == len(left) and all(c is not None for c in trained)
+    refilled = json.loads((tmp_path / "bare.json").read_text())["rows"]
+    assert [r["clean_acc_per_epoch"] for r in refilled] == [r["clean_acc_per_epoch"] for r in left]
     table = strength.report(str(out))
     assert "worst attacker" in table and "best (final)" in table
