@@ -121,6 +121,7 @@ FAMILY_CASES = [
     ("tile", True, {"levels": (2,), "level_source": "features"}),
     ("ar", True, {}),
     ("block", False, {"period": 3}),
+    ("block", True, {}),  # the label-aware default (LABEL_AWARE_DEFAULTS)
     ("periodic-generator", True, {"augment_mode": "shifts"}),
     ("generator", False, {"augment_mode": "shifts"}),
     ("tile-code", True, {"levels": (2,), "level_source": "features"}),
