@@ -884,7 +884,8 @@ def attackers_markdown(rows: list[dict]) -> str:
     from uc_datasets.evaluation.reporting import worst_attacker
 
     columns: dict[str, list] = {}
-    for r in rows:
+    # every labelling first, from n = 10 down (runs that filled cells later append theirs)
+    for r in sorted(rows, key=lambda r: (0, -r["n_classes"]) if attacker_name(r).startswith("labels ") else (1, 0)):
         name = attacker_name(r)
         if r.get("protected_acc_best") is not None:  # the early-stopping attacker first
             columns.setdefault(f"{name} (best epoch)", []).append((r["method"], r.get("protection_score_best")))
