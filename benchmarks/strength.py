@@ -619,7 +619,7 @@ def plot_scores(rows: list[dict], path: str | Path, *, key: str = "method", defe
     import matplotlib
 
     colors = matplotlib.colormaps["tab10"].colors
-    counters = {True: 0, False: 0}  # label-free solid, label-aware dashed; colours cycle within each
+    drawn = 0  # one colour per line; label-free solid, label-aware dashed
     for name, by_n in series.items():
         ns = sorted(by_n)
         if len(ns) < 2:  # controls run at one labelling only are tables, not lines
@@ -629,8 +629,8 @@ def plot_scores(rows: list[dict], path: str | Path, *, key: str = "method", defe
         hi = [max(by_n[n]) - m for m, n in zip(mean, ns)]
         seeds = max(len(v) for v in by_n.values())
         aware = "label-aware" in name
-        color = colors[counters[aware] % 10]
-        counters[aware] += 1
+        color = colors[drawn % 10]
+        drawn += 1
         ax.errorbar(ns, mean, yerr=[lo, hi], marker="o", markersize=4, capsize=3, color=color,
                     linestyle="--" if aware else "-",
                     label=f"{name} ({seeds} seed{'s' if seeds > 1 else ''})")
