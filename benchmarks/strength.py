@@ -433,6 +433,12 @@ def _row(profile: StrengthProfile, *, method: str, lab: Relabeling, defense: str
 Plan = list[tuple[str, list[str], list["Relabeling"]]]
 
 
+def clean_key(seed: int, defense: str, n_groups: int, relabel: str) -> tuple:
+    """The key of one clean victim: trained once per seed, defence and labelling (``relabel`` is
+    the labelling's method, as rows record it)."""
+    return seed, defense, n_groups, relabel
+
+
 def sweep(profile: StrengthProfile, sets: TrainSets, plan: Plan, *, progress: bool,
           on_rows: Callable[[list[dict]], None] | None = None, runner: VictimRunner | None = None,
           cleans: dict[tuple, tuple[dict | None, str | None]] | None = None) -> list[dict]:
@@ -450,7 +456,7 @@ def sweep(profile: StrengthProfile, sets: TrainSets, plan: Plan, *, progress: bo
     jobs = [(seed, defense, methods, lab) for seed in profile.seeds for defense, methods, labs in plan
             for lab in labs]
     cleans = {} if cleans is None else cleans
-    n_clean = len({(seed, defense, lab.n_groups, lab.method) for seed, defense, _, lab in jobs} - set(cleans))
+    n_clean = len({clean_key(seed, defense, lab.n_groups, lab.method) for seed, defense, _, lab in jobs} - set(cleans))
     bar = tqdm(total=n_clean + sum(len(m) for _, _, m, _ in jobs), desc="victims", disable=not progress)
     rows: list[dict] = []
     try:
@@ -472,7 +478,7 @@ def _sweep_jobs(runner: VictimRunner, sets: TrainSets, jobs: list[tuple], rows: 
     for seed, defense, methods, lab in jobs:
         train_y = torch.from_numpy(lab.map_labels(sets.labels))
         test_y = lab.map_labels(sets.test_labels).tolist()
-        key = (seed, defense, lab.n_groups, lab.method)
+        key = clean_key(seed, defense, lab.n_groups, lab.method)
         if key not in cleans:
             clean, error = None, None
             try:
@@ -1002,6 +1008,7 @@ def run_final(args: argparse.Namespace, profile: StrengthProfile) -> dict:
     attackers = set(args.final_attackers)
     skip_rows = [r for f in args.final_skip for r in json.loads(Path(f).read_text())["rows"]]
     done = {(r["method"], r["seed"], attacker_name(r)) for r in skip_rows if r.get("protected_acc") is not None}
+    recorded_cleans = cleans_from_rows(skip_rows)
     extra: dict[str, Any] = {"encoder": args.encoder, "uc_settings": UC_SETTINGS, "pseudo_encoder": PSEUDO_ENCODER,
                              "label_aware_settings": FINAL_LABEL_AWARE_SETTINGS, "tile_settings": LABEL_AWARE_SETTINGS,
                              "hybrid_settings": HYBRID_SETTINGS,
@@ -1076,7 +1083,7 @@ def run_final(args: argparse.Namespace, profile: StrengthProfile) -> dict:
             continue
         one = replace(profile, seeds=(seed,))
         runner = VictimRunner(one, sets, progress=args.progress)
-        cleans = {**cleans_from_rows(skip_rows), **load_cleans(cache)}
+        cleans = {**recorded_cleans, **load_cleans(cache)}
 
         def todo(*attacker_names: str) -> list[str]:
             """The methods that still lack a measured row for one of these attackers at this seed."""
@@ -1127,7 +1134,7 @@ def cleans_from_rows(rows: list[dict]) -> dict[tuple, tuple]:
     for r in rows:
         if r.get("attacker") or r.get("clean_acc") is None or r.get("clean_acc_best") is None:
             continue
-        cleans[(r["seed"], r["defense"], r["n_classes"], r["relabel"])] = (
+        cleans[clean_key(r["seed"], r["defense"], r["n_classes"], r["relabel"])] = (
             {"accuracy": r["clean_acc"], "accuracy_best": r["clean_acc_best"], "chance": r["chance"],
              "best_epoch": r.get("clean_best_epoch"), "accuracy_per_epoch": r.get("clean_acc_per_epoch")}, None)
     return cleans
@@ -1200,7 +1207,7 @@ def merge(paths: Sequence[str], output: str, rename: Mapping[str, str] | None = 
              "status": part["config"]["status"], "total_seconds": part.get("timings", {}).get("total_seconds")}]]
     merged["config"]["seeds"] = sorted({s for part in parts for s in part["config"]["seeds"]})
     merged["config"]["status"] = "complete" if all(p["config"]["status"] == "complete" for p in parts) else "partial"
-    merged["rows"] = [r for part in parts for r in part["rows"]]
+    merged["rows"] = [{**r, "method": rename.get(r["method"], r["method"])} for part in parts for r in part["rows"]]
     if rename:
         merged["config"]["renamed_methods"] = {**merged["config"].get("renamed_methods", {}), **rename}
     for part in parts[1:]:
@@ -1208,7 +1215,6 @@ def merge(paths: Sequence[str], output: str, rename: Mapping[str, str] | None = 
             merged["config"]["fits"].setdefault(seed, {}).update(fits)
         if not merged.get("cluster_agreement"):
             merged["cluster_agreement"] = part.get("cluster_agreement", [])
-    merged["rows"] = [{**r, "method": rename.get(r["method"], r["method"])} for r in merged["rows"]]
     merged["config"]["fits"] = {seed: {rename.get(m, m): rec for m, rec in fits.items()}
                                 for seed, fits in merged["config"].get("fits", {}).items()}
     _common.write_json(output, merged)
