@@ -105,7 +105,7 @@ def load_balanced_fashion_mnist(split: str, n: int, skip: int = 0):
     """
     import numpy as np
 
-    from uc_datasets.sources import FASHION_MNIST_CLASSES, load_fashion_mnist
+    from uc_datasets.core.sources import FASHION_MNIST_CLASSES, load_fashion_mnist
 
     per_class, skipped = n // len(FASHION_MNIST_CLASSES), skip // len(FASHION_MNIST_CLASSES)
     if per_class < 1:

@@ -83,7 +83,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     """Fit UC at each budget, train its victims right after; returns what was written."""
-    from uc_datasets.sources import FASHION_MNIST_CLASSES
+    from uc_datasets.core.sources import FASHION_MNIST_CLASSES
 
     args = parse_args(argv)
     _common.setup(args.threads)

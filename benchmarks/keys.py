@@ -12,7 +12,7 @@ Scores (``strength.agreement``): NMI, and the accuracy of the best key -> label 
 
 Keying methods:
 
-* ``kmeans``: K-means on the raw features (``uc_datasets.protection.clustering.kmeans``, seed 0);
+* ``kmeans``: K-means on the raw features (``uc_datasets.methods.uc.clustering.kmeans``, seed 0);
 * ``kmeans-l2``: on L2-normalised features;
 * ``kmeans-l2-pca``: L2, then PCA to 64 dims (the library's ``feature_norm="l2-pca"``);
 * ``kmeans-l2-pca-min``: ``kmeans-l2-pca``, then every cluster smaller than
@@ -104,9 +104,9 @@ def compute_train_features(train_ds: Any, profile: KeysProfile, *, progress: boo
     """Surrogate features (N, D) of the train images (28 px working size, surrogate at its size)."""
     import torch
 
-    from uc_datasets.protection.data import WorkingSet
-    from uc_datasets.protection.fit import compute_features
-    from uc_datasets.protection.surrogates import load_surrogate
+    from uc_datasets.core.surrogates import load_surrogate
+    from uc_datasets.core.working_set import WorkingSet
+    from uc_datasets.methods.uc.fit import compute_features
 
     surrogate = load_surrogate(strength.SURROGATE, image_size=profile.surrogate_image_size)
     data = WorkingSet(train_ds, "image", (28, 28), progress=False)
@@ -142,7 +142,7 @@ def merge_small(centres: np.ndarray, keys: np.ndarray, min_size: float) -> np.nd
     """
     import numpy as np
 
-    from uc_datasets.protection.clustering import assign
+    from uc_datasets.methods.uc.clustering import assign
 
     keys = np.asarray(keys, dtype=np.int64)
     counts = np.bincount(keys, minlength=len(centres))
@@ -172,7 +172,7 @@ def spectral_keys(features: np.ndarray, p: int) -> np.ndarray:
 
 def kmeans_method_keys(method: str, feats: np.ndarray, pca_feats: np.ndarray, p: int) -> np.ndarray:
     """Keys of one of :data:`KMEANS_METHODS` at p (see the module docstring)."""
-    from uc_datasets.protection.clustering import (
+    from uc_datasets.methods.uc.clustering import (
         apply_feature_transform,
         fit_feature_transform,
         kmeans,
@@ -201,12 +201,8 @@ def self_label(images: torch.Tensor, keys: np.ndarray, p: int,
     import numpy as np
     import torch
 
-    from uc_datasets.evaluation.victims import (
-        TrainConfig,
-        build_victim,
-        predict,
-        train_victim,
-    )
+    from uc_datasets.core.models import build_victim
+    from uc_datasets.evaluation.victims import TrainConfig, predict, train_victim
 
     config = TrainConfig(epochs=profile.victim_epochs, batch_size=profile.victim_batch_size, lr=profile.victim_lr,
                          augment="crop", seed=0)
@@ -292,12 +288,12 @@ def main(argv: list[str] | None = None) -> dict:
     """Make every method's keys at every p, score them against every labelling; return what was written."""
     import numpy as np
 
+    from uc_datasets.core.sources import FASHION_MNIST_CLASSES
     from uc_datasets.evaluation.sweep import dataset_to_tensors
-    from uc_datasets.protection.clustering import (
+    from uc_datasets.methods.uc.clustering import (
         apply_feature_transform,
         fit_feature_transform,
     )
-    from uc_datasets.sources import FASHION_MNIST_CLASSES
 
     args = parse_args(argv)
     _common.setup(args.threads)

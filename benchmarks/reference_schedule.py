@@ -3,7 +3,7 @@
 What the public Unlearnable Clusters code does (docs/design.md §1), step by step:
 
 1. surrogate features of every image, K-means into p clusters (here: the library's own
-   :func:`~uc_datasets.protection.fit.compute_features` and :func:`~uc_datasets.protection.clustering.kmeans`, so
+   :func:`~uc_datasets.methods.uc.fit.compute_features` and :func:`~uc_datasets.methods.uc.clustering.kmeans`, so
    both sides of a comparison start from identical clusters);
 2. for each cluster i **in turn**: a fresh ResNet generator on a fixed noise image, Adam
    (lr 1e-4, weight decay 5e-4), cosine annealing per iteration down to 1e-6, and ``epochs``
@@ -13,7 +13,7 @@ What the public Unlearnable Clusters code does (docs/design.md §1), step by ste
 4. augmentation on the clean images in the data loader (Resize 256 + RandomCrop 224 +
    horizontal flip, per image), then ``clamp(x + delta_i, 0, 1)``.
 
-Difference from the library's fit: :func:`uc_datasets.protection.fit.train_perturbations` (default
+Difference from the library's fit: :func:`uc_datasets.methods.uc.fit.train_perturbations` (default
 ``augment_mode="reference"``) augments the *perturbed* image ``x + delta``: upscale by 256/224,
 crop at one offset shared by the whole batch, flip per image. This module, like the reference,
 crops and flips each *clean* image independently and adds delta afterwards, so delta is never
@@ -22,7 +22,7 @@ shifts and flips to the perturbed image, as a crop+flip victim sees it.
 
 So one epoch of the reference costs p surrogate forward+backward passes per image, and a
 fit costs ``p * epochs * N`` of them. The generators are built with the library's
-:class:`~uc_datasets.protection.generator.Perturbation` and the same seeds as the library's
+:class:`~uc_datasets.methods.uc.generator.Perturbation` and the same seeds as the library's
 ``PerturbationBank``, so both sides start from the same weights; grey images get the
 luminance of delta, as in the library (the reference is RGB-only; the cost is the same).
 
@@ -43,21 +43,21 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from uc_datasets.protection.clustering import kmeans, target_permutation
-from uc_datasets.protection.data import (
+from uc_datasets.core.surrogates import Surrogate
+from uc_datasets.core.working_set import (
     WorkingSet,
     check_image_column,
     choose_working_hw,
     scan_sizes,
 )
-from uc_datasets.protection.fit import (
+from uc_datasets.methods.uc.clustering import kmeans, target_permutation
+from uc_datasets.methods.uc.fit import (
     attack_success,
     compute_features,
     feature_loss,
     perturb,
 )
-from uc_datasets.protection.generator import Perturbation
-from uc_datasets.protection.surrogates import Surrogate
+from uc_datasets.methods.uc.generator import Perturbation
 
 logger = logging.getLogger("reference_schedule")
 

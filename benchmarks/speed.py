@@ -52,14 +52,14 @@ if TYPE_CHECKING:
     import datasets
     import torch
 
-    from uc_datasets.protection.surrogates import Surrogate
+    from uc_datasets.core.surrogates import Surrogate
 
 logger = logging.getLogger("speed")
 
 #: Imported once by the fork server, and by every child before its measured work: one-time
 #: import costs (torch._dynamo on the first optimiser, scikit-learn on the first K-means) are
 #: not fit time.
-PRELOAD = ["torch", "torch._dynamo", "numpy", "sklearn.cluster", "datasets", "uc_datasets", "uc_datasets.protection.fit",
+PRELOAD = ["torch", "torch._dynamo", "numpy", "sklearn.cluster", "datasets", "uc_datasets", "uc_datasets.methods.uc.fit",
            "reference_schedule", "_common"]
 
 
@@ -111,7 +111,7 @@ def _child_setup(spec: dict) -> tuple[torch.device, float]:
 
 def _load_surrogate(spec: dict, device: torch.device) -> Surrogate:
     """EfficientNet-Lite0 at the profile's input size, on ``device``."""
-    from uc_datasets.protection.surrogates import load_surrogate
+    from uc_datasets.core.surrogates import load_surrogate
 
     prof = spec["profile"]
     return load_surrogate("efficientnet-lite0", image_size=prof["surrogate_image_size"]).to(device)

@@ -66,7 +66,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
 from _baselines import ALL_BASELINES, CONSISTENT, baseline_settings, fit_baseline  # noqa: E402
 
-from uc_datasets.protection.config import LABEL_AWARE_DEFAULTS  # noqa: E402 - light: no torch
+from uc_datasets.methods.uc.config import LABEL_AWARE_DEFAULTS  # noqa: E402 - light: no torch
 
 if TYPE_CHECKING:
     import datasets
@@ -312,11 +312,8 @@ def make_labelings(class_names: list[str], n_values: Sequence[int], encoder: str
     """
     import numpy as np
 
-    from uc_datasets.evaluation.relabel import (
-        embed_class_names,
-        identity_relabeling,
-        kmeans_relabeling,
-    )
+    from uc_datasets.core.class_names import embed_class_names
+    from uc_datasets.evaluation.relabel import identity_relabeling, kmeans_relabeling
 
     labelings = [identity_relabeling(class_names)]
     if n_values:
@@ -351,9 +348,9 @@ def cluster_agreement(protector: UCProtector, train_ds: datasets.Dataset, labels
     """
     import numpy as np
 
-    from uc_datasets.protection.clustering import kmeans
-    from uc_datasets.protection.data import WorkingSet
-    from uc_datasets.protection.fit import compute_features
+    from uc_datasets.core.working_set import WorkingSet
+    from uc_datasets.methods.uc.clustering import kmeans
+    from uc_datasets.methods.uc.fit import compute_features
 
     surrogate = protector.surrogate
     device = next(surrogate.parameters()).device
@@ -717,7 +714,7 @@ def run_strength(args: argparse.Namespace, profile: StrengthProfile) -> dict:
     Seed 0 also runs the extra controls (sign per UC cluster, uniform draws at n = 10), the
     baselines (``--baselines``), the defences and the cluster-agreement table.
     """
-    from uc_datasets.sources import FASHION_MNIST_CLASSES
+    from uc_datasets.core.sources import FASHION_MNIST_CLASSES
 
     t_start = time.perf_counter()
     train_ds, base = load_data(profile)
@@ -835,10 +832,10 @@ def simclr_sweep(profile: StrengthProfile, sets: TrainSets, methods: Sequence[st
     probe fitted on the clean labelled train images; rows score the probe on the clean test split."""
     from accelerate import Accelerator
 
+    from uc_datasets.core.sources import FASHION_MNIST_CLASSES
     from uc_datasets.evaluation.metrics import load_unlearnability
     from uc_datasets.evaluation.relabel import identity_relabeling
     from uc_datasets.evaluation.simclr import SimCLRConfig, simclr_probe
-    from uc_datasets.sources import FASHION_MNIST_CLASSES
 
     metric, accelerator = load_unlearnability(), Accelerator()
     config = SimCLRConfig(epochs=profile.simclr_epochs, batch_size=min(256, len(sets.labels)), seed=seed)
@@ -916,7 +913,7 @@ def run_attackers(args: argparse.Namespace, profile: StrengthProfile) -> dict:
     attacker: supervised labels (original and BERT relabellings, final and best epoch), pseudo-
     labels, orthogonal projection and SimCLR. Every seed refits the protectors (fit seed = victim
     seed); the best baseline is fit once (seed 0), as in the baseline benchmark."""
-    from uc_datasets.sources import FASHION_MNIST_CLASSES
+    from uc_datasets.core.sources import FASHION_MNIST_CLASSES
 
     t_start = time.perf_counter()
     train_ds, base = load_data(profile)
@@ -983,7 +980,7 @@ FINAL_METHODS = ("UC", LABEL_AWARE, TILE_METHOD, EMINN_METHOD, "sign-per-class",
 
 def visual_meta(clean: torch.Tensor, protected: torch.Tensor) -> dict:
     """Mean luminance PSNR (dB) and SSIM of a protected set against the clean one (row columns)."""
-    from uc_datasets.visual import visual_cost
+    from uc_datasets.core.visual import visual_cost
 
     channels = 1 if bool((clean[:, 0] == clean[:, 1]).all()) else clean.shape[1]  # grey data: one channel
     cost = visual_cost(clean[:, :channels], protected[:, :channels])
@@ -1000,7 +997,7 @@ def run_final(args: argparse.Namespace, profile: StrengthProfile) -> dict:
 
     import numpy as np
 
-    from uc_datasets.sources import FASHION_MNIST_CLASSES
+    from uc_datasets.core.sources import FASHION_MNIST_CLASSES
 
     t_start = time.perf_counter()
     train_ds, base = load_data(profile)
@@ -1238,7 +1235,7 @@ def run_compare_defaults(args: argparse.Namespace, profile: StrengthProfile) -> 
     Victims are scored on a validation subset of the train split (disjoint from the fit
     images), never on the test split: the defaults are chosen from these rows.
     """
-    from uc_datasets.sources import FASHION_MNIST_CLASSES
+    from uc_datasets.core.sources import FASHION_MNIST_CLASSES
 
     t_start = time.perf_counter()
     train_ds, sets = load_data(profile, validation=True)
@@ -1354,7 +1351,7 @@ def fit_variants(args: argparse.Namespace, profile: StrengthProfile, train_ds: d
 def run_attack_screen(args: argparse.Namespace, profile: StrengthProfile) -> dict:
     """The attacker screen (``ATTACK_SCREEN``): label-aware variants against labels, JPEG-10,
     Gaussian smoothing, orthogonal projection and SimCLR at n = 10, on the validation split."""
-    from uc_datasets.sources import FASHION_MNIST_CLASSES
+    from uc_datasets.core.sources import FASHION_MNIST_CLASSES
 
     t_start = time.perf_counter()
     train_ds, sets = load_data(profile, validation=True)
@@ -1414,7 +1411,7 @@ def run_screen(args: argparse.Namespace, profile: StrengthProfile) -> dict:
     The current default (the generator, label-free) is not refitted here: its validation rows
     for the same data, victims and seed are in ``defaults.json`` (variant ``defaults``).
     """
-    from uc_datasets.sources import FASHION_MNIST_CLASSES
+    from uc_datasets.core.sources import FASHION_MNIST_CLASSES
 
     t_start = time.perf_counter()
     train_ds, sets = load_data(profile, validation=True)
@@ -1464,12 +1461,8 @@ def calibrate(profile: StrengthProfile, compare_defaults: bool = False) -> dict[
     import torch
 
     from uc_datasets import UnlearnableClusters
-    from uc_datasets.evaluation.victims import (
-        TrainConfig,
-        build_victim,
-        predict,
-        train_victim,
-    )
+    from uc_datasets.core.models import build_victim
+    from uc_datasets.evaluation.victims import TrainConfig, predict, train_victim
 
     n_fit = min(profile.n_train, 4 * profile.fit_batch_size)
     ds = _common.load_balanced_fashion_mnist("train", max(n_fit, 10 * profile.n_clusters))

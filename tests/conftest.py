@@ -19,6 +19,8 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from tests.torch_threads import one_thread  # noqa: E402
+
 TINY_CLIP_CONFIG = dict(
     text_config=dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
                      vocab_size=99, max_position_embeddings=16, projection_dim=16),
@@ -111,3 +113,69 @@ def fitted(tiny_clip, rgb40):
     from uc_datasets import UnlearnableClusters
 
     return rgb40, UnlearnableClusters(surrogate=tiny_clip, **FAST_FIT).fit(rgb40, image_column="image")
+
+
+# --- the baselines' fixtures (tests/methods/, tests/core/test_labels.py) -------------------
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models run much faster on one thread (and do not fight other processes for the cores).
+
+    The baseline tests use it for every test (``pytestmark``); the UC tests do not, since a fit's
+    floats depend on the number of threads and their fixtures are fitted with the default."""
+    with one_thread():
+        yield
+
+
+@pytest.fixture(scope="session")
+def labelled() -> datasets.Dataset:
+    """24 RGB 16x16 images in 4 visual groups, labelled by group (ClassLabel)."""
+    features = datasets.Features({"image": datasets.Image(),
+                                  "label": datasets.ClassLabel(names=["r", "g", "b", "r2"])})
+    return datasets.Dataset.from_dict({"image": structured_images(24, size=(16, 16)),
+                                       "label": [i % 4 for i in range(24)]}, features=features)
+
+
+@pytest.fixture(scope="session")
+def digits() -> datasets.Dataset:
+    """60 real grey 16x16 digits (scikit-learn), 10 classes."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    imgs = [Image.fromarray((d.images[i] * 255 / 16).astype(np.uint8)).resize((16, 16), Image.NEAREST)
+            for i in range(60)]
+    return image_dataset(imgs, d.target[:60].tolist())
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier(tmp_path_factory) -> str:
+    """A tiny random ViTForImageClassification (5 classes, 16 px) with its processor, saved locally."""
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+    d = tmp_path_factory.mktemp("tiny_vit_classifier")
+    torch.manual_seed(0)
+    cfg = ViTConfig(image_size=16, patch_size=4, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                    intermediate_size=32, num_labels=5, initializer_range=1.0)
+    ViTForImageClassification(cfg).save_pretrained(d)
+    ViTImageProcessor(size={"height": 16, "width": 16}).save_pretrained(d)
+    return str(d)
+
+
+@pytest.fixture(scope="session")
+def fitted_lc(labelled):
+    """Every baseline fitted once in label-consistent mode: {method: protector}."""
+    from tests.methods.helpers import BASELINES, COMMON, TINY
+    from uc_datasets.registry import fit_method
+
+    with one_thread():
+        return {m: fit_method(m, labelled, label_column="label", **COMMON, **TINY[m]) for m in BASELINES}
+
+
+@pytest.fixture(scope="session")
+def fitted_la(labelled):
+    """Every baseline fitted once in label-agnostic mode (EfficientNet-Lite0 ImageNet classes at 32 px)."""
+    from tests.methods.helpers import BASELINES, COMMON, TINY
+    from uc_datasets.registry import fit_method
+
+    with one_thread():
+        return {m: fit_method(m, labelled, surrogate="efficientnet-lite0", surrogate_image_size=32, **COMMON,
+                              **TINY[m]) for m in BASELINES}

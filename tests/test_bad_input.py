@@ -9,7 +9,7 @@ from PIL import Image
 
 from tests.conftest import FAST_FIT, image_dataset, structured_images
 from uc_datasets import UnlearnableClusters, verify
-from uc_datasets.imaging import ImageDecodeError, ImageModeError
+from uc_datasets.core.imaging import ImageDecodeError, ImageModeError
 
 
 def _uc(tiny_clip, **kw):
@@ -146,7 +146,7 @@ def test_with_rank_and_with_indices_maps_give_the_same_images(fitted, extra, bat
 def test_with_rank_in_two_processes_and_the_rank_device(fitted, monkeypatch):
     import torch
 
-    from uc_datasets.base import device_for_rank
+    from uc_datasets.core.protector import device_for_rank
 
     ds, prot = fitted
     small = ds.select(range(8))
@@ -228,7 +228,7 @@ def _saved(prot, path):
 ])
 def test_a_damaged_protector_directory_names_the_file(fitted, tmp_path, damage, match):
     from uc_datasets import load_protector
-    from uc_datasets.base import InvalidProtectorError
+    from uc_datasets.core.persistence import InvalidProtectorError
 
     _, prot = fitted
     d = _saved(prot, tmp_path / "p")
@@ -250,8 +250,8 @@ def test_nan_perturbations_are_refused_at_load_and_never_applied(fitted, tmp_pat
     import torch
 
     from uc_datasets import load_protector
-    from uc_datasets.base import InvalidProtectorError
-    from uc_datasets.imaging import apply_delta
+    from uc_datasets.core.imaging import apply_delta
+    from uc_datasets.core.persistence import InvalidProtectorError
 
     _, prot = fitted
     d = _saved(prot, tmp_path / "p")
@@ -271,7 +271,7 @@ def test_nan_perturbations_are_refused_at_load_and_never_applied(fitted, tmp_pat
 
 def test_out_of_range_cached_clusters_are_refused_at_load(fitted, tmp_path):
     from uc_datasets import load_protector
-    from uc_datasets.base import InvalidProtectorError
+    from uc_datasets.core.persistence import InvalidProtectorError
 
     _, prot = fitted
     d = _saved(prot, tmp_path / "p")
@@ -297,7 +297,7 @@ def _tile(tiny_clip, **kw):
 
 
 def _no_work(monkeypatch):
-    import uc_datasets.protection.unlearnable_clusters as uc_module
+    import uc_datasets.methods.uc.unlearnable_clusters as uc_module
 
     def fail(*args, **kwargs):
         raise AssertionError("images were read before the bad input was refused")
@@ -351,7 +351,7 @@ def test_other_classlabel_names_are_refused_unless_allowed(tiny_clip, tmp_path):
 
 
 def test_a_period_larger_than_the_images_is_refused_from_the_headers(tiny_clip, monkeypatch):
-    import uc_datasets.protection.data as data_module
+    import uc_datasets.core.working_set as data_module
 
     monkeypatch.setattr(data_module, "WorkingSet", None)  # nothing may be decoded
     with pytest.raises(ValueError, match=r"period=32 is larger than the smallest image \(24x24 pixels\).*period <= 24"):
@@ -383,7 +383,7 @@ def test_class_names_overriding_a_classlabel_warn(tiny_clip, caplog):
 
 
 def test_the_epsilon_hint_never_suggests_an_invalid_value():
-    from uc_datasets.config import as_epsilon
+    from uc_datasets.core.config import as_epsilon
 
     with pytest.raises(ValueError, match="above 255 levels too") as err:
         as_epsilon(300)

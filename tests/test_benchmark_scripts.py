@@ -194,7 +194,7 @@ def test_sign_control_is_plus_minus_epsilon_per_key():
 def test_reference_schedule_trains_each_cluster_on_every_image():
     reference = _bench("reference_schedule")
     common = _bench("_common")
-    from uc_datasets.protection.surrogates import load_surrogate
+    from uc_datasets.core.surrogates import load_surrogate
 
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(3, 3, 28, 28)

@@ -24,14 +24,8 @@ from PIL import Image
 import uc_datasets
 from uc_datasets import UnlearnableClusters, load_protector
 from uc_datasets.commands.push import add_push_arguments, run_push
-from uc_datasets.hub import (
-    CARD_KEY,
-    ProtectionCheckError,
-    ProtectorLeakError,
-    PublicProtectorError,
-    push_protected,
-    render_card_section,
-)
+from uc_datasets.core.protector_hub import PublicProtectorError
+from uc_datasets.hub import CARD_KEY, ProtectionCheckError, ProtectorLeakError, push_protected, render_card_section
 
 TOKEN = "hf_UCtestFAKEtoken0123456789DoNotLeak"  # alice's; recognisable so a leak is easy to find
 BOB_TOKEN = "hf_UCtestFAKEbobToken9876543210"
@@ -115,7 +109,7 @@ def _dict(clean, protected):
 
 
 def protected_report(clean, protected):
-    from uc_datasets.verify import verify
+    from uc_datasets.core.verify import verify
 
     return verify(clean, protected, EPS, progress=False)
 
@@ -296,7 +290,7 @@ def test_protector_private_push_and_load_identical(hub, clean, protector):
 
 def test_from_pretrained_takes_a_hub_repo_id_like_load_protector(hub, protector):
     from uc_datasets import UCProtector
-    from uc_datasets.attacks import BaselineProtector
+    from uc_datasets.methods.baseline import BaselineProtector
 
     protector.push_to_hub("alice/from-pretrained")
     with pytest.raises(FileNotFoundError, match="neither a local protector directory nor a Hub model repo"):
@@ -450,7 +444,7 @@ def test_a_wrong_token_on_the_command_line_is_one_error_line(hub, clean, protect
 def test_a_wrong_token_is_the_same_error_in_python_and_with_or_without_v(hub, clean, protected, protector, tmp_path,
                                                                            capsys):
     from uc_datasets.commands.cli import main
-    from uc_datasets.hub import HUB_TOKEN_HINT, HubAuthError
+    from uc_datasets.core.protector_hub import HUB_TOKEN_HINT, HubAuthError
 
     with pytest.raises(HubAuthError, match="401") as err:
         push_protected(protected.select(range(4)), "alice/wrong-py", clean=clean.select(range(4)),

@@ -14,7 +14,7 @@ import torch
 
 from tests.conftest import image_dataset, structured_images
 from uc_datasets import load_protector, verify
-from uc_datasets.protection.distributed import gather_rows, shard_bounds
+from uc_datasets.methods.uc.distributed import gather_rows, shard_bounds
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = str(ROOT / "recipes" / "protect.py")

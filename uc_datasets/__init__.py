@@ -13,25 +13,25 @@ from typing import TYPE_CHECKING
 #: Public name -> the module that defines it. Imported on first use (PEP 562), so that
 #: ``import uc_datasets`` and ``uc-datasets --help`` do not pay for torch, datasets and transformers.
 _EXPORTS = {
-    "BaseProtector": "base",
-    "UCConfig": "protection.config",
-    "UCProtector": "protection.protector",
+    "BaseProtector": "core.protector",
+    "UCConfig": "methods.uc.config",
+    "UCProtector": "methods.uc.protector",
     "load_protector": "registry",
     "fit_method": "registry",
-    "load_surrogate": "protection.surrogates",
-    "UnlearnableClusters": "protection.unlearnable_clusters",
-    "VerifyReport": "verify",
-    "verify": "verify",
+    "load_surrogate": "core.surrogates",
+    "UnlearnableClusters": "methods.uc.unlearnable_clusters",
+    "VerifyReport": "core.verify",
+    "verify": "core.verify",
 }
 
 if TYPE_CHECKING:
-    from .base import BaseProtector
-    from .protection.config import UCConfig
-    from .protection.protector import UCProtector
-    from .protection.surrogates import load_surrogate
-    from .protection.unlearnable_clusters import UnlearnableClusters
-    from .registry import fit_method, load_protector
-    from .verify import VerifyReport, verify
+    from uc_datasets.core.protector import BaseProtector
+    from uc_datasets.core.surrogates import load_surrogate
+    from uc_datasets.core.verify import VerifyReport, verify
+    from uc_datasets.methods.uc.config import UCConfig
+    from uc_datasets.methods.uc.protector import UCProtector
+    from uc_datasets.methods.uc.unlearnable_clusters import UnlearnableClusters
+    from uc_datasets.registry import fit_method, load_protector
 
 
 def __getattr__(name: str) -> object:

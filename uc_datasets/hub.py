@@ -4,7 +4,7 @@ Two directions, kept apart on purpose:
 
 - :func:`push_protected` publishes a *protected* dataset (a ``Dataset`` or ``DatasetDict``)
   as PNG images inside parquet shards, with a dataset card that says it is protected. It
-  first runs :func:`uc_datasets.verify` against the clean dataset and refuses to push if any
+  first runs :func:`uc_datasets.core.verify` against the clean dataset and refuses to push if any
   image breaks the epsilon bound or was left unprotected, and it refuses datasets that
   still carry protector data (cluster/perturbation columns, protector files).
 - :func:`push_protector` (``protector.push_to_hub``) stores the protector, a secret that
@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import math
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,16 +29,19 @@ import datasets
 from huggingface_hub import CommitOperationAdd, DatasetCard, HfApi, hf_hub_download
 from huggingface_hub.errors import (
     EntryNotFoundError,
-    HfHubHTTPError,
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
 
-from . import __version__
-from .verify import VerifyReport, verify
+from uc_datasets import __version__
+from uc_datasets.core.config import as_epsilon
+from uc_datasets.core.protector_hub import no_token_in_errors
+from uc_datasets.core.record import protection_record, public_surrogate_name
+from uc_datasets.core.verify import VerifyReport, verify
+from uc_datasets.methods.uc.protector import uc_method_name
 
 if TYPE_CHECKING:
-    from .base import BaseProtector
+    from uc_datasets.core.protector import BaseProtector
 
 logger = logging.getLogger(__name__)
 
@@ -58,16 +60,6 @@ SECTION_END = "<!-- uc-datasets:protection:end -->"
 _MAX_LISTED = 20
 
 
-#: What to check after a Hub authentication error; the command line prints it as its ``hint:`` line.
-HUB_TOKEN_HINT = "check the Hub token (--token or HF_TOKEN) and the repo id"
-
-
-class HubAuthError(PermissionError):
-    """The Hub refused the token (401/403); the message ends with :data:`HUB_TOKEN_HINT`."""
-
-    exit_code = 2  # bad input on the command line
-
-
 class ProtectionCheckError(ValueError):
     """Some images break the epsilon bound or were left unprotected; nothing was pushed."""
 
@@ -80,12 +72,6 @@ class ProtectionCheckError(ValueError):
 
 class ProtectorLeakError(ValueError):
     """The dataset (or its target repo) carries protector data; nothing was pushed."""
-
-    exit_code = 1
-
-
-class PublicProtectorError(PermissionError):
-    """A protector push would make the protector public; nothing was pushed."""
 
     exit_code = 1
 
@@ -164,7 +150,7 @@ def push_protected(
     _refuse_failed(reports, repo_id)
 
     api = HfApi(token=token)
-    with _no_token_in_errors(token):
+    with no_token_in_errors(token):
         _refuse_protector_files_on_hub(api, repo_id, revision)
         kwargs = dict(config_name=config_name, private=private, token=token, revision=revision, create_pr=create_pr,
                       max_shard_size=max_shard_size, commit_message=commit_message)
@@ -189,9 +175,7 @@ def _protection_info(protector: BaseProtector | None, *, epsilon: float | None, 
                      surrogate: str | None, n_clusters: int | None) -> dict:
     explicit = {"epsilon": epsilon, "method": method, "surrogate": surrogate, "n_clusters": n_clusters}
     if protector is not None:
-        from_prot = {"epsilon": float(protector.config.epsilon), "method": protector.method,
-                     "surrogate": public_surrogate_name(str(protector.surrogate_info.get("name"))),
-                     "n_clusters": int(protector.config.n_clusters)}
+        from_prot = {k: v for k, v in protection_record(protector).items() if k in explicit}
         explicit["surrogate"] = None if surrogate is None else public_surrogate_name(surrogate)
         clash = [k for k, v in explicit.items() if v is not None and not (
             math.isclose(v, from_prot[k], abs_tol=1e-9) if k == "epsilon" else v == from_prot[k])]
@@ -204,25 +188,11 @@ def _protection_info(protector: BaseProtector | None, *, epsilon: float | None, 
         raise ValueError(f"without a protector, pass {', '.join(missing)} explicitly (they go on the dataset card "
                          "and epsilon is the bound checked before pushing), or pass protector=... "
                          "(load_protector(path) loads a saved one).")
-    if not 0 < float(epsilon) <= 1:
-        raise ValueError(f"epsilon must be in (0, 1] pixel units (e.g. 8/255), got {epsilon!r}")
+    epsilon = as_epsilon(epsilon)
     if method is None:
-        method = "UC-CLIP" if "clip" in surrogate.lower() else "UC"
-    return {"epsilon": float(epsilon), "method": method, "surrogate": public_surrogate_name(surrogate),
+        method = uc_method_name(clip="clip" in surrogate.lower(), label_aware=False)
+    return {"epsilon": epsilon, "method": method, "surrogate": public_surrogate_name(surrogate),
             "n_clusters": int(n_clusters)}
-
-
-def public_surrogate_name(name: str) -> str:
-    """The surrogate as shown on a public card: a Hub id as is, a local path by its last part only.
-
-    Example:
-        >>> public_surrogate_name("/home/me/models/clip-b32")
-        'clip-b32 (local model)'
-    """
-    if name.startswith(("/", "./", "../", "~", "\\")) or re.match(r"^[A-Za-z]:[\\/]", name):
-        last = re.split(r"[\\/]", name.rstrip("/\\"))[-1]
-        return f"{last} (local model)"
-    return name
 
 
 def _as_splits(ds: datasets.Dataset | datasets.DatasetDict, split: str | None,
@@ -396,84 +366,4 @@ def _with_section(text: str, section: str) -> str:
     return "\n" + section + ("\n" + body if body else "")
 
 
-# ---------------------------------------------------------------------------- protector repos
-def push_protector(protector: BaseProtector, repo_id: str, *, private: bool = True, allow_public: bool = False,
-                   token: str | None = None, revision: str | None = None,
-                   commit_message: str | None = None) -> str:
-    """Push ``protector`` to a **private** Hub model repo; returns the commit URL.
-
-    A protector undoes the protection of every image it protected, so the repo is created
-    private, and a push that would leave it public (``private=False``, or an existing public
-    repo) is refused unless ``allow_public=True`` is passed explicitly.
-
-    Example:
-        >>> uc_protect.push_to_hub("me/pets-protector")  # private model repo  # doctest: +SKIP
-        >>> load_protector("me/pets-protector")  # doctest: +SKIP
-    """
-    why = ("a protector is a secret: whoever holds it can subtract the perturbations and undo the protection of "
-           "every image it protected")
-    if not private and not allow_public:
-        raise PublicProtectorError(
-            f"Refusing to push the protector to a public repo: {why}. Keep private=True (the default). If you "
-            "really want it public, pass allow_public=True as well."
-        )
-    if not private:
-        logger.warning("Pushing the protector to a PUBLIC repo %s (allow_public=True): %s.", repo_id, why)
-    api = HfApi(token=token)
-    with _no_token_in_errors(token):
-        api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
-        if not api.repo_info(repo_id, repo_type="model").private and not allow_public:
-            raise PublicProtectorError(
-                f"Refusing to push the protector to {repo_id}: that model repo already exists and is public, and "
-                f"{why}. Push to a new repo id, or make this one private first "
-                f"(HfApi().update_repo_settings({repo_id!r}, private=True))."
-            )
-        if revision is not None:
-            api.create_branch(repo_id, branch=revision, repo_type="model", exist_ok=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            protector.save_pretrained(tmp)
-            Path(tmp, "README.md").write_text(_PROTECTOR_README.format(method=protector.method))
-            commit = api.upload_folder(repo_id=repo_id, folder_path=tmp, repo_type="model", revision=revision,
-                                       commit_message=commit_message or "Upload Unlearnable Clusters protector")
-    logger.info("Pushed the protector to %s model repo %s", "private" if private else "PUBLIC", repo_id)
-    return commit.commit_url
-
-
-_PROTECTOR_README = """---
-tags:
-- unlearnable-clusters
----
-# Unlearnable Clusters protector ({method}) - keep this repository private
-
-This repository holds a fitted uc-datasets protector: the per-cluster perturbations and
-cluster centres. Whoever can read it can undo the protection of every image it protected.
-Do not make it public and do not copy it into the dataset repository.
-
-Load it with `uc_datasets.load_protector("<this repo id>")`.
-"""
-
-
-class _no_token_in_errors:
-    """Re-raise any error whose message contains ``token`` with the token masked."""
-
-    def __init__(self, token: str | None):
-        self.token = token
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type, exc, tb) -> bool:
-        if exc is None:
-            return False
-        text = str(exc).replace(self.token, "***") if self.token else str(exc)
-        status = getattr(getattr(exc, "response", None), "status_code", None)
-        if isinstance(exc, HfHubHTTPError) and status in (401, 403):
-            first = text.strip().splitlines()[0] if text.strip() else f"HTTP {status}"
-            raise HubAuthError(f"{first}\nhint: {HUB_TOKEN_HINT}") from None
-        if not self.token or self.token not in str(exc):
-            return False
-        raise RuntimeError(f"{exc_type.__name__}: {text}") from None
-
-
-__all__ = ["HUB_TOKEN_HINT", "HubAuthError", "ProtectionCheckError", "ProtectorLeakError", "PublicProtectorError", "PushResult",
-           "public_surrogate_name", "push_protected", "push_protector", "render_card_section"]
+__all__ = ["ProtectionCheckError", "ProtectorLeakError", "PushResult", "push_protected", "render_card_section"]

@@ -15,12 +15,12 @@ from pathlib import Path
 import datasets
 import torch
 
-from . import __version__
-from .base import BaseProtector
-from .hub import public_surrogate_name
-from .protection.preview import save_preview
-from .registry import get_method
-from .verify import VerifyReport, verify
+from uc_datasets import __version__
+from uc_datasets.core.preview import save_preview
+from uc_datasets.core.protector import BaseProtector
+from uc_datasets.core.record import protection_record
+from uc_datasets.core.verify import VerifyReport, verify
+from uc_datasets.registry import fit_method, get_method
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ PROTECTOR_WARNING = (
 
 
 class VerificationError(RuntimeError):
-    """The protected dataset failed :func:`uc_datasets.verify`; nothing was saved."""
+    """The protected dataset failed :func:`uc_datasets.core.verify`; nothing was saved."""
 
     exit_code = 1  # a failed check on the command line
 
@@ -61,7 +61,7 @@ def protect_dataset(ds: datasets.Dataset, output_dir: str | Path, *, image_colum
     (clean / perturbation / protected) and ``run_summary.json`` under ``output_dir``, plus
     the fit's caches (``clusters.safetensors``, ``checkpoints/``: secret too).
 
-    ``method`` picks a baseline of :mod:`uc_datasets.attacks` instead of UC; ``uc_kwargs`` are
+    ``method`` picks a baseline of :mod:`uc_datasets.methods` instead of UC; ``uc_kwargs`` are
     then its keywords. ``label_column`` switches UC to its label-aware mode and a baseline to
     label-consistent mode.
     With an ``accelerator`` every process fits data-parallel (UC only); ``ds.map`` runs under
@@ -90,7 +90,7 @@ def protect_dataset(ds: datasets.Dataset, output_dir: str | Path, *, image_colum
         raise
 
 
-#: What ``--resume`` reads from an output directory (see ``uc_datasets.protection.fit``).
+#: What ``--resume`` reads from an output directory (see ``uc_datasets.methods.uc.fit``).
 RESUMABLE = ("clusters.safetensors", "checkpoints")
 
 
@@ -112,15 +112,14 @@ def _protect_dataset(ds: datasets.Dataset, out: Path, *, image_column: str, prog
                      label_column: str | None, **uc_kwargs) -> ProtectOutputs | None:
     main = accelerator is None or accelerator.is_main_process
     t0 = time.perf_counter()
-    spec = get_method(method)
     run: dict = {}
-    if spec.distributed:
+    if get_method(method).distributed:
         run = {"accelerator": accelerator, "output_dir": str(out), "resume": resume, "num_workers": num_workers}
     elif accelerator is not None and accelerator.num_processes > 1:
         raise ValueError(f"method {method!r} fits in one process; run it with plain python "
                          "or `accelerate launch` with one process.")
-    protector = spec.fit(ds, image_column=image_column, label_column=label_column, progress=progress, **run,
-                         **uc_kwargs)
+    protector = fit_method(method, ds, image_column=image_column, label_column=label_column, progress=progress,
+                           **run, **uc_kwargs)
     t1 = time.perf_counter()
     first = accelerator.main_process_first() if accelerator is not None else contextlib.nullcontext()
     with first:
@@ -135,10 +134,7 @@ def _protect_dataset(ds: datasets.Dataset, out: Path, *, image_column: str, prog
                            f"first problems: {(report.violations + report.unchanged)[:5]}")
     protected_dir = out / "protected"
     protected.info.description = json.dumps({"uc_datasets": {
-        "protected": True, "method": protector.method,
-        "surrogate": public_surrogate_name(protector.surrogate_info["name"]),  # no local paths in public metadata
-        "epsilon": protector.config.epsilon, "n_clusters": protector.config.n_clusters, "version": __version__,
-        "mode": "label-aware" if getattr(protector.config, "label_aware", False) else "label-free"}})
+        "protected": True, **protection_record(protector), "version": __version__}})
     protected.save_to_disk(str(protected_dir))
     protector_dir = out / "protector"
     protector.save_pretrained(protector_dir)

@@ -1,8 +1,8 @@
 """One registry of protection methods: Unlearnable Clusters and the Table 1 baselines.
 
 Every method's fit has the same contract, ``fit(ds, *, image_column="image",
-label_column=None, **kwargs) -> protector`` (a :class:`~uc_datasets.base.BaseProtector`), so
-``ds.map(protector, batched=True)``, :func:`~uc_datasets.verify`, ``save_pretrained`` /
+label_column=None, **kwargs) -> protector`` (a :class:`~uc_datasets.core.protector.BaseProtector`), so
+``ds.map(protector, batched=True)``, :func:`~uc_datasets.core.verify`, ``save_pretrained`` /
 :func:`load_protector` and ``push_to_hub`` work the same for all of them.
 
 | name | method | perturbation | model |
@@ -20,8 +20,10 @@ baselines use the class a surrogate classifier predicts (``surrogate="efficientn
 ``label_column="label"`` is label-consistent mode (the dataset's own labels). For ``uc`` a
 ``label_column`` selects its label-aware mode (clusters nested in the classes).
 
-Everything is imported explicitly here: this module knows every method and every protector
-class, and nothing registers itself as a side effect of an import.
+Every method is a :class:`~uc_datasets.core.method.BaseMethod` subclass with a typed config;
+:data:`METHODS` is built from the classes, and a method's accepted keywords are its config's
+fields plus its run options. Everything is imported explicitly here: this module knows every
+method and every protector class, and nothing registers itself as a side effect of an import.
 
 Example:
     >>> from uc_datasets.registry import fit_method
@@ -31,36 +33,39 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
-import functools
-import inspect
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import datasets
 
-from .attacks import advpoison, deepconfuse, emaxn, eminn, synper
-from .attacks.base import METHOD_NAMES, BaselineProtector
-from .attacks.synper import SynPerProtector
-from .base import (
-    BaseProtector,
-    build_from_parts,
-    read_protector_dir,
-    resolve_protector_path,
-)
-from .protection.config import UCConfig
-from .protection.protector import UCProtector
-from .protection.surrogates import Surrogate
-from .protection.unlearnable_clusters import UnlearnableClusters
+from uc_datasets.core.method import BaseMethod
+from uc_datasets.core.persistence import InvalidProtectorError, build_from_parts, read_protector_dir
+from uc_datasets.core.protector import BaseProtector
+from uc_datasets.core.protector_hub import resolve_protector_path
+from uc_datasets.core.surrogates import Surrogate
+from uc_datasets.methods.advpoison import AdvPoison
+from uc_datasets.methods.baseline import BaselineProtector
+from uc_datasets.methods.deepconfuse import DeepConfuse
+from uc_datasets.methods.emaxn import EMaxN
+from uc_datasets.methods.eminn import EMinN, EMinNClasswise
+from uc_datasets.methods.synper import SynPer, SynPerProtector
+from uc_datasets.methods.uc.protector import UCProtector
+from uc_datasets.methods.uc.unlearnable_clusters import UnlearnableClusters
 
-__all__ = ["DEFERRED", "METHODS", "PROTECTOR_TYPES", "Method", "card_method_name", "fit_method", "get_method",
+__all__ = ["DEFERRED", "METHODS", "PROTECTOR_TYPES", "card_method_name", "fit_method", "get_method",
            "load_protector", "method_arguments", "protector_class"]
 
 #: protector_type (config.json) -> class.
 PROTECTOR_TYPES: dict[str, type[BaseProtector]] = {
     cls.protector_type: cls for cls in (UCProtector, BaselineProtector, SynPerProtector)
 }
+
+#: Method name -> its class (a :class:`~uc_datasets.core.method.BaseMethod`).
+METHODS: dict[str, type[BaseMethod]] = {
+    cls.name: cls for cls in (UnlearnableClusters, EMinN, EMinNClasswise, EMaxN, AdvPoison, SynPer, DeepConfuse)
+}
+
+#: Methods of the paper that are not implemented, with the reason (none left).
+DEFERRED: dict[str, str] = {}
 
 
 def protector_class(protector_type: str | None) -> type[BaseProtector]:
@@ -88,74 +93,22 @@ def load_protector(path: str | os.PathLike, *, surrogate: Surrogate | None = Non
     try:
         cls = protector_class(cfg.get("protector_type"))
     except ValueError as err:
-        from .base import InvalidProtectorError
-
         raise InvalidProtectorError(f"this is not a valid protector directory: {d}: {err}") from None
     return build_from_parts(cls, cfg, tensors, d, surrogate=surrogate)
 
 
-def _fit_uc(ds: datasets.Dataset, *, image_column: str = "image", label_column: str | None = None,
-            accelerator=None, output_dir: str | None = None, resume: bool = False, num_workers: int = 0,
-            **kwargs: object) -> UCProtector:
-    """Unlearnable Clusters: ``UnlearnableClusters(**kwargs).fit(ds, image_column, label_column=...)``;
-    a ``label_column`` selects its label-aware mode (keys nested in the classes)."""
-    return UnlearnableClusters(**kwargs).fit(ds, image_column=image_column, label_column=label_column,
-                                             accelerator=accelerator, output_dir=output_dir, resume=resume,
-                                             num_workers=num_workers)
+def _key(method: str) -> str:
+    return method.strip().lower().replace("_", "-")
 
 
-def _uc_arguments() -> list[str]:
-    init = [p for p in inspect.signature(UnlearnableClusters).parameters if p != "kwargs"]
-    return init + [f.name for f in dataclasses.fields(UCConfig) if f.name not in init]
+def get_method(method: str) -> type[BaseMethod]:
+    """The method class named ``method`` (case-insensitive; ``_`` works for ``-``).
 
-
-def _signature_arguments(fn: Callable) -> list[str]:
-    bound = set(fn.keywords) if isinstance(fn, functools.partial) else set()
-    skip = {"ds", "image_column", "label_column"} | bound
-    return [p for p in inspect.signature(fn).parameters if p not in skip]
-
-
-@dataclass(frozen=True)
-class Method:
-    """A registered protection method.
-
-    ``fit(ds, *, image_column, label_column, **kwargs)`` returns its protector; ``distributed``
-    methods also take ``accelerator``, ``output_dir``, ``resume`` and ``num_workers`` (a
-    data-parallel, checkpointed fit); ``names`` are the names ``protector.method`` gives (dataset
-    cards); ``default_surrogate`` is used by the command line when ``--surrogate`` is not given.
+    Example:
+        >>> get_method("EMinN_classwise").names
+        ('EMinN-classwise',)
     """
-
-    fit: Callable[..., BaseProtector]
-    names: tuple[str, ...]
-    distributed: bool = False
-    default_surrogate: str | None = None
-    arguments: Callable[[], list[str]] | None = None
-
-    def accepted_arguments(self) -> list[str]:
-        """The keywords ``fit`` accepts besides ``image_column`` and ``label_column``."""
-        return self.arguments() if self.arguments is not None else _signature_arguments(self.fit)
-
-
-#: Method name -> :class:`Method`.
-METHODS: dict[str, Method] = {
-    "uc": Method(_fit_uc, ("UC", "UC-CLIP", "UC (label-aware)", "UC-CLIP (label-aware)"), distributed=True,
-                 default_surrogate="openai/clip-vit-base-patch32", arguments=_uc_arguments),
-    "eminn": Method(functools.partial(eminn.fit, perturbation="samplewise"), (METHOD_NAMES["eminn"],)),
-    "eminn-classwise": Method(functools.partial(eminn.fit, perturbation="classwise"),
-                              (f"{METHOD_NAMES['eminn']}-classwise",)),
-    "emaxn": Method(emaxn.fit, (METHOD_NAMES["emaxn"],)),
-    "advpoison": Method(advpoison.fit, (METHOD_NAMES["advpoison"],)),
-    "synper": Method(synper.fit, (METHOD_NAMES["synper"],)),
-    "deepconfuse": Method(deepconfuse.fit, (METHOD_NAMES["deepconfuse"],)),
-}
-
-#: Methods of the paper that are not implemented, with the reason (none left).
-DEFERRED: dict[str, str] = {}
-
-
-def get_method(method: str) -> Method:
-    """The registered :class:`Method` named ``method`` (case-insensitive; ``_`` works for ``-``)."""
-    key = method.strip().lower().replace("_", "-")
+    key = _key(method)
     if key in DEFERRED:
         raise NotImplementedError(DEFERRED[key])
     if key not in METHODS:
@@ -176,19 +129,22 @@ def fit_method(method: str, ds: datasets.Dataset, *, image_column: str = "image"
         label_column: None = label-agnostic (the baselines use the surrogate classifier's
             predicted classes); a column name = label-consistent (the dataset's labels); for
             ``uc`` the label-aware mode (clusters nested in the classes).
-        **kwargs: the method's own arguments (``epsilon``, ``seed``, ``steps``, ``surrogate``,
-            ``device``, ``progress``, ...; for ``uc`` the :class:`~uc_datasets.UCConfig` fields).
+        **kwargs: the method's settings (its config's fields: ``epsilon``, ``seed``, ``steps``,
+            ``surrogate``, ...), its run options (``device``, ``progress``, ...) and, for a
+            distributed method, its fit options (``accelerator``, ``output_dir``, ``resume``, ...).
 
     Returns:
         A protector for ``ds.map(protector, batched=True)``.
 
     Raises:
-        ValueError: unknown method; NotImplementedError: a method listed in :data:`DEFERRED`.
+        ValueError: unknown method or a bad setting; NotImplementedError: a method listed in :data:`DEFERRED`.
 
     Example:
         >>> prot = fit_method("synper", ds, label_column="label", epsilon=16 / 255)  # doctest: +SKIP
     """
-    return get_method(method).fit(ds, image_column=image_column, label_column=label_column, **kwargs)
+    cls = get_method(method)
+    run = {k: kwargs.pop(k) for k in cls.fit_options if k in kwargs}
+    return cls(**kwargs).fit(ds, image_column=image_column, label_column=label_column, **run)
 
 
 def method_arguments(method: str) -> list[str]:
@@ -200,10 +156,8 @@ def method_arguments(method: str) -> list[str]:
         >>> "steps" in method_arguments("emaxn"), "n_clusters" in method_arguments("uc")
         (True, True)
     """
-    key = method.strip().lower().replace("_", "-")
-    if key not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}.")
-    return METHODS[key].accepted_arguments()
+    cls = get_method(method)
+    return cls.arguments() + list(cls.fit_options)
 
 
 def card_method_name(text: str) -> str:
@@ -215,11 +169,11 @@ def card_method_name(text: str) -> str:
         >>> card_method_name("uc"), card_method_name("UC-CLIP"), card_method_name("eminn-classwise")
         ('UC', 'UC-CLIP', 'EMinN-classwise')
     """
-    for key, spec in METHODS.items():
-        if text in spec.names:
+    for key, cls in METHODS.items():
+        if text in cls.names:
             return text
-        if text.strip().lower().replace("_", "-") == key:
-            return spec.names[0]
-    names = [n for spec in METHODS.values() for n in spec.names]
+        if _key(text) == key:
+            return cls.names[0]
+    names = [n for cls in METHODS.values() for n in cls.names]
     raise ValueError(f"unknown method {text!r}; choose a registered method: {', '.join(METHODS)} "
                      f"(or a card name: {', '.join(names)}).")

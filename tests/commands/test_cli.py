@@ -161,7 +161,7 @@ def test_protect_label_aware_tile_from_the_command_line(tiny_clip, tmp_path):
 
 def test_a_protect_that_fails_its_check_keeps_only_what_resume_uses(tiny_clip, tmp_path, monkeypatch, capsys):
     from uc_datasets import pipeline
-    from uc_datasets.verify import VerifyReport
+    from uc_datasets.core.verify import VerifyReport
 
     image_dataset(structured_images(8)).save_to_disk(str(tmp_path / "in"))
     monkeypatch.setattr(pipeline, "verify", lambda *a, **k: VerifyReport(8, 8, 9, 0.5, [{"index": 0, "reason": "x"}]))
@@ -212,3 +212,26 @@ def test_name_encoder_option_reaches_the_fit_and_its_error_names_the_option(tiny
     err = capsys.readouterr().err
     assert rc == 2 and "no-such-encoder' (--name-encoder) cannot be loaded" in err
     assert "pass --name-encoder 'offline'" in err and "(name_encoder)" not in err and "name_encoder=" not in err
+
+
+def test_label_column_without_pattern_gets_the_label_aware_default():
+    from uc_datasets.commands.cli import build_parser, uc_kwargs_from_args
+    from uc_datasets.methods.uc.config import LABEL_AWARE_DEFAULTS
+
+    def kwargs(*extra):
+        return uc_kwargs_from_args(build_parser(["protect"]).parse_args(["protect", "src", *extra]))
+
+    assert kwargs("--label-column", "label")["pattern"] == LABEL_AWARE_DEFAULTS["pattern"] == "block"
+    assert kwargs("--label-column", "label", "--pattern", "tile")["pattern"] == "tile"
+    assert kwargs("--label-column", "label", "--method-arg", "pattern='wave'")["pattern"] == "wave"
+    assert "pattern" not in kwargs()  # label-free: the generator, UCConfig's default
+    assert "pattern" not in kwargs("--label-column", "label", "--method", "synper")  # not a UC option
+
+
+def test_method_option_takes_registered_names_only():
+    from uc_datasets.commands.cli import build_parser, method_key
+
+    parser = build_parser(["protect"])
+    assert method_key(parser.parse_args(["protect", "src", "--method", "EMinN_classwise"])) == "eminn-classwise"
+    with pytest.raises(ValueError, match="unknown method 'nope'; choose from uc, eminn"):
+        method_key(parser.parse_args(["protect", "src", "--method", "nope"]))

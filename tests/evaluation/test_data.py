@@ -3,11 +3,13 @@
 import json
 
 import numpy as np
+import pytest
 import torch
 from datasets import Dataset, DatasetDict, Features, Value
 from datasets import Image as ImageFeature
 from PIL import Image
 
+from uc_datasets.core.imaging import ImageModeError
 from uc_datasets.evaluation.data import (
     dataset_to_tensors,
     protected_mask,
@@ -44,14 +46,21 @@ def test_metadata_readers(tmp_path):
 def test_dataset_to_tensors_modes_and_resize():
     grey = Image.fromarray(np.array([[0, 255], [128, 64]], dtype=np.uint8), mode="L")
     rgba = Image.fromarray(np.full((2, 2, 4), 100, dtype=np.uint8), mode="RGBA")
-    deep = Image.fromarray(np.full((2, 2), 65535, dtype=np.uint16)).convert("I;16")
-    ds = Dataset.from_dict({"image": [grey, rgba, deep], "label": [0, 1, 2]},
+    ds = Dataset.from_dict({"image": [grey, rgba], "label": [0, 1]},
                            features=Features({"image": ImageFeature(), "label": Value("int64")}))
     images, labels = dataset_to_tensors(ds)
-    assert images.dtype == torch.uint8 and tuple(images.shape) == (3, 3, 2, 2)
+    assert images.dtype == torch.uint8 and tuple(images.shape) == (2, 3, 2, 2)
     assert images[0, :, 0, 1].tolist() == [255, 255, 255] and images[0, 2, 1, 0] == 128
     assert images[1].unique().tolist() == [100]
-    assert images[2].unique().tolist() == [255]
-    assert labels.tolist() == [0, 1, 2]
+    assert labels.tolist() == [0, 1]
     resized, _ = dataset_to_tensors(ds, image_size=4, label_column=None)
-    assert tuple(resized.shape) == (3, 3, 4, 4)
+    assert tuple(resized.shape) == (2, 3, 4, 4)
+
+
+def test_dataset_to_tensors_refuses_16_bit_images_as_the_protection_does():
+    """One 16-bit policy: the evaluation refuses what the protection refuses, with the same fix."""
+    deep = Image.fromarray(np.full((2, 2), 65535, dtype=np.uint16)).convert("I;16")
+    ds = Dataset.from_dict({"image": [deep], "label": [0]},
+                           features=Features({"image": ImageFeature(), "label": Value("int64")}))
+    with pytest.raises(ImageModeError, match="16"):
+        dataset_to_tensors(ds)

@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from uc_datasets.core.augment import grayscale
 from uc_datasets.evaluation.defenses import (
     DEFENSES,
     cutmix,
@@ -12,7 +13,6 @@ from uc_datasets.evaluation.defenses import (
     gaussian_kernel1d,
     gaussian_smoothing,
     get_defense,
-    grayscale,
     jpeg_compress,
     linear_directions,
     mixup,
@@ -322,11 +322,8 @@ def test_orthogonal_defence_lets_a_victim_learn_from_poisoned_data():
     """The check of the issue: a class-wise linear shortcut makes a victim fail on clean test
     data; trained on the projected images it recovers the clean victim's accuracy (within
     0.15; measured: clean 1.00, poisoned 0.23, projected 0.99 at seed 0)."""
-    from uc_datasets.evaluation.victims import (
-        TrainConfig,
-        build_victim,
-        train_and_predict,
-    )
+    from uc_datasets.core.models import build_victim
+    from uc_datasets.evaluation.victims import TrainConfig, train_and_predict
 
     x, y = stripes(256, 16, seed=0)
     test_x, test_y = stripes(256, 16, seed=1)

@@ -7,15 +7,13 @@ import pytest
 import torch
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
+from uc_datasets.core.class_names import DEFAULT_ENCODER, embed_class_names, resolve_encoder
 from uc_datasets.evaluation.relabel import (
-    DEFAULT_ENCODER,
     Relabeling,
     default_n_range,
-    embed_class_names,
     get_class_names,
     identity_relabeling,
     kmeans_relabeling,
-    resolve_encoder,
     validate_n,
 )
 

@@ -9,17 +9,9 @@ from accelerate.utils import set_seed
 
 from tests.conftest import structured_images
 from tests.torch_threads import one_thread
-from uc_datasets.evaluation.simclr import (
-    SimCLRConfig,
-    SimCLREncoder,
-    color_jitter,
-    encode,
-    linear_probe,
-    nt_xent_loss,
-    simclr_augment,
-    simclr_probe,
-    train_simclr,
-)
+from uc_datasets.core.augment import color_jitter, simclr_augment
+from uc_datasets.core.contrastive import SimCLREncoder, nt_xent_loss
+from uc_datasets.evaluation.simclr import SimCLRConfig, encode, linear_probe, simclr_probe, train_simclr
 
 
 @pytest.fixture(autouse=True, scope="module")

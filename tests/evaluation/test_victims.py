@@ -5,20 +5,10 @@ import torch
 from accelerate import Accelerator
 
 from tests.torch_threads import one_thread
+from uc_datasets.core.augment import augment_batch, random_crop, random_flip, random_resized_crop
+from uc_datasets.core.models import VICTIMS, build_victim, canonical_victim_name, victim_config
 from uc_datasets.evaluation.defenses import get_defense
-from uc_datasets.evaluation.victims import (
-    VICTIMS,
-    TrainConfig,
-    augment_batch,
-    build_victim,
-    canonical_victim_name,
-    predict,
-    random_crop,
-    random_flip,
-    random_resized_crop,
-    train_victim,
-    victim_config,
-)
+from uc_datasets.evaluation.victims import TrainConfig, predict, train_victim
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -11,13 +11,13 @@ import sys
 import time
 import traceback
 
-from .. import __version__
-from ..protection.config import FAMILIES
-from .arguments import epsilon_levels
+from uc_datasets import __version__
+from uc_datasets.commands.arguments import epsilon_levels
+from uc_datasets.core.config import config_choices, config_default, epsilon_from_levels
+from uc_datasets.methods.uc.config import DEFAULT_SURROGATE, LABEL_AWARE_DEFAULTS, UCConfig
 
 logger = logging.getLogger("uc_datasets")
 
-DEFAULT_SURROGATE = "openai/clip-vit-base-patch32"
 #: The embedded default of ``uc-datasets demo``: offline, under 5 minutes on 2 cores.
 DEMO_DEFAULTS = dict(source="fashion-mnist", split="train", max_samples=2000, surrogate="efficientnet-lite0",
                      surrogate_image_size=64, n_clusters=10, epochs=5, batch_size=250,
@@ -26,6 +26,18 @@ DEMO_DEFAULTS = dict(source="fashion-mnist", split="train", max_samples=2000, su
 
 #: Subcommands whose arguments come from heavier modules; added only when that command is run.
 _LAZY_COMMANDS = ("push", "evaluate")
+
+
+def _choice_option(p: argparse.ArgumentParser, name: str, **kwargs: object) -> None:
+    """``--name`` with the choices of the :class:`UCConfig` field ``name`` (the config owns them)."""
+    p.add_argument("--" + name.replace("_", "-"), choices=list(config_choices(UCConfig, name)), **kwargs)
+
+
+def method_key(args: argparse.Namespace) -> str:
+    """The registry key of ``--method`` (``ValueError`` listing the methods for a wrong name: exit 2)."""
+    from uc_datasets.registry import get_method
+
+    return get_method(getattr(args, "method", "uc")).name
 
 
 def add_fit_arguments(p: argparse.ArgumentParser, defaults: dict | None = None) -> None:
@@ -51,27 +63,26 @@ def add_fit_arguments(p: argparse.ArgumentParser, defaults: dict | None = None) 
     p.add_argument("--epochs", type=int, default=d["epochs"], help="training epochs (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=d["batch_size"], help="training batch (default: %(default)s)")
     p.add_argument("--lr", type=float, default=None, help="learning rate (default: 1e-4 generator, 1e-2 direct)")
-    p.add_argument("--loss", choices=["kl", "cosine", "mse"], default="kl")
-    p.add_argument("--train-on", choices=["members", "all"], default="members")
-    p.add_argument("--parametrization", choices=["generator", "direct"], default="generator")
-    p.add_argument("--permutation", choices=["shift", "derangement"], default="shift")
+    for name in ("loss", "train_on", "parametrization", "permutation"):
+        _choice_option(p, name, default=config_default(UCConfig, name))
     p.add_argument("--working-size", type=int, default=224,
                    help="perturbation size when images differ in size (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--method", default="uc", help="uc (default) or a baseline: eminn, eminn-classwise, emaxn, "
-                   "advpoison, synper, deepconfuse (every method of uc_datasets.registry)")
+    p.add_argument("--method", default="uc",
+                   help="uc (default) or a baseline of uc_datasets.registry.METHODS (a wrong name lists them)")
     p.add_argument("--label-column", default=None,
                    help="uc: label-aware mode, keys nested in this column's classes; baselines: label-consistent "
                         "mode (this column instead of the surrogate's predicted classes)")
-    p.add_argument("--pattern", choices=list(FAMILIES), default=None,
-                   help="uc: perturbation family (default: generator; see uc_datasets.protection.patterns)")
+    _choice_option(p, "pattern", default=None,
+                   help="uc: perturbation family (default: generator; with --label-column, the label-aware "
+                        "default LABEL_AWARE_DEFAULTS; see uc_datasets.methods.uc.patterns)")
     p.add_argument("--period", type=int, default=None, help="uc: tile period / block size in pixels (default: 4)")
     p.add_argument("--levels", type=int, nargs="*", default=None,
                    help="uc, model-free patterns: coarser key levels (numbers of groups), e.g. --levels 5 2")
     p.add_argument("--name-encoder", default=None,
                    help="uc, label-aware --levels from class names: the text encoder grouping them, a Hub id, a "
                         "local path or 'offline' (packaged MiniLM; default: bert-base-uncased, needs the Hub)")
-    p.add_argument("--augment-mode", choices=["reference", "shifts"], default=None,
+    _choice_option(p, "augment_mode", default=None,
                    help="uc, trained patterns: reference crop (default) or per-image shifts and flips")
     p.add_argument("--method-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="extra keyword of the method, e.g. --method-arg steps=10 (repeatable)")
@@ -95,19 +106,23 @@ def uc_kwargs_from_args(args: argparse.Namespace) -> dict:
             extra[key.replace("-", "_")] = ast.literal_eval(value)
         except (ValueError, SyntaxError):
             extra[key.replace("-", "_")] = value
-    from ..registry import method_arguments
+    from uc_datasets.registry import method_arguments
 
-    accepted = set(method_arguments(getattr(args, "method", "uc")))
+    method = method_key(args)
+    accepted = set(method_arguments(method))
     kwargs = {k: v for k, v in kwargs.items() if k in accepted and v is not None}
-    return {**kwargs, **extra}
+    kwargs = {**kwargs, **extra}
+    if method == "uc" and getattr(args, "label_column", None) and "pattern" not in kwargs:
+        kwargs = {**LABEL_AWARE_DEFAULTS, **kwargs}  # label-aware without --pattern: the screens' default family
+    return kwargs
 
 
 def _uc_kwargs(args: argparse.Namespace) -> dict:
-    from ..registry import get_method
+    from uc_datasets.registry import get_method
 
-    surrogate = args.surrogate or get_method(getattr(args, "method", "uc")).default_surrogate
+    surrogate = args.surrogate or get_method(method_key(args)).default_surrogate
     return dict(surrogate=surrogate, surrogate_image_size=args.surrogate_image_size,
-                n_clusters=args.n_clusters, epsilon=args.epsilon / 255, epochs=args.epochs,
+                n_clusters=args.n_clusters, epsilon=epsilon_from_levels(args.epsilon), epochs=args.epochs,
                 batch_size=args.batch_size, lr=args.lr, loss=args.loss, train_on=args.train_on,
                 parametrization=args.parametrization, permutation=args.permutation,
                 working_size=args.working_size, seed=args.seed, device=args.device,
@@ -134,8 +149,8 @@ def run_protect(args: argparse.Namespace, accelerator=None) -> int:
     """Load the dataset, fit, protect, verify and save; optionally push. Used by the CLI and the recipe."""
     import torch
 
-    from ..pipeline import protect_dataset
-    from ..sources import load_source
+    from uc_datasets.core.sources import load_source
+    from uc_datasets.pipeline import protect_dataset
 
     t0 = time.perf_counter()
     main = accelerator is None or accelerator.is_main_process
@@ -151,8 +166,8 @@ def run_protect(args: argparse.Namespace, accelerator=None) -> int:
     kwargs["channels_last"] = cl == "yes" or (cl == "auto" and cuda)
     if accelerator is not None:
         kwargs.pop("device", None)
-    method = getattr(args, "method", "uc")
-    from ..registry import method_arguments
+    method = method_key(args)
+    from uc_datasets.registry import method_arguments
 
     if "channels_last" not in method_arguments(method):
         kwargs.pop("channels_last", None)
@@ -169,7 +184,7 @@ def run_protect(args: argparse.Namespace, accelerator=None) -> int:
     print(f"protector (SECRET): {out.protector_dir}   never publish it")
     repo = getattr(args, "push_to_hub", None)
     if repo:
-        from ..hub import push_protected
+        from uc_datasets.hub import push_protected
 
         result = push_protected(out.protected, repo, clean=ds, protector=out.protector,
                                 image_column=args.image_column, private=args.hub_private)
@@ -186,12 +201,12 @@ def _run_protect(args: argparse.Namespace) -> int:
 
 
 def _run_verify(args: argparse.Namespace) -> int:
-    from ..sources import load_source
-    from ..verify import verify
+    from uc_datasets.core.sources import load_source
+    from uc_datasets.core.verify import verify
 
     clean = load_source(args.clean, split=args.split)
     protected = load_source(args.protected, split=args.split)
-    report = verify(clean, protected, args.epsilon / 255, image_column=args.image_column)
+    report = verify(clean, protected, epsilon_from_levels(args.epsilon), image_column=args.image_column)
     print(json.dumps(report.to_dict() | {"summary": report.summary()}, indent=2))
     return 0 if report.passed else 1
 
@@ -221,13 +236,13 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p = sub.add_parser("push", help="verify and publish a protected dataset to the Hub (private by default; the "
                                     "protector stays private)")
     if command == "push":  # hub imports datasets and huggingface_hub: only when pushing
-        from .push import add_push_arguments, run_push
+        from uc_datasets.commands.push import add_push_arguments, run_push
 
         add_push_arguments(p)
         p.set_defaults(func=run_push)
     p = sub.add_parser("evaluate", help="play the hacker: relabel, train victims on clean vs protected data")
     if command == "evaluate":  # evaluation imports torch, transformers and accelerate: only when evaluating
-        from .evaluate import add_evaluate_arguments
+        from uc_datasets.commands.evaluate import add_evaluate_arguments
 
         add_evaluate_arguments(p)
         p.set_defaults(func=_run_evaluate)
@@ -235,7 +250,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import run_evaluate
+    from uc_datasets.commands.evaluate import run_evaluate
 
     run_evaluate(args)
     return 0
@@ -269,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
             pass  # the error carries its own hint
         elif type(err).__name__.startswith(("HfHubHTTPError", "RepositoryNotFound", "GatedRepo")) or \
                 "401" in message.split("\n")[0]:
-            from ..hub import HUB_TOKEN_HINT  # the hint the Python error carries too
+            from uc_datasets.core.protector_hub import HUB_TOKEN_HINT
 
             print(f"hint: {HUB_TOKEN_HINT}", file=sys.stderr)
         elif exit_code(err) == 2 and not args.verbose and not isinstance(err, (ValueError, KeyError, TypeError,

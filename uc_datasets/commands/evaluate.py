@@ -19,18 +19,14 @@ from pathlib import Path
 
 from accelerate import Accelerator
 
-from ..evaluation.data import MIX_MODES, load_evaluation_data
-from ..evaluation.defenses import DEFENSES
-from ..evaluation.relabel import (
-    DEFAULT_ENCODER,
-    PAPER_N_RANGE,
-    PSEUDO_ENCODERS,
-    default_n_range,
-    validate_n,
-)
-from ..evaluation.reporting import write_outputs
-from ..evaluation.sweep import STEMS, EvaluationConfig, run_sweep
-from ..evaluation.victims import AUGMENTATIONS, VICTIMS
+from uc_datasets.core.augment import AUGMENTATIONS
+from uc_datasets.core.class_names import DEFAULT_ENCODER
+from uc_datasets.core.models import VICTIMS
+from uc_datasets.evaluation.data import MIX_MODES, load_evaluation_data
+from uc_datasets.evaluation.defenses import DEFENSES
+from uc_datasets.evaluation.relabel import PAPER_N_RANGE, PSEUDO_ENCODERS, default_n_range, validate_n
+from uc_datasets.evaluation.reporting import write_outputs
+from uc_datasets.evaluation.sweep import STEMS, EvaluationConfig, run_sweep
 
 __all__ = ["add_evaluate_arguments", "run_evaluate"]
 

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import datasets
 
-from ..hub import push_protected
-from ..sources import load_source
-from .arguments import epsilon_levels
+from uc_datasets.commands.arguments import epsilon_levels
+from uc_datasets.core.config import epsilon_from_levels
+from uc_datasets.core.sources import load_source
+from uc_datasets.hub import push_protected
 
 __all__ = ["add_push_arguments", "run_push"]
 
@@ -20,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 def _card_method(text: str) -> str:
     """``argparse`` type of ``push --method``: a registered method's key or card name -> its card name."""
-    from ..registry import card_method_name
+    from uc_datasets.registry import card_method_name
 
     try:
         return card_method_name(text)
@@ -62,14 +63,14 @@ def run_push(args: argparse.Namespace) -> int:
     """Run ``uc-datasets push`` from parsed :func:`add_push_arguments` arguments; returns 0."""
     protector = None
     if args.protector:
-        from ..registry import load_protector
+        from uc_datasets.registry import load_protector
 
         protector = load_protector(args.protector, token=args.token)
     protected = load_source(args.protected, split=args.split)
     clean = load_source(args.clean, split=args.split)
     result = push_protected(
         protected, args.repo_id, clean=clean, protector=protector,
-        epsilon=None if args.epsilon is None else args.epsilon / 255, method=args.method, surrogate=args.surrogate,
+        epsilon=None if args.epsilon is None else epsilon_from_levels(args.epsilon), method=args.method, surrogate=args.surrogate,
         n_clusters=args.n_clusters, image_column=args.image_column,
         split=args.split if isinstance(protected, datasets.Dataset) else None, config_name=args.config_name,
         private=args.private, revision=args.revision, create_pr=args.create_pr, token=args.token,

@@ -24,11 +24,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
+from datasets import Dataset, DatasetDict
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .relabel import get_class_names
+from uc_datasets.core.imaging import rgb_array
+from uc_datasets.core.sources import load_source
+from uc_datasets.evaluation.relabel import get_class_names
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +39,6 @@ __all__ = [
     "EvaluationData",
     "dataset_to_tensors",
     "load_evaluation_data",
-    "load_image_dataset",
     "protected_mask",
     "read_protection_metadata",
     "read_run_summary",
@@ -81,27 +82,6 @@ class EvaluationData:
         return int(self.train_images.shape[-1])
 
 
-def load_image_dataset(source: str | Dataset | DatasetDict) -> Dataset | DatasetDict:
-    """``load_from_disk`` for a directory written by ``save_to_disk``, else ``load_dataset(id)``;
-    a ``Dataset``/``DatasetDict`` object is returned as it is.
-
-    Example:
-        >>> load_image_dataset("/no/such/dir")  # doctest: +SKIP
-        Traceback (most recent call last):
-        FileNotFoundError: ...
-    """
-    if isinstance(source, (Dataset, DatasetDict)):
-        return source
-    source = str(source)
-    if os.path.isdir(source):
-        return load_from_disk(source)
-    if source.startswith((".", "/", "~", "\\")) or source.count("/") > 1 or os.path.exists(source):
-        raise FileNotFoundError(
-            f"Dataset directory {source!r} does not exist; give a save_to_disk directory or a Hub id (owner/name)."
-        )
-    return load_dataset(source)
-
-
 def _split(dataset: Dataset | DatasetDict, split: str, role: str) -> Dataset:
     if isinstance(dataset, Dataset):
         return dataset
@@ -112,13 +92,9 @@ def _split(dataset: Dataset | DatasetDict, split: str, role: str) -> Dataset:
 
 
 def _to_rgb_array(image: Any) -> np.ndarray:
-    """A decoded image (PIL or array) as a uint8 ``(H, W, 3)`` array; grey is repeated."""
-    if isinstance(image, Image.Image):
-        if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-            array = np.asarray(image, dtype=np.float64)
-            array = np.clip(array / (257.0 if image.mode.startswith("I;16") else 1.0), 0, 255).astype(np.uint8)
-            return np.repeat(array[..., None], 3, axis=-1)
-        return np.asarray(image.convert("RGB"))
+    """An image value (decoded PIL, stored bytes, or an array) as a uint8 ``(H, W, 3)`` array; grey is repeated."""
+    if isinstance(image, (Image.Image, dict, bytes, str)):
+        return rgb_array(image)
     array = np.asarray(image)
     if array.ndim == 2:
         array = array[..., None]
@@ -280,7 +256,7 @@ def load_evaluation_data(
     Example:
         >>> data, meta = load_evaluation_data("clean_dir", "protected_dir")  # doctest: +SKIP
     """
-    clean_ds = load_image_dataset(clean)
+    clean_ds = load_source(clean, split=None)
     if isinstance(clean_ds, Dataset):
         raise ValueError(
             f"The clean dataset {clean!r} is a single Dataset; it needs a {train_split!r} and a {test_split!r} split "
@@ -288,7 +264,7 @@ def load_evaluation_data(
         )
     clean_train = _split(clean_ds, train_split, "clean train")
     clean_test = _split(clean_ds, test_split, "test")
-    protected_ds = load_image_dataset(protected)
+    protected_ds = load_source(protected, split=None)
     protected_train = _split(protected_ds, train_split, "protected")
     if len(protected_train) != len(clean_train):
         raise ValueError(

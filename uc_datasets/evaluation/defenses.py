@@ -37,35 +37,11 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from uc_datasets.core.augment import check_images, grayscale
+
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "DEFENSES",
-    "Defense",
-    "cutmix",
-    "cutout",
-    "gaussian_kernel1d",
-    "gaussian_smoothing",
-    "get_defense",
-    "grayscale",
-    "jpeg_compress",
-    "linear_directions",
-    "mixup",
-    "orthogonal_projection",
-    "parse_defense_spec",
-    "pgd_attack",
-    "project_out",
-]
-
-# ITU-R BT.601 luma weights, as PIL's ``convert("L")`` uses.
-LUMA_WEIGHTS = (0.299, 0.587, 0.114)
-
-
-def _check_images(x: torch.Tensor, name: str = "x") -> None:
-    if not isinstance(x, torch.Tensor) or x.dim() != 4:
-        raise ValueError(f"{name} must be a float tensor of shape (B, C, H, W); got {getattr(x, 'shape', type(x))}.")
-    if not x.is_floating_point():
-        raise ValueError(f"{name} must be a float tensor in [0, 1]; got dtype {x.dtype}. Divide uint8 images by 255.")
+__all__ = ["DEFENSES", "Defense", "cutmix", "cutout", "gaussian_kernel1d", "gaussian_smoothing", "get_defense", "jpeg_compress", "linear_directions", "mixup", "orthogonal_projection", "parse_defense_spec", "pgd_attack", "project_out"]
 
 
 def _check_targets(x: torch.Tensor, y: torch.Tensor) -> None:
@@ -115,7 +91,7 @@ def mixup(
         >>> mixup(x, torch.eye(2), lam=0.25, perm=torch.tensor([1, 0]))[0].flatten().tolist()
         [0.75, 0.25]
     """
-    _check_images(x)
+    check_images(x)
     _check_targets(x, y)
     lam = _beta(alpha) if lam is None else float(lam)
     if not 0.0 <= lam <= 1.0:
@@ -144,7 +120,7 @@ def cutmix(
         >>> yc[0].tolist()
         [0.75, 0.25]
     """
-    _check_images(x)
+    check_images(x)
     _check_targets(x, y)
     height, width = x.shape[-2:]
     if box is None:
@@ -190,7 +166,7 @@ def cutout(
         >>> cutout(torch.ones(1, 1, 3, 3), 1, centers=torch.tensor([[1, 1]]))[0, 0].tolist()
         [[1.0, 1.0, 1.0], [1.0, 0.0, 1.0], [1.0, 1.0, 1.0]]
     """
-    _check_images(x)
+    check_images(x)
     if size < 1:
         raise ValueError(f"cutout size must be >= 1 pixel; got {size}.")
     batch, _, height, width = x.shape
@@ -235,7 +211,7 @@ def gaussian_smoothing(x: torch.Tensor, kernel_size: int = 3, sigma: float = 1.0
         >>> bool(torch.equal(gaussian_smoothing(torch.full((1, 3, 4, 4), 0.5)), torch.full((1, 3, 4, 4), 0.5)))
         True
     """
-    _check_images(x)
+    check_images(x)
     taps = gaussian_kernel1d(kernel_size, sigma).to(device=x.device, dtype=x.dtype)
     channels = x.shape[1]
     pad = kernel_size // 2
@@ -243,24 +219,6 @@ def gaussian_smoothing(x: torch.Tensor, kernel_size: int = 3, sigma: float = 1.0
     out = F.conv2d(out, taps.view(1, 1, 1, -1).repeat(channels, 1, 1, 1), groups=channels)
     out = F.conv2d(out, taps.view(1, 1, -1, 1).repeat(channels, 1, 1, 1), groups=channels)
     return out
-
-
-def grayscale(x: torch.Tensor) -> torch.Tensor:
-    """Grayscale squeezing: BT.601 luma ``0.299 R + 0.587 G + 0.114 B``, repeated to 3 channels.
-
-    Single-channel input is returned unchanged.
-
-    Example:
-        >>> grayscale(torch.tensor([1.0, 0.0, 0.0]).view(1, 3, 1, 1)).flatten().tolist()
-        [0.29899999499320984, 0.29899999499320984, 0.29899999499320984]
-    """
-    _check_images(x)
-    if x.shape[1] == 1:
-        return x
-    if x.shape[1] != 3:
-        raise ValueError(f"grayscale needs 1 or 3 channels; got {x.shape[1]}.")
-    weights = torch.tensor(LUMA_WEIGHTS, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    return (x * weights).sum(dim=1, keepdim=True).expand_as(x).contiguous()
 
 
 def jpeg_compress(x: torch.Tensor, quality: int = 10) -> torch.Tensor:
@@ -273,7 +231,7 @@ def jpeg_compress(x: torch.Tensor, quality: int = 10) -> torch.Tensor:
         >>> jpeg_compress(torch.full((1, 3, 8, 8), 200 / 255)).mul(255).round().unique().tolist()
         [198.0]
     """
-    _check_images(x)
+    check_images(x)
     if not 1 <= quality <= 95:
         raise ValueError(f"JPEG quality must be in [1, 95]; got {quality}.")
     if x.shape[1] not in (1, 3):
@@ -313,7 +271,7 @@ def pgd_attack(
         >>> x_adv.shape
         torch.Size([4, 3, 1, 1])
     """
-    _check_images(x)
+    check_images(x)
     if eps < 0 or alpha <= 0 or steps < 1:
         raise ValueError(f"PGD needs eps >= 0, alpha > 0 and steps >= 1; got eps={eps}, alpha={alpha}, steps={steps}.")
     x = x.detach()

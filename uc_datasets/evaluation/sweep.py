@@ -21,41 +21,35 @@ import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
-from .data import (
+from uc_datasets.core.class_names import DEFAULT_ENCODER, embed_class_names
+from uc_datasets.core.models import build_victim, canonical_victim_name
+from uc_datasets.evaluation.data import (
     MIX_MODES,
     EvaluationData,
     dataset_to_tensors,
     load_evaluation_data,
-    load_image_dataset,
     protected_mask,
     read_protection_metadata,
     read_run_summary,
 )
-from .defenses import get_defense
-from .metrics import load_unlearnability
-from .relabel import (
-    DEFAULT_ENCODER,
+from uc_datasets.evaluation.defenses import get_defense
+from uc_datasets.evaluation.metrics import load_unlearnability
+from uc_datasets.evaluation.relabel import (
     Relabeling,
     default_n_range,
-    embed_class_names,
     identity_relabeling,
     kmeans_relabeling,
     pseudo_labels_for,
     validate_n,
 )
-from .reporting import (
+from uc_datasets.evaluation.reporting import (
     ROW_KEYS,
     plot_accuracy_vs_n,
     result_row,
     results_table,
     write_outputs,
 )
-from .victims import (
-    TrainConfig,
-    build_victim,
-    canonical_victim_name,
-    train_and_predict,
-)
+from uc_datasets.evaluation.victims import TrainConfig, train_and_predict
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +59,6 @@ __all__ = [
     "EvaluationData",
     "dataset_to_tensors",
     "load_evaluation_data",
-    "load_image_dataset",
     "plot_accuracy_vs_n",
     "protected_mask",
     "read_protection_metadata",
@@ -263,7 +256,7 @@ def simclr_rows(data: EvaluationData, config: EvaluationConfig, victim_name: str
     (``victim = "simclr-<backbone>"``, ``relabel = "original"``); a probe has no epochs, so
     the best-epoch keys are None.
     """
-    from .simclr import SimCLRConfig, simclr_probe
+    from uc_datasets.evaluation.simclr import SimCLRConfig, simclr_probe
 
     metric = metric or load_unlearnability()
     simclr = SimCLRConfig(epochs=config.simclr_epochs, batch_size=config.simclr_batch_size, seed=seed)

@@ -1,0 +1,89 @@
+"""A protector on disk: the directory format, its safe reading, and the rebuild of a pickled protector.
+
+Files: ``config.json`` (``protector_type``, the method's config, surrogate identity, metadata)
+and ``protector.safetensors`` (the perturbations and the fit-set content-key cache). Loading
+never unpickles; a damaged directory raises :class:`InvalidProtectorError` naming the file.
+
+Example:
+    >>> cfg, tensors, d = read_protector_dir("protector/")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import load_file
+
+if TYPE_CHECKING:
+    from uc_datasets.core.protector import BaseProtector
+    from uc_datasets.core.surrogates import Surrogate
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "protector.safetensors"
+_IMPORT_PID = os.getpid()
+
+
+class InvalidProtectorError(ValueError):
+    """A saved protector directory is damaged or not a protector; the message names the file."""
+
+
+class _Entries(dict):
+    """A dict of a saved protector's file whose missing keys raise :class:`InvalidProtectorError`."""
+
+    def __init__(self, data: dict, file: Path):
+        super().__init__(data)
+        self.file = file
+
+    def __missing__(self, key: str):
+        raise InvalidProtectorError(f"this is not a valid protector directory: {self.file}: missing entry {key!r}")
+
+
+def read_protector_dir(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor], Path]:
+    """``(config.json, tensors, directory)`` of a saved protector; a damaged one raises
+    :class:`InvalidProtectorError` naming the file and what is wrong."""
+    d = Path(path)
+    if not (d / CONFIG_NAME).is_file() or not (d / WEIGHTS_NAME).is_file():
+        raise FileNotFoundError(
+            f"{d} is not a saved protector: expected {CONFIG_NAME} and {WEIGHTS_NAME} in it."
+        )
+    bad = "this is not a valid protector directory"
+    try:
+        cfg = json.loads((d / CONFIG_NAME).read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise InvalidProtectorError(f"{bad}: {d / CONFIG_NAME}: not valid JSON ({err})") from None
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("config", {}), dict):
+        raise InvalidProtectorError(f"{bad}: {d / CONFIG_NAME}: expected a JSON object with a 'config' object")
+    try:
+        tensors = load_file(str(d / WEIGHTS_NAME))
+    except Exception as err:  # noqa: BLE001 - safetensors raises its own error types
+        raise InvalidProtectorError(f"{bad}: {d / WEIGHTS_NAME}: cannot be read ({err}); is it truncated? "
+                                    "Copy it again from where it was saved.") from None
+    return _Entries(cfg, d / CONFIG_NAME), _Entries(tensors, d / WEIGHTS_NAME), d
+
+
+def build_from_parts(cls: type[BaseProtector], cfg: dict, tensors: dict, d: Path, *,
+                     surrogate: Surrogate | None = None) -> BaseProtector:
+    """``cls._from_parts`` with every format error turned into :class:`InvalidProtectorError`."""
+    try:
+        return cls._from_parts(cfg, tensors, surrogate=surrogate)
+    except InvalidProtectorError:
+        raise
+    except (KeyError, ValueError, TypeError, IndexError) as err:
+        raise InvalidProtectorError(f"this is not a valid protector directory: {d}: {err}") from None
+
+
+def _restore_protector(cls: type[BaseProtector], cfg_json: str, tensor_bytes: bytes, state: dict) -> BaseProtector:
+    """Rebuild a pickled protector of class ``cls`` (see :meth:`BaseProtector.__reduce__`)."""
+    if os.getpid() != _IMPORT_PID and torch.get_num_threads() > 1:
+        # A forked worker (``ds.map(..., num_proc=n)``): torch's OpenMP pool inherited from
+        # the parent is not fork-safe and hangs at the first parallel op. One thread per
+        # worker is also what num_proc parallelism wants.
+        torch.set_num_threads(1)
+    prot = cls._from_parts(json.loads(cfg_json), st_load(tensor_bytes))
+    prot._set_pickle_state(state)
+    return prot
