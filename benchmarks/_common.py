@@ -6,7 +6,6 @@ Nothing here measures anything by itself; the scripts own their measurements.
 from __future__ import annotations
 
 import datetime
-import json
 import logging
 import os
 import platform
@@ -14,7 +13,15 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from uc_datasets.evaluation.reporting import markdown_table, write_json
+
+if TYPE_CHECKING:
+    import datasets
+
+__all__ = ["APT_HINT", "RESULTS_DIR", "Stopwatch", "load_balanced_fashion_mnist", "markdown_table", "peak_rss_mib",
+           "reset_peak_rss", "rss_mib", "run_record", "setup", "write_json"]
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -72,55 +79,16 @@ def run_record() -> dict[str, Any]:
     }
 
 
-def write_json(path: str | os.PathLike, payload: dict) -> Path:
-    """Write ``payload`` as indented JSON (atomically: a partial file never replaces a good one)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=_json_default) + "\n")
-    tmp.replace(path)
-    return path
+def load_balanced_fashion_mnist(split: str, n: int, skip: int = 0) -> datasets.Dataset:
+    """``core.sources.load_balanced_fashion_mnist`` (class-balanced subsets; ``skip=n_train`` gives
+    a validation set disjoint from the ``skip=0`` subset), exiting with the apt command when the
+    Debian package is missing."""
+    from uc_datasets.core.sources import load_balanced_fashion_mnist as load
 
-
-def _json_default(value: Any) -> Any:
-    import numpy as np
-
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-def load_balanced_fashion_mnist(split: str, n: int, skip: int = 0):
-    """``n // 10`` images of every class (file order) of a Fashion-MNIST split, after the first
-    ``skip // 10`` of each class (``skip=n_train`` gives a validation set disjoint from the
-    ``skip=0`` subset).
-
-    Reads only the first ``3 (n + skip) + 100`` rows (at most the whole split), so small
-    profiles stay fast; the classes are shuffled in the files, so every class has enough rows.
-    Exits with the apt command when the Debian package is missing.
-    """
-    import numpy as np
-
-    from uc_datasets.core.sources import FASHION_MNIST_CLASSES, load_fashion_mnist
-
-    per_class, skipped = n // len(FASHION_MNIST_CLASSES), skip // len(FASHION_MNIST_CLASSES)
-    if per_class < 1:
-        raise ValueError(f"need at least {len(FASHION_MNIST_CLASSES)} images (one per class), got n={n}")
-    total = 60_000 if split == "train" else 10_000
     try:
-        ds = load_fashion_mnist(split, max_samples=min(total, 3 * (n + skip) + 100))
+        return load(split, n, skip)
     except FileNotFoundError as err:
         raise SystemExit(f"{err}\nThe benchmarks need the Debian package: {APT_HINT}") from None
-    labels = np.asarray(ds["label"])
-    picked = [np.flatnonzero(labels == c)[skipped : skipped + per_class] for c in range(len(FASHION_MNIST_CLASSES))]
-    short = [c for c, idx in enumerate(picked) if len(idx) < per_class]
-    if short:
-        raise ValueError(f"Fashion-MNIST {split}: classes {short} have fewer than {per_class} images")
-    return ds.select(np.sort(np.concatenate(picked)).tolist())
 
 
 def rss_mib() -> float:
@@ -164,10 +132,3 @@ class Stopwatch:
 
     def __exit__(self, *exc: object) -> None:
         self.seconds = time.perf_counter() - self.start
-
-
-def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
-    """A markdown table from a header and rows of cells (the evaluation side's ``reporting.markdown_table``)."""
-    from uc_datasets.evaluation.reporting import markdown_table as table
-
-    return table(header, rows)

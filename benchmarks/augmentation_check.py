@@ -1,6 +1,6 @@
 """Why do label-consistent EMinN and SynPer not protect in the strength benchmark? A diagnostic.
 
-Fits the label-consistent (true labels) baselines exactly as ``strength.py --baselines`` does
+Fits the label-consistent (true labels) baselines exactly as ``_workload.py --baselines`` does
 at the cpu profile (same data, settings and seeds), then trains the same ResNet-18 victims
 with and without the crop + flip augmentation, on clean and on protected images, and tests
 them on the clean test split (original 10 classes). If a method protects without
@@ -16,14 +16,10 @@ from __future__ import annotations
 
 import argparse
 import gc
-import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common
-import strength
+import _workload
 from _baselines import ALL_BASELINES, fit_baseline
 
 
@@ -31,23 +27,23 @@ def main(argv: list[str] | None = None) -> dict:
     """Fit each method label-consistent, train victims with/without augmentation; return the rows."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--methods", nargs="+", default=["eminn", "synper"], choices=ALL_BASELINES)
-    p.add_argument("--profile", choices=sorted(strength.PROFILES), default="cpu")
+    p.add_argument("--profile", choices=sorted(_workload.PROFILES), default="cpu")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--output", default=str(_common.RESULTS_DIR / "augmentation_check.json"))
     args = p.parse_args(argv)
     _common.setup(args.threads)
 
-    profile = strength.PROFILES[args.profile]
-    train_ds, sets = strength.load_data(profile)
-    runner, t0 = strength.VictimRunner(profile, sets, progress=False), time.perf_counter()
+    profile = _workload.PROFILES[args.profile]
+    train_ds, sets = _workload.load_data(profile)
+    runner, t0 = _workload.victim_runner(profile, sets, progress=False), time.perf_counter()
     test_y = sets.test_labels.tolist()
     clean = {aug: runner.accuracy(sets.clean, sets.labels, 10, "none", 0, test_y, augment=aug)
              for aug in ("none", "crop")}
     rows = []
     for method in args.methods:
         images, record = fit_baseline(method, train_ds, consistent=True,
-                                      settings=strength.profile_baseline_settings(method, profile),
-                                      epsilon=strength.EPSILON, progress=False)
+                                      settings=_workload.profile_baseline_settings(method, profile),
+                                      epsilon=_workload.EPSILON, progress=False)
         for aug in ("none", "crop"):
             result = runner.accuracy(images, sets.labels, 10, "none", 0, test_y, clean=clean[aug], augment=aug)
             rows.append({"method": f"{method} (true labels)", "victim_augment": aug,

@@ -5,7 +5,7 @@ p, eps, batch, generator, seed 0) at ``fit_epochs x m`` for each budget multipli
 trains the same ResNet-18 victims (seed 0) on each protected set, tested on the clean test
 split under the original 10 classes and the class-name relabellings into each ``--n-values``.
 One clean victim per labelling (trained with the first budget) gives every row's
-``clean_acc``. Everything else (data, victims, metric, row schema) is ``strength.py``'s.
+``clean_acc``. Everything else (data, victims, metric, row schema) is ``strength.py``'s (``_workload``).
 
     python benchmarks/budget.py --profile smoke --multipliers 1 2    # seconds (used by the tests)
     python benchmarks/budget.py --profile cpu --multipliers 1 4 --threads 1
@@ -25,22 +25,24 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
-import sys
 import time
 from dataclasses import replace
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common
+import _workload
 
-import _common  # noqa: E402
-import strength  # noqa: E402
+from uc_datasets.evaluation.reporting import number, percent
+
+if TYPE_CHECKING:
+    from uc_datasets.evaluation.comparison import VictimRunner
 
 logger = logging.getLogger("budget")
 
 #: strength's profiles at the ablation's sizes: no defences, one seed, n = 10 plus ``--n-values``.
 PROFILES = {
-    "smoke": replace(strength.PROFILES["smoke"], defenses=(), seeds=(0,)),
-    "cpu": replace(strength.PROFILES["cpu"], n_values=(5, 2), defenses=(), seeds=(0,)),
+    "smoke": replace(_workload.PROFILES["smoke"], defenses=(), seeds=(0,)),
+    "cpu": replace(_workload.PROFILES["cpu"], n_values=(5, 2), defenses=(), seeds=(0,)),
 }
 
 
@@ -51,14 +53,14 @@ def method_name(multiplier: int) -> str:
 def budget_markdown(rows: list[dict], fits: dict[str, dict]) -> str:
     """One line per budget: epochs, surrogate passes, fit seconds, attack success, score per n."""
     ns = sorted({r["n_classes"] for r in rows}, reverse=True)
-    score = {(r["method"], r["n_classes"]): strength._num(r["protection_score"], ".2f") for r in rows}
+    score = {(r["method"], r["n_classes"]): number(r["protection_score"], ".2f") for r in rows}
     body = []
     for name, fit in fits.items():
         if "error" in fit:
             body.append([fit["budget_multiplier"], fit["fit_epochs"], "", "", "fit failed"] + [""] * len(ns))
             continue
         body.append([fit["budget_multiplier"], fit["fit_epochs"], f"{fit['surrogate_fwd_bwd_passes']:,}",
-                     f"{fit['fit_seconds']:.0f}", strength._pct(fit["attack_success"])]
+                     f"{fit['fit_seconds']:.0f}", percent(fit["attack_success"], 1)]
                     + [score.get((name, n), "") for n in ns])
     head = ["multiplier", "fit epochs", "surrogate passes", "fit s", "attack success %"] + [f"score n={n}" for n in ns]
     return _common.markdown_table(head, body)
@@ -84,14 +86,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     """Fit UC at each budget, train its victims right after; returns what was written."""
     from uc_datasets.core.sources import FASHION_MNIST_CLASSES
+    from uc_datasets.evaluation.comparison import make_labelings, sweep
+    from uc_datasets.evaluation.tables import pivot_markdown
 
     args = parse_args(argv)
     _common.setup(args.threads)
     profile = replace(PROFILES[args.profile], n_values=tuple(args.n_values))
     logger.info("profile %s: %s; multipliers %s", args.profile, profile, args.multipliers)
     t_start = time.perf_counter()
-    train_ds, sets = strength.load_data(profile)
-    labelings = strength.make_labelings(FASHION_MNIST_CLASSES, profile.n_values, args.encoder)
+    train_ds, sets = _workload.load_data(profile)
+    labelings = make_labelings(FASHION_MNIST_CLASSES, profile.n_values, args.encoder)
     fits: dict[str, dict] = {}
     rows: list[dict] = []
     extra = {"encoder": args.encoder, "multipliers": args.multipliers, "victim_seed": 0, "fit_seed": 0,
@@ -99,20 +103,20 @@ def main(argv: list[str] | None = None) -> dict:
              "relabelings": {str(lab.n_groups): lab.to_dict() for lab in labelings}}
 
     def save(status: str = "partial") -> dict:
-        payload = strength._payload(args, profile, "budget", extra, rows, status, fits=fits,
-                                    timings={"total_seconds": time.perf_counter() - t_start})
+        payload = _workload.payload(args, profile, "budget", extra, rows, status, fits=fits,
+                                     timings={"total_seconds": time.perf_counter() - t_start})
         _common.write_json(args.output, payload)
         return payload
 
-    runner: strength.VictimRunner | None = None  # made after the first fit, as strength.py does
+    runner: VictimRunner | None = None  # made after the first fit, as strength.py does
     cleans: dict[tuple, tuple[dict | None, str | None]] = {}  # the clean victims, shared by every budget
     try:
         for m in args.multipliers:
             name, epochs = method_name(m), profile.fit_epochs * m
             logger.info("fit %s: %d epochs", name, epochs)
             try:
-                protector, images, record = strength.fit_and_protect(train_ds, profile, progress=args.progress,
-                                                                     epochs=epochs)
+                protector, images, record = _workload.fit_and_protect(train_ds, profile, progress=args.progress,
+                                                                      epochs=epochs)
             except Exception as err:  # noqa: BLE001 - recorded as measured; the other budgets go on
                 logger.exception("%s fit failed", name)
                 fits[name] = {"budget_multiplier": m, "fit_epochs": epochs, "error": f"{type(err).__name__}: {err}"}
@@ -126,15 +130,16 @@ def main(argv: list[str] | None = None) -> dict:
             gc.collect()
             save()
             if runner is None:
-                runner = strength.VictimRunner(profile, sets, progress=args.progress)  # freezes gc (unfrozen below)
+                runner = _workload.victim_runner(profile, sets, progress=args.progress)  # freezes gc (unfrozen below)
             done = list(rows)
 
             def on_rows(new: list[dict], done: list[dict] = done) -> None:
                 rows[:] = done + new
                 save()
 
-            rows[:] = done + strength.sweep(profile, sets, [("none", [name], labelings)], progress=args.progress,
-                                            runner=runner, cleans=cleans, on_rows=on_rows)
+            rows[:] = done + sweep(sets, [("none", [name], labelings)], runner, seeds=profile.seeds,
+                                   row_keys=_workload.row_keys(profile), cleans=cleans, on_rows=on_rows,
+                                   progress=args.progress)
     finally:
         gc.unfreeze()
     if runner is not None:
@@ -142,7 +147,7 @@ def main(argv: list[str] | None = None) -> dict:
                     runner.seconds / max(runner.trainings, 1))
     payload = save("complete")
     print(budget_markdown(rows, fits))
-    print(strength.pivot_markdown(rows))
+    print(pivot_markdown(rows))
     logger.info("wrote %s", args.output)
     return payload
 

@@ -21,14 +21,10 @@ Writes ``benchmarks/results/eminn_check.json`` and prints a table.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common
-import strength
+import _workload
 from _baselines import fit_baseline
 
 #: One change per variant against the strength benchmark's cpu setting (``profile_baseline_settings``).
@@ -49,24 +45,24 @@ def main(argv: list[str] | None = None) -> dict:
     """Fit each EMinN variant with the true labels and score victims on the validation split."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--variants", nargs="+", default=["cpu", "ts1", "crop", "ts1+crop"], choices=sorted(VARIANTS))
-    p.add_argument("--profile", choices=sorted(strength.PROFILES), default="cpu")
+    p.add_argument("--profile", choices=sorted(_workload.PROFILES), default="cpu")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--output", default=str(_common.RESULTS_DIR / "eminn_check.json"))
     args = p.parse_args(argv)
     _common.setup(args.threads)
 
-    profile = strength.PROFILES[args.profile]
-    train_ds, sets = strength.load_data(profile, validation=True)
-    runner, t0 = strength.VictimRunner(profile, sets, progress=False), time.perf_counter()
+    profile = _workload.PROFILES[args.profile]
+    train_ds, sets = _workload.load_data(profile, validation=True)
+    runner, t0 = _workload.victim_runner(profile, sets, progress=False), time.perf_counter()
     val_y = sets.test_labels.tolist()
     clean = runner.accuracy(sets.clean, sets.labels, 10, "none", 0, val_y)
     rows = []
     for name in args.variants:
-        settings = {**strength.profile_baseline_settings("eminn", profile), **VARIANTS[name]}
+        settings = {**_workload.profile_baseline_settings("eminn", profile), **VARIANTS[name]}
         method = settings.pop("method", "eminn")
         t1 = time.perf_counter()
         images, record = fit_baseline(method, train_ds, consistent=True, settings=settings,
-                                      epsilon=strength.EPSILON, progress=False)
+                                      epsilon=_workload.EPSILON, progress=False)
         fit_seconds = time.perf_counter() - t1
         result = runner.accuracy(images, sets.labels, 10, "none", 0, val_y, clean=clean)
         rows.append({"variant": name, "method": f"{method} (true labels)", "settings": VARIANTS[name],

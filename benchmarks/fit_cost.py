@@ -15,13 +15,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import _common  # noqa: E402
+import _common
 
 logger = logging.getLogger("fit_cost")
 

@@ -6,8 +6,8 @@ strength benchmark's train data (the cpu profile: the class-balanced 2,000 Fashi
 train images, Debian package ``dataset-fashion-mnist``) and its surrogate features
 (offline EfficientNet-Lite0 at 64 px), this script makes keys in several ways, for
 p = 10, 20, 50, 100 keys, and scores them against every labelling: the original 10 classes
-and the BERT-embedding K-means relabellings into n = 9..2 (``strength.make_labelings``).
-Scores (``strength.agreement``): NMI, and the accuracy of the best key -> label rule
+and the BERT-embedding K-means relabellings into n = 9..2 (``uc_datasets.evaluation.comparison.make_labelings``).
+Scores (``uc_datasets.evaluation.agreement``): NMI, and the accuracy of the best key -> label rule
 (majority label of each key). "Purity" is that rule accuracy against the 10 true classes.
 
 Keying methods:
@@ -42,16 +42,15 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common
+import _workload
 
-import _common  # noqa: E402
-import strength  # noqa: E402
+from uc_datasets.evaluation.agreement import agreement
+from uc_datasets.evaluation.comparison import make_labelings
 
 if TYPE_CHECKING:
     import numpy as np
@@ -86,7 +85,7 @@ class KeysProfile:
     feature_batch_size: int = 64
 
 
-_CPU = strength.PROFILES["cpu"]
+_CPU = _workload.PROFILES["cpu"]
 PROFILES = {
     # Seconds: checks the plumbing, not the method.
     "smoke": KeysProfile(n_train=100, surrogate_image_size=32, ps=(4, 8), self_label_ps=(4, 8), rounds=1,
@@ -108,7 +107,7 @@ def compute_train_features(train_ds: Any, profile: KeysProfile, *, progress: boo
     from uc_datasets.core.working_set import WorkingSet
     from uc_datasets.methods.uc.fit import compute_features
 
-    surrogate = load_surrogate(strength.SURROGATE, image_size=profile.surrogate_image_size)
+    surrogate = load_surrogate(_workload.SURROGATE, image_size=profile.surrogate_image_size)
     data = WorkingSet(train_ds, "image", (28, 28), progress=False)
     return compute_features(surrogate, data, batch_size=profile.feature_batch_size, device=torch.device("cpu"),
                             progress=progress)
@@ -229,7 +228,7 @@ def score_rows(method: str, p: int, keys: np.ndarray, labels: np.ndarray, labeli
     n_keys = int(len(np.unique(keys)))
     rows = []
     for lab in labelings:
-        nmi, rule = strength.agreement(keys, lab.map_labels(labels))
+        nmi, rule = agreement(keys, lab.map_labels(labels))
         rows.append({"method": method, "p": p, "n_keys": n_keys, "n_classes": lab.n_groups, "relabel": lab.method,
                      "nmi": nmi, "rule_acc": rule, "seconds": seconds})
     return rows
@@ -304,7 +303,7 @@ def main(argv: list[str] | None = None) -> dict:
     train_ds = _common.load_balanced_fashion_mnist("train", profile.n_train)  # the test split is never loaded
     images, labels_t = dataset_to_tensors(train_ds, desc="train", progress=False)
     labels = labels_t.numpy()
-    labelings = strength.make_labelings(list(FASHION_MNIST_CLASSES), profile.n_values, "offline")
+    labelings = make_labelings(list(FASHION_MNIST_CLASSES), profile.n_values, "offline")
     with _common.Stopwatch() as t_feat:
         feats = compute_train_features(train_ds, profile, progress=args.progress)
     logger.info("features %s in %.1f s", feats.shape, t_feat.seconds)
@@ -331,7 +330,7 @@ def main(argv: list[str] | None = None) -> dict:
                         rows[-len(labelings)]["rule_acc"], seconds)
 
     config = {**_common.run_record(), "mode": "keys", "profile": args.profile, **asdict(profile),
-              "dataset": strength.DATASET, "surrogate": strength.SURROGATE, "n_images": len(labels),
+              "dataset": _workload.DATASET, "surrogate": _workload.SURROGATE, "n_images": len(labels),
               "class_counts": np.bincount(labels).tolist(), "feature_dim": int(feats.shape[1]),
               "pca_dims": int(pca_feats.shape[1]), "min_fraction": MIN_FRACTION,
               "spectral_neighbours": SPECTRAL_NEIGHBOURS, "victim": VICTIM, "kmeans_seed": 0,

@@ -36,17 +36,13 @@ import hashlib
 import json
 import logging
 import multiprocessing as mp
-import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import _common  # noqa: E402
+import _common
 
 if TYPE_CHECKING:
     import datasets

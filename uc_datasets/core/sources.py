@@ -92,3 +92,29 @@ def load_source(source: str | os.PathLike | datasets.Dataset | datasets.DatasetD
     if split not in ds:
         raise KeyError(f"split {split!r} not in {source}; available splits: {list(ds)}")
     return ds[split]
+
+
+def load_balanced_fashion_mnist(split: str, n: int, skip: int = 0) -> datasets.Dataset:
+    """``n // 10`` images of every class (file order) of a Fashion-MNIST split, after the first
+    ``skip // 10`` of each class (``skip=n_train`` gives a validation set disjoint from the
+    ``skip=0`` subset): the benchmarks' balanced subsets.
+
+    Reads only the first ``3 (n + skip) + 100`` rows (at most the whole split), so small
+    subsets stay fast; the classes are shuffled in the files, so every class has enough rows.
+
+    Example:
+        >>> ds = load_balanced_fashion_mnist("train", 100)  # doctest: +SKIP
+        >>> sorted(set(ds["label"])) == list(range(10))  # doctest: +SKIP
+        True
+    """
+    per_class, skipped = n // len(FASHION_MNIST_CLASSES), skip // len(FASHION_MNIST_CLASSES)
+    if per_class < 1:
+        raise ValueError(f"need at least {len(FASHION_MNIST_CLASSES)} images (one per class), got n={n}")
+    total = 60_000 if split == "train" else 10_000
+    ds = load_fashion_mnist(split, max_samples=min(total, 3 * (n + skip) + 100))
+    labels = np.asarray(ds["label"])
+    picked = [np.flatnonzero(labels == c)[skipped : skipped + per_class] for c in range(len(FASHION_MNIST_CLASSES))]
+    short = [c for c, idx in enumerate(picked) if len(idx) < per_class]
+    if short:
+        raise ValueError(f"Fashion-MNIST {split}: classes {short} have fewer than {per_class} images")
+    return ds.select(np.sort(np.concatenate(picked)).tolist())

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["IDENTITY_KEYS", "RESULTS_JSON", "RESULTS_PLOT", "RESULTS_TABLE", "ROW_KEYS", "markdown_table", "number",
-           "percent", "plot_accuracy_vs_n", "result_row", "results_table", "worst_attacker", "write_outputs"]
+           "merge_results", "percent", "plot_accuracy_vs_n", "result_row", "results_table", "worst_attacker", "write_json",
+           "write_outputs"]
 
 #: The keys of every results row (``results.json``'s ``rows``); scripts may add more.
 ROW_KEYS = (
@@ -263,3 +264,69 @@ def write_outputs(results: dict, output_dir: str | os.PathLike) -> dict[str, str
     plot_path = plot_accuracy_vs_n(rows, output_dir / RESULTS_PLOT, title=title)
     return {"results_json": str(json_path), "table": str(table_path), "plot": str(plot_path)}
 
+
+
+def write_json(path: str | os.PathLike, payload: dict) -> Path:
+    """Write ``payload`` as indented JSON, atomically (a partial file never replaces a good one);
+    numpy scalars and arrays and paths are written as plain values.
+
+    Example:
+        >>> write_json("out/results.json", {"config": {}, "rows": []})  # doctest: +SKIP
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=_json_default) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def merge_results(parts: Sequence[dict], paths: Sequence[str], rename: dict[str, str] | None = None) -> dict:
+    """One results file from runs of the same protocol with different seeds or methods (run in
+    parallel processes): their rows, the union of their seeds and fits, and ``merged_from`` (the
+    sources, kept from an input that is itself a merge). ``rename`` maps method names of the
+    inputs to the names of the output (rows and fits), all at once, so ``{"a": "b", "b": "a"}``
+    swaps two names. The first part's ``config`` is the base; the parts are not modified.
+
+    Example:
+        >>> a = {"config": {"command": "x", "seeds": [0], "status": "complete"}, "rows": [{"method": "m"}]}
+        >>> b = {"config": {"command": "y", "seeds": [1], "status": "partial"}, "rows": [{"method": "m"}]}
+        >>> m = merge_results([a, b], ["a.json", "b.json"], {"m": "n"})
+        >>> m["config"]["seeds"], m["config"]["status"], [r["method"] for r in m["rows"]]
+        ([0, 1], 'partial', ['n', 'n'])
+    """
+    import copy
+
+    rename = dict(rename or {})
+    merged = copy.deepcopy(dict(parts[0]))
+    config = merged["config"]
+    config["merged_from"] = [
+        source for path, part in zip(paths, parts)
+        for source in part["config"].get("merged_from") or [
+            {"path": str(path), "command": part["config"]["command"], "seeds": part["config"]["seeds"],
+             "status": part["config"]["status"], "total_seconds": part.get("timings", {}).get("total_seconds")}]]
+    config["seeds"] = sorted({s for part in parts for s in part["config"]["seeds"]})
+    config["status"] = "complete" if all(p["config"]["status"] == "complete" for p in parts) else "partial"
+    merged["rows"] = [{**r, "method": rename.get(r["method"], r["method"])} for part in parts for r in part["rows"]]
+    if rename:
+        config["renamed_methods"] = {**config.get("renamed_methods", {}), **rename}
+    fits = config.get("fits", {})
+    for part in parts[1:]:
+        for seed, seed_fits in part["config"].get("fits", {}).items():  # runs of other methods for one seed add up
+            fits.setdefault(seed, {}).update(seed_fits)
+        if not merged.get("cluster_agreement"):
+            merged["cluster_agreement"] = part.get("cluster_agreement", [])
+    if fits or "fits" in config:
+        config["fits"] = {seed: {rename.get(m, m): rec for m, rec in seed_fits.items()}
+                          for seed, seed_fits in fits.items()}
+    return merged

@@ -1,0 +1,102 @@
+"""Plots of comparison rows (``comparison.sweep``): protection score against the number of
+classes, and the victims' test accuracy against their epoch. PNG through matplotlib's Agg canvas.
+
+Example:
+    >>> from uc_datasets.evaluation.plots import plot_scores
+    >>> plot_scores(saved["rows"], "scores_vs_n.png", score="protection_score_best")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["plot_epochs", "plot_scores"]
+
+
+def plot_scores(rows: Sequence[dict], path: str | os.PathLike, *, key: str = "method", defense: str = "none",
+                title: str = "", score: str = "protection_score") -> Path:
+    """Protection score (``score``: ``protection_score`` or ``protection_score_best``) against the
+    number of classes n, one line per ``key`` (method or variant): mean over seeds with min-max
+    bars. 1 = the clean victim's ability, 0 = chance.
+
+    Example:
+        >>> plot_scores(saved["rows"], "scores_vs_n.png")  # doctest: +SKIP
+    """
+    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    series: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        if r["defense"] == defense and not r.get("attacker") and r.get(score) is not None:
+            series[r[key]][r["n_classes"]].append(r[score])
+    fig = Figure(figsize=(11, 5.0), constrained_layout=True)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    ns_all = sorted({n for by_n in series.values() for n in by_n})
+    ax.plot(ns_all, [1.0] * len(ns_all), color="grey", linestyle=":", label="clean training (1 by definition)")
+    colors = matplotlib.colormaps["tab10"].colors
+    drawn = 0  # one colour per line; label-free solid, label-aware dashed
+    for name, by_n in series.items():
+        ns = sorted(by_n)
+        if len(ns) < 2:  # controls run at one labelling only are tables, not lines
+            continue
+        mean = [sum(by_n[n]) / len(by_n[n]) for n in ns]
+        lo = [m - min(by_n[n]) for m, n in zip(mean, ns)]
+        hi = [max(by_n[n]) - m for m, n in zip(mean, ns)]
+        seeds = max(len(v) for v in by_n.values())
+        aware = "label-aware" in name
+        color = colors[drawn % 10]
+        drawn += 1
+        ax.errorbar(ns, mean, yerr=[lo, hi], marker="o", markersize=4, capsize=3, color=color,
+                    linestyle="--" if aware else "-",
+                    label=f"{name} ({seeds} seed{'s' if seeds > 1 else ''})")
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.set_xlabel("number of classes n the victim trains on (10 = original labels)")
+    ax.set_ylabel(("best-epoch " if score.endswith("_best") else "final-epoch ")
+                  + "protection score (0 = chance, 1 = no protection)")
+    ax.set_xticks(ns_all)
+    ax.set_title(title or f"defence: {defense}")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.savefig(str(path), dpi=110)
+    return Path(path)
+
+
+def plot_epochs(rows: Sequence[dict], path: str | os.PathLike, *, n: int = 10, title: str = "") -> Path:
+    """Test accuracy against the victim's epoch at ``n`` classes (no defence): the clean victim and
+    each method's victim, mean over seeds; where the protected curve peaks is what an early-stopping
+    hacker keeps.
+
+    Example:
+        >>> plot_epochs(saved["rows"], "accuracy_vs_epoch.png")  # doctest: +SKIP
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    chosen = [r for r in rows if r["defense"] == "none" and not r.get("attacker") and r["n_classes"] == n
+              and r.get("protected_acc_per_epoch")]
+    fig = Figure(figsize=(9, 4.8), constrained_layout=True)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    cleans = {r["seed"]: r["clean_acc_per_epoch"] for r in chosen if r.get("clean_acc_per_epoch")}
+    if cleans:
+        curve = 100 * np.mean(list(cleans.values()), axis=0)
+        ax.plot(range(1, len(curve) + 1), curve, color="black", linewidth=2, label=f"clean ({len(cleans)} seeds)")
+    for method in dict.fromkeys(r["method"] for r in chosen):
+        curves = [r["protected_acc_per_epoch"] for r in chosen if r["method"] == method]
+        curve = 100 * np.mean(curves, axis=0)
+        ax.plot(range(1, len(curve) + 1), curve, marker="o", markersize=3,
+                linestyle="--" if "label-aware" in method else "-", label=f"{method} ({len(curves)} seeds)")
+    if chosen:
+        ax.axhline(100 * chosen[0]["chance"], color="grey", linestyle=":", label="chance")
+    ax.set_xlabel("victim epoch")
+    ax.set_ylabel(f"clean test accuracy % (n = {n})")
+    ax.set_title(title or f"n = {n}: test accuracy during training")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.savefig(str(path), dpi=110)
+    return Path(path)
