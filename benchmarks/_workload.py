@@ -10,17 +10,19 @@ import argparse
 import logging
 import time
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import _common
-from _baselines import ALL_BASELINES, baseline_settings
+from _baselines import ALL_BASELINES, CONSISTENT, baseline_settings, fit_baseline
 
 if TYPE_CHECKING:
     import datasets
     import torch
 
     from uc_datasets import UCProtector
-    from uc_datasets.evaluation.comparison import ProtectedSets, VictimRunner
+    from uc_datasets.evaluation.comparison import Plan, ProtectedSets, VictimRunner
+    from uc_datasets.evaluation.relabel import Relabeling
 
 logger = logging.getLogger("strength")
 
@@ -171,6 +173,104 @@ def visual_meta(clean: torch.Tensor, protected: torch.Tensor) -> dict:
     return {"psnr_db": cost["psnr"]["luminance"]["mean"], "ssim": cost["ssim"]["luminance"]["mean"]}
 
 
+def add_baselines(sets: ProtectedSets, train_ds: datasets.Dataset, profile: StrengthProfile, *,
+                  progress: bool) -> dict[str, dict]:
+    """Fit every baseline label-agnostic and label-consistent; their protected sets and records.
+
+    A failed fit is logged and recorded; its method then has no rows.
+    """
+    records = {}
+    for method in profile.baselines:
+        settings = profile_baseline_settings(method, profile)
+        for consistent in (False, True):
+            name = method + (CONSISTENT if consistent else "")
+            try:
+                images, record = fit_baseline(method, train_ds, consistent=consistent, settings=settings,
+                                              epsilon=EPSILON, progress=progress)
+            except Exception as err:  # noqa: BLE001 - recorded as measured
+                logger.exception("%s fit failed", name)
+                records[name] = {"error": f"{type(err).__name__}: {err}"}
+                continue
+            sets.protected[name], sets.groups[name] = images, sets.labels.numpy() if consistent else None
+            sets.meta[name] = {"p": record["n_perturbations"], "label_source": record["label_source"],
+                               "surrogate": "none" if consistent else SURROGATE}
+            records[name] = record
+    return records
+
+
+def cluster_agreement(protector: UCProtector, train_ds: datasets.Dataset, labels: torch.Tensor,
+                      labelings: list[Relabeling], ps: Sequence[int], *, progress: bool) -> tuple[list[dict], bool]:
+    """K-means of the fit's surrogate features for every p in ``ps``; agreement with every labelling.
+
+    Also returns whether the p = n_clusters K-means reproduces the protector's clusters.
+    """
+    import numpy as np
+
+    from uc_datasets.core.working_set import WorkingSet
+    from uc_datasets.evaluation.agreement import agreement
+    from uc_datasets.methods.uc.clustering import kmeans
+    from uc_datasets.methods.uc.fit import compute_features
+
+    surrogate = protector.surrogate
+    device = next(surrogate.parameters()).device
+    data = WorkingSet(train_ds, "image", protector.working_hw, progress=False)
+    feats = compute_features(surrogate, data, batch_size=protector.config.feature_batch_size, device=device,
+                             progress=progress)
+    out, same = [], None
+    for p in ps:
+        if p > len(labels):
+            continue
+        _, clusters = kmeans(feats, p, seed=protector.config.seed)
+        if p == protector.config.n_clusters:
+            same = bool(np.array_equal(clusters, protector.cache_clusters))
+        for lab in labelings:
+            nmi, rule = agreement(clusters, lab.map_labels(labels))
+            out.append({"p": p, "n_classes": lab.n_groups, "relabel": lab.method, "nmi": nmi,
+                        "cluster_rule_acc": rule})
+    logger.info("K-means on the fit features reproduces the protector's clusters: %s", same)
+    return out, bool(same)
+
+
+def calibrate(profile: StrengthProfile, compare_defaults: bool = False) -> dict[str, float]:
+    """Measure throughputs at the profile's settings on a small slice (under a minute on a CPU).
+
+    Fits run one epoch at the profile's surrogate size, batch and p (the generator's cost
+    per step is included); with ``compare_defaults`` a ``train_on="all"`` fit is timed too.
+    """
+    import torch
+
+    from uc_datasets import UnlearnableClusters
+    from uc_datasets.core.models import build_victim
+    from uc_datasets.evaluation.victims import TrainConfig, predict, train_victim
+
+    n_fit = min(profile.n_train, 4 * profile.fit_batch_size)
+    ds = _common.load_balanced_fashion_mnist("train", max(n_fit, 10 * profile.n_clusters))
+    uc = UnlearnableClusters(surrogate=SURROGATE, surrogate_image_size=profile.surrogate_image_size,
+                             n_clusters=profile.n_clusters, epochs=1, batch_size=profile.fit_batch_size,
+                             ngf=profile.ngf, n_blocks=profile.n_blocks, progress=False)
+    UnlearnableClusters(surrogate=SURROGATE, surrogate_image_size=profile.surrogate_image_size, n_clusters=2,
+                        epochs=1, batch_size=10, ngf=8, n_blocks=1, progress=False).fit(ds.select(range(20)))  # warm
+    sec = uc.fit(ds).metadata["stats"]["seconds"]
+    speed = {"fit_passes_per_second": len(ds) / sec["train"], "forward_per_second": len(ds) / sec["features"]}
+    if compare_defaults:
+        uc.config.train_on = "all"
+        small = ds.select(range(min(len(ds), max(profile.fit_batch_size, 10 * profile.n_clusters))))
+        sec_all = uc.fit(small).metadata["stats"]["seconds"]
+        speed["fit_passes_train_on_all_per_second"] = len(small) * profile.n_clusters / sec_all["train"]
+    n_vic = min(profile.n_train, 8 * profile.victim_batch_size)
+    x = torch.randint(0, 256, (n_vic, 3, 28, 28), dtype=torch.uint8)
+    victim = build_victim("resnet18", 10, width=profile.victim_width, image_size=28, seed=0)
+    train_victim(victim, x[: 2 * profile.victim_batch_size], torch.arange(2 * profile.victim_batch_size) % 10,
+                 TrainConfig(1, profile.victim_batch_size), progress=False)  # warm-up
+    t0 = time.perf_counter()
+    train_victim(victim, x, torch.arange(n_vic) % 10, TrainConfig(1, profile.victim_batch_size), progress=False)
+    t1 = time.perf_counter()
+    predict(victim, x, batch_size=512)
+    t2 = time.perf_counter()
+    return {**speed, "victim_train_images_per_second": n_vic / (t1 - t0),
+            "victim_test_images_per_second": n_vic / (t2 - t1)}
+
+
 def victim_runner(profile: StrengthProfile, sets: ProtectedSets, *, progress: bool) -> VictimRunner:
     """The profile's ResNet-18 victims, scored on ``sets``' test split."""
     from uc_datasets.evaluation.comparison import VictimRunner, VictimSettings
@@ -200,3 +300,160 @@ def payload(args: argparse.Namespace, profile: StrengthProfile, mode: str, extra
                        "selection": "none: every setting is fixed by the profile; the test split is only scored",
                        **asdict(profile), **extra_config},
             "rows": rows, **sections}
+
+
+# --- sweeps at the profile's settings -------------------------------------------------------
+
+#: The pseudo-label attacker's embedding.
+PSEUDO_ENCODER = "pixels-pca"
+
+
+def sweep(profile: StrengthProfile, sets: ProtectedSets, plan: Plan, *, progress: bool,
+          on_rows: Callable[[list[dict]], None] | None = None, runner: VictimRunner | None = None,
+          cleans: dict | None = None) -> list[dict]:
+    """``comparison.sweep`` with the profile's victims, seeds and row columns."""
+    from uc_datasets.evaluation.comparison import sweep as library_sweep
+
+    runner = runner if runner is not None else victim_runner(profile, sets, progress=progress)
+    return library_sweep(sets, plan, runner, seeds=profile.seeds, row_keys=row_keys(profile), on_rows=on_rows,
+                  cleans=cleans, progress=progress)
+
+
+def pseudo(runner: VictimRunner, sets: ProtectedSets, methods: Sequence[str], profile: StrengthProfile, seed: int,
+           on_rows: Callable[[list[dict]], None]) -> list[dict]:
+    """The pseudo-label attacker (``comparison.pseudo_sweep``) at the profile's n values."""
+    from uc_datasets.evaluation.comparison import pseudo_sweep
+
+    return pseudo_sweep(runner, sets, methods, profile.pseudo_n_values, seed, row_keys=row_keys(profile),
+                        encoder=PSEUDO_ENCODER, on_rows=on_rows)
+
+
+def simclr(profile: StrengthProfile, sets: ProtectedSets, methods: Sequence[str], seed: int, *,
+           progress: bool) -> list[dict]:
+    """The SimCLR attacker (``comparison.simclr_sweep``) at the profile's epochs and width."""
+    from uc_datasets.core.sources import FASHION_MNIST_CLASSES
+    from uc_datasets.evaluation.comparison import simclr_sweep
+
+    return simclr_sweep(sets, methods, seed, row_keys=row_keys(profile), class_names=FASHION_MNIST_CLASSES,
+                        epochs=profile.simclr_epochs, width=profile.victim_width, progress=progress)
+
+
+def add_controls(sets: ProtectedSets, clusters: Sequence[int], p: int, *, seed: int) -> None:
+    """The noise controls at the profile's budget (``controls.add_noise_controls``)."""
+    from uc_datasets.evaluation.controls import add_noise_controls
+
+    add_noise_controls(sets, clusters, p, epsilon=EPSILON, surrogate=SURROGATE, seed=seed)
+
+
+def default_variants(profile: StrengthProfile) -> list[tuple[str, dict]]:
+    """(name, UnlearnableClusters overrides): the defaults, then one change at a time."""
+    # train_on="all" makes p surrogate passes per image and epoch; it is compared at the same
+    # number of surrogate passes as the default (fit_epochs / p epochs), i.e. at equal compute.
+    all_epochs = max(1, profile.fit_epochs // profile.n_clusters)
+    variants = [("defaults", {}), (f"train_on=all,epochs={all_epochs}", {"train_on": "all", "epochs": all_epochs}),
+                ("loss=cosine", {"loss": "cosine"}), ("parametrization=direct", {"parametrization": "direct"})]
+    variants += [(f"p={p}", {"n_clusters": p}) for p in profile.defaults_ps]
+    return variants
+
+
+# --- results files ---------------------------------------------------------------------------
+
+
+def report(path: str | Path) -> str:
+    """The markdown tables of a saved strength / defaults JSON (``--report PATH``)."""
+    import json
+
+    from uc_datasets.evaluation.tables import (
+        agreement_markdown,
+        attack_screen_markdown,
+        attackers_markdown,
+        final_markdown,
+        pivot_markdown,
+        results_markdown,
+    )
+
+    saved = json.loads(Path(path).read_text())
+    rows, mode = saved["rows"], saved["config"].get("mode")
+    if mode == "attackers":
+        return attackers_markdown(rows)
+    if mode == "attack-screen":
+        return attack_screen_markdown(rows)
+    if mode == "final":
+        return "\n".join([final_markdown(rows), attackers_markdown(rows)])
+    key = "variant" if mode in ("compare-defaults", "screen") else "method"
+    parts = [pivot_markdown(rows, key=key), results_markdown(rows, variant_key="variant" if key == "variant" else None)]
+    if saved.get("cluster_agreement"):
+        parts.append(agreement_markdown(saved["cluster_agreement"]))
+    return "\n".join(parts)
+
+
+def merge(paths: Sequence[str], output: str, rename: dict[str, str] | None = None) -> dict:
+    """``reporting.merge_results`` of the files at ``paths``, written to ``output``."""
+    import json
+
+    from uc_datasets.evaluation.reporting import merge_results
+
+    merged = merge_results([json.loads(Path(p).read_text()) for p in paths], paths, rename)
+    _common.write_json(output, merged)
+    return merged
+
+
+def plot(saved: dict, path: str) -> None:
+    """The score plots of a saved run (``--report JSON --plot PNG``); the final run adds the
+    best-epoch scores and the accuracy against the epoch."""
+    from uc_datasets.evaluation.plots import plot_epochs, plot_scores
+
+    key = "variant" if saved["config"].get("mode") in ("compare-defaults", "screen") else "method"
+    plot_scores(saved["rows"], path, key=key, title="Fashion-MNIST, defence: none")
+    if saved["config"].get("mode") == "final":
+        stem = Path(path)
+        plot_scores(saved["rows"], stem.with_name(stem.stem + "_best.png"), key=key, score="protection_score_best",
+                    title="Fashion-MNIST, defence: none")
+        plot_epochs(saved["rows"], stem.with_name(stem.stem + "_epochs.png"),
+                    title="Fashion-MNIST, n = 10: test accuracy during training")
+
+
+# --- estimate ----------------------------------------------------------------------------------
+
+
+def planned_work(profile: StrengthProfile, compare_defaults: bool, baselines: bool = False) -> dict[str, float]:
+    """Work units of a run: surrogate fwd+bwd passes, forward passes, victim train/test images."""
+    from uc_datasets.evaluation.controls import CONTROLS, CONTROLS_N10
+
+    n, seeds = profile.n_train, len(profile.seeds)
+    if compare_defaults:
+        variants = [ov for _, ov in default_variants(profile)]
+        fit_all = sum(n * ov.get("epochs", profile.fit_epochs) * ov.get("n_clusters", profile.n_clusters)
+                      for ov in variants if ov.get("train_on") == "all")
+        fit_members = sum(n * ov.get("epochs", profile.fit_epochs) for ov in variants if ov.get("train_on") != "all")
+        trainings = seeds * (1 + len(profile.defaults_n_values)) * (1 + len(variants))
+        forward = 2 * n * len(variants)  # features, attack check
+    else:
+        fit_all, fit_members = 0, n * profile.fit_epochs
+        n_base = len(profile.baselines) if baselines else 0  # their fits are not counted
+        trainings = seeds * ((1 + len(profile.n_values)) * (1 + 1 + len(CONTROLS) + n_base)
+                             + len(CONTROLS_N10) + n_base
+                             + len(profile.defenses) * (1 + len(profile.defense_methods)))
+        forward = 3 * n  # features, attack check, agreement features
+    return {"fit_passes": float(fit_members), "fit_passes_train_on_all": float(fit_all),
+            "forward_passes": float(forward), "trainings": float(trainings),
+            "victim_train_images": float(trainings * n * profile.victim_epochs),
+            "victim_test_images": float(trainings * profile.n_test)}
+
+
+def estimate(profile: StrengthProfile, compare_defaults: bool, baselines: bool = False) -> dict:
+    """Predicted seconds of a run = planned work / calibrated throughput, per phase."""
+    work, speed = planned_work(profile, compare_defaults, baselines), calibrate(profile, compare_defaults)
+    seconds = {"fits": work["fit_passes"] / speed["fit_passes_per_second"],
+               "fits_train_on_all": work["fit_passes_train_on_all"]
+               / speed.get("fit_passes_train_on_all_per_second", 1.0),
+               "forward": work["forward_passes"] / speed["forward_per_second"],
+               "victim_training": work["victim_train_images"] / speed["victim_train_images_per_second"],
+               "victim_testing": work["victim_test_images"] / speed["victim_test_images_per_second"]}
+    seconds["total"] = sum(seconds.values())
+    rows = [[k, f"{v:.0f}", f"{v / 60:.1f}"] for k, v in seconds.items()]
+    print(_common.markdown_table(["phase", "seconds", "minutes"], rows))
+    logger.info("work %s; measured throughputs %s", work, {k: round(v, 1) for k, v in speed.items()})
+    logger.info("not included: imports, data loading, map/verify, K-means, defence image transforms "
+                "(together well under a minute at the cpu profile)")
+    return {"work": work, "throughput": speed, "seconds": seconds}

@@ -18,6 +18,8 @@ import torch
 
 from tests.benchmark_support import BENCH, ROOT, require_benchmark_data, run_main
 from tests.benchmark_support import bench as _bench
+from uc_datasets.evaluation.comparison import VictimRunner
+from uc_datasets.evaluation.controls import CONTROLS, CONTROLS_N10
 from uc_datasets.evaluation.plots import plot_scores
 from uc_datasets.evaluation.tables import attacker_label
 
@@ -52,8 +54,8 @@ def test_strength_smoke_rows_follow_the_results_schema(strength_results):
     assert config["kmeans_reproduces_fit_clusters"] is True
     assert all(set(ROW_KEYS) <= set(r) and "error" not in r for r in rows)
     assert all(0 <= r["clean_acc"] <= 1 and 0 <= r["protected_acc"] <= 1 for r in rows)
-    every = {"UC", la, *strength.CONTROLS, *profile.baselines}
-    at_10 = {*strength.CONTROLS_N10, *(b + strength.CONSISTENT for b in profile.baselines)}
+    every = {"UC", la, *CONTROLS, *profile.baselines}
+    at_10 = {*CONTROLS_N10, *(b + strength.CONSISTENT for b in profile.baselines)}
     plain = [r for r in rows if r["defense"] == "none"]
     expected_n = {10, *profile.n_values}
     assert {(r["method"], r["n_classes"]) for r in plain} == {(m, n) for m in every for n in expected_n} | {
@@ -104,10 +106,10 @@ def test_strength_more_seeds_refit_and_merge(strength_results, tmp_path):
     assert swapped["config"]["fits"]["1"]["UC"] == merged["config"]["fits"]["1"][strength.LABEL_AWARE]
 
 
-def test_strength_screen_smoke(tmp_path):
-    strength = _bench("strength")
+def test_screen_smoke(tmp_path):
+    screen = _bench("screen")
     out = tmp_path / "screen.json"
-    strength.main(["--profile", "smoke", "--screen", "--no-progress", "--output", str(out), "--variants",
+    screen.main(["--profile", "smoke", "--screen", "--no-progress", "--output", str(out), "--variants",
                    "UC:tile", "UC (label-aware):tile,levels=5+2 (names)"])
     saved = json.loads(out.read_text())
     rows = saved["rows"]
@@ -120,32 +122,32 @@ def test_strength_screen_smoke(tmp_path):
     assert fit["verify"]["passed"] and len(fit["key_levels"]) == 2
 
 
-def test_strength_attack_screen_smoke(tmp_path):
-    strength = _bench("strength")
+def test_attack_screen_smoke(tmp_path):
+    strength, screen = _bench("strength"), _bench("screen")
     out = tmp_path / "attack_screen.json"
     picked = ("tile", "block", "tile-code")  # every attacker but the costly crafted variants
-    strength.main(["--profile", "smoke", "--attack-screen", "--no-progress", "--output", str(out), "--variants",
-                   *(f"UC (label-aware):{v}" for v in picked)])
+    screen.main(["--profile", "smoke", "--attack-screen", "--no-progress", "--output", str(out), "--variants",
+                 *(f"UC (label-aware):{v}" for v in picked)])
     saved = json.loads(out.read_text())
     rows = saved["rows"]
     assert saved["config"]["scored_on"].startswith("validation") and saved["config"]["status"] == "complete"
     cells = {(r["variant"], strength.attacker_name(r)) for r in rows if r["protection_score"] is not None}
     want = {(f"UC (label-aware):{v}", strength.SIMCLR_ATTACKER if a == "simclr" else
-             attacker_label(a, 10)) for a, vs in strength.ATTACK_SCREEN.items() for v in vs if v in picked}
+             attacker_label(a, 10)) for a, vs in screen.ATTACK_SCREEN.items() for v in vs if v in picked}
     assert cells == want and ("UC (label-aware):block", "jpeg n=10") in cells
     assert all(r["psnr_db"] > 20 for r in rows)
     table = strength.report(str(out))
     assert "SimCLR + linear probe" in table and "jpeg n=10" in table
 
 
-def test_strength_compare_defaults_smoke(tmp_path):
-    strength = _bench("strength")
+def test_compare_defaults_smoke(tmp_path):
+    screen = _bench("screen")
     out = tmp_path / "defaults.json"
-    strength.main(["--profile", "smoke", "--compare-defaults", "--no-progress", "--output", str(out)])
+    screen.main(["--profile", "smoke", "--compare-defaults", "--no-progress", "--output", str(out)])
     saved = json.loads(out.read_text())
-    profile = strength.PROFILES["smoke"]
+    profile = screen.PROFILES["smoke"]
     rows, fits = saved["rows"], saved["config"]["fits"]
-    names = [name for name, _ in strength.default_variants(profile)]
+    names = [name for name, _ in screen.default_variants(profile)]
     all_name = f"train_on=all,epochs={max(1, profile.fit_epochs // profile.n_clusters)}"
     assert names[:4] == ["defaults", all_name, "loss=cosine", "parametrization=direct"]
     assert {r["variant"] for r in rows} == set(names) == set(fits)
@@ -341,8 +343,8 @@ def test_strength_final_smoke_reads_the_best_epoch_first_and_reuses_its_cache(tm
     bare = tmp_path / "bare"
     shutil.copytree(cache, bare, ignore=shutil.ignore_patterns("clean_victims.json"))
     trained = []
-    real = strength.VictimRunner.accuracy
-    monkeypatch.setattr(strength.VictimRunner, "accuracy",
+    real = VictimRunner.accuracy
+    monkeypatch.setattr(VictimRunner, "accuracy",
                         lambda self, *a, **kw: trained.append(kw.get("clean")) or real(self, *a, **kw))
     strength.main(["--profile", "smoke", "--final", "--final-attackers", "labels", "--no-progress",
                    "--final-cache", str(bare), "--final-skip", str(again), "--output", str(tmp_path / "bare.json")])
