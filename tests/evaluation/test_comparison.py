@@ -8,7 +8,6 @@ import torch
 
 from uc_datasets.evaluation.comparison import (
     ProtectedSets,
-    clean_from_row,
     clean_key,
     cleans_from_rows,
     load_clean_victims,
@@ -16,7 +15,7 @@ from uc_datasets.evaluation.comparison import (
     sweep,
 )
 from uc_datasets.evaluation.relabel import identity_relabeling, kmeans_relabeling
-from uc_datasets.evaluation.reporting import ROW_KEYS
+from uc_datasets.evaluation.reporting import ROW_KEYS, clean_from_row, result_row
 
 ROW_KEYS_OF_RUN = {"dataset": "d", "surrogate": "s", "victim": "resnet18", "width": 0.1, "epochs": 1,
                    "protected_fraction": 1.0}
@@ -90,6 +89,8 @@ def test_clean_victims_round_trip_through_rows_and_the_cache_file(sets, tmp_path
     key = clean_key(3, "none", 4, "original")
     assert list(from_rows) == [key] and from_rows[key][0]["accuracy"] == 0.9
     assert clean_from_row({"clean_acc": 0.5, "clean_acc_best": None, "chance": 0.1}) is None
+    clean = from_rows[key][0]
+    assert clean_from_row(result_row(clean=clean, scores=None, **{k: rows[0][k] for k in ROW_KEYS[:11]})) == clean
     path = tmp_path / "cache" / "clean_victims.json"
     save_clean_victims(path, from_rows)
     save_clean_victims(path, {clean_key(4, "jpeg", 2, "minilm-kmeans"): (None, "clean victim: boom")})

@@ -34,9 +34,9 @@ import torch
 
 from .agreement import agreement
 from .relabel import Relabeling
-from .reporting import percent, result_row, write_json
+from .reporting import clean_from_row, percent, result_row, write_json
 
-__all__ = ["Plan", "ProtectedSets", "VictimRunner", "VictimSettings", "clean_from_row", "clean_key",
+__all__ = ["Plan", "ProtectedSets", "VictimRunner", "VictimSettings", "clean_key",
            "cleans_from_rows", "load_clean_victims", "make_labelings", "pseudo_sweep", "save_clean_victims",
            "simclr_sweep", "sweep"]
 
@@ -164,23 +164,6 @@ def clean_key(seed: int, defense: str, n_groups: int, relabel: str) -> tuple:
     """The key of one clean victim: trained once per seed, defence and labelling (``relabel`` is
     the labelling's method, as rows record it)."""
     return seed, defense, n_groups, relabel
-
-
-def clean_from_row(row: Mapping[str, Any]) -> dict | None:
-    """The clean victim's scores recorded in a row (what ``result_row`` took as ``clean``), or
-    None where the row has none (a failed clean victim, or a row of an older file without the
-    best epoch).
-
-    Example:
-        >>> row = {"clean_acc": 0.8, "clean_acc_best": 0.81, "chance": 0.1, "clean_best_epoch": 3,
-        ...        "clean_acc_per_epoch": [0.81]}
-        >>> clean_from_row(row)["accuracy_best"]
-        0.81
-    """
-    if row.get("clean_acc") is None or row.get("clean_acc_best") is None:
-        return None
-    return {"accuracy": row["clean_acc"], "accuracy_best": row["clean_acc_best"], "chance": row["chance"],
-            "best_epoch": row.get("clean_best_epoch"), "accuracy_per_epoch": row.get("clean_acc_per_epoch")}
 
 
 def cleans_from_rows(rows: Sequence[Mapping[str, Any]]) -> dict[tuple, CleanVictim]:

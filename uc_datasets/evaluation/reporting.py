@@ -11,14 +11,15 @@ import json
 import math
 import os
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-__all__ = ["IDENTITY_KEYS", "RESULTS_JSON", "RESULTS_PLOT", "RESULTS_TABLE", "ROW_KEYS", "markdown_table", "number",
-           "merge_results", "percent", "plot_accuracy_vs_n", "result_row", "results_table", "worst_attacker", "write_json",
-           "write_outputs"]
+__all__ = ["IDENTITY_KEYS", "RESULTS_JSON", "RESULTS_PLOT", "RESULTS_TABLE", "ROW_KEYS", "clean_from_row",
+           "markdown_table", "merge_results", "number", "percent", "plot_accuracy_vs_n", "result_row", "results_table",
+           "worst_attacker", "write_json", "write_outputs"]
 
 #: The keys of every results row (``results.json``'s ``rows``); scripts may add more.
 ROW_KEYS = (
@@ -82,6 +83,24 @@ def result_row(*, clean: dict | None, scores: dict | None, **keys: object) -> di
     )
     row.update(keys)
     return row
+
+
+def clean_from_row(row: Mapping[str, Any]) -> dict | None:
+    """The clean victim's scores recorded in a row (what :func:`result_row` took as ``clean``; its
+    inverse for the clean side), or
+    None where the row has none (a failed clean victim, or a row of an older file without the
+    best epoch).
+
+    Example:
+        >>> row = {"clean_acc": 0.8, "clean_acc_best": 0.81, "chance": 0.1, "clean_best_epoch": 3,
+        ...        "clean_acc_per_epoch": [0.81]}
+        >>> clean_from_row(row)["accuracy_best"]
+        0.81
+    """
+    if row.get("clean_acc") is None or row.get("clean_acc_best") is None:
+        return None
+    return {"accuracy": row["clean_acc"], "accuracy_best": row["clean_acc_best"], "chance": row["chance"],
+            "best_epoch": row.get("clean_best_epoch"), "accuracy_per_epoch": row.get("clean_acc_per_epoch")}
 
 
 #: The supervised labellings the worst-attacker score covers (n classes).

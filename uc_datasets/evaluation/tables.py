@@ -75,7 +75,8 @@ def pivot_markdown(rows: Sequence[dict], *, key: str = "method", defense: str = 
     names = list(dict.fromkeys(r[key] for r in rows))
     cell = {(r[key], r["n_classes"]): (f"{number(r.get('protection_score_best'), '.2f')} / "
                                        f"{number(r['protection_score'], '.2f')} "
-                                       f"({percent(r.get('protected_acc_best'), 1)} / {percent(r['protected_acc'], 1)})")
+                                       f"({percent(r.get('protected_acc_best'), 1)} / "
+                                       f"{percent(r['protected_acc'], 1)})")
             for r in rows}
     clean = {r["n_classes"]: f"{percent(r.get('clean_acc_best'), 1)} / {percent(r['clean_acc'], 1)}" for r in rows}
     chance = {r["n_classes"]: percent(r["chance"], 1) for r in rows}

@@ -1,0 +1,31 @@
+"""The comparison's plots write real PNG files from rows of several seeds and methods."""
+
+from __future__ import annotations
+
+from uc_datasets.evaluation.plots import plot_epochs, plot_scores
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def rows() -> list[dict]:
+    out = []
+    for seed in (0, 1):
+        for method in ("UC", "UC (label-aware)"):
+            for n in (10, 5):
+                out.append({"method": method, "defense": "none", "n_classes": n, "seed": seed, "chance": 1 / n,
+                            "protection_score": 0.2 + 0.1 * seed, "protection_score_best": 0.5 + 0.1 * seed,
+                            "protected_acc_per_epoch": [0.2, 0.4, 0.3], "clean_acc_per_epoch": [0.5, 0.7, 0.8]})
+    return out
+
+
+def test_score_plots_are_png(tmp_path):
+    for score in ("protection_score", "protection_score_best"):
+        path = plot_scores(rows(), tmp_path / f"{score}.png", score=score)
+        data = path.read_bytes()
+        assert data.startswith(PNG) and len(data) > 10_000
+
+
+def test_epoch_plot_is_png(tmp_path):
+    path = plot_epochs(rows(), tmp_path / "epochs.png", n=10)
+    data = path.read_bytes()
+    assert data.startswith(PNG) and len(data) > 10_000
