@@ -73,7 +73,7 @@ from uc_datasets.evaluation.tables import (
     pivot_markdown,
     results_markdown,
 )
-from uc_datasets.methods.uc.config import LABEL_AWARE_DEFAULTS
+from uc_datasets.methods.uc.config import LABEL_AWARE_DEFAULTS, PREVIOUS_LABEL_AWARE_DEFAULTS
 
 logger = logging.getLogger("strength")
 
@@ -219,8 +219,7 @@ EMINN_METHOD = "EMinN (true labels)"
 FINAL_DEFENSES = ("mixup", "cutmix", "cutout", "gaussian", "jpeg")
 #: The previous label-aware default (the best-epoch screen's choice), beside it under its own name.
 HYBRID_METHOD = "UC (label-aware tile+error-min)"
-HYBRID_SETTINGS: dict[str, Any] = {"pattern": "tile+error-min", "levels": (5, 2), "level_source": "class-names",
-                                   "error_min": {"rounds": 30}}
+HYBRID_SETTINGS: dict[str, Any] = dict(PREVIOUS_LABEL_AWARE_DEFAULTS)
 FINAL_METHODS = ("UC", LABEL_AWARE, TILE_METHOD, EMINN_METHOD, "sign-per-class", HYBRID_METHOD)
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+from matplotlib.figure import Figure
+
 from uc_datasets.evaluation.plots import plot_epochs, plot_scores
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -29,3 +32,31 @@ def test_epoch_plot_is_png(tmp_path):
     path = plot_epochs(rows(), tmp_path / "epochs.png", n=10)
     data = path.read_bytes()
     assert data.startswith(PNG) and len(data) > 10_000
+
+
+def spy_titles(monkeypatch) -> list[str]:
+    titles: list[str] = []
+    save = Figure.savefig
+
+    def savefig(self, *args, **kwargs):
+        titles.append(self.axes[0].get_title())
+        return save(self, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", savefig)
+    return titles
+
+
+def test_default_titles_name_no_dataset(tmp_path, monkeypatch):
+    titles = spy_titles(monkeypatch)
+    assert plot_scores(rows(), tmp_path / "s.png") == tmp_path / "s.png"
+    assert plot_epochs(rows(), tmp_path / "e.png", n=5) == tmp_path / "e.png"
+    assert titles == ["defence: none", "n = 5: test accuracy during training"]
+    assert not any("MNIST" in t for t in titles)
+    plot_scores(rows(), tmp_path / "t.png", title="custom")
+    assert titles[-1] == "custom"
+
+
+@pytest.mark.filterwarnings("ignore:No artists with labels")
+def test_plots_without_matching_rows_are_still_png(tmp_path):
+    for path in (plot_scores(rows(), tmp_path / "s.png", defense="jpeg"), plot_epochs(rows(), tmp_path / "e.png", n=3)):
+        assert path.read_bytes().startswith(PNG)

@@ -30,10 +30,13 @@ ERROR_MIN = ("error-min", "tile+error-min")
 #: The label-aware default, chosen on the validation split by the rule in benchmarks/README.md
 #: ("The block keys in the best-epoch screen"): one random +-eps grid of 4 x 4-pixel blocks per
 #: class. Model-free (no training, no class-name encoder, no surrogate at map time); the lowest
-#: worst best-epoch score of the screened families. The previous default, the tile plus an
-#: error-minimising residual, is ``{"pattern": "tile+error-min", "levels": (5, 2),
-#: "level_source": "class-names"}``.
+#: worst best-epoch score of the screened families. The previous default is
+#: :data:`PREVIOUS_LABEL_AWARE_DEFAULTS`.
 LABEL_AWARE_DEFAULTS: dict[str, Any] = {"pattern": "block"}
+#: The label-aware default before the block keys (the best-epoch screen's choice): the tile plus
+#: an error-minimising residual, with coarser levels from the class names.
+PREVIOUS_LABEL_AWARE_DEFAULTS: dict[str, Any] = {"pattern": "tile+error-min", "levels": (5, 2),
+                                                 "level_source": "class-names", "error_min": {"rounds": 30}}
 #: Reference optimiser values (Adam, cosine annealing per iteration).
 DEFAULT_LR = {"generator": 1e-4, "direct": 1e-2}
 
