@@ -38,6 +38,9 @@ VARIANTS: dict[str, dict] = {
     "width0.5": {"model_width": 0.5},
     "steps40": {"steps": 40},
     "classwise+crop": {"method": "eminn-classwise", "augment": "crop"},
+    "bn-batch": {"craft_bn": "batch"},
+    "bn-batch+rounds10": {"craft_bn": "batch", "stop_error": 0.0, "max_rounds": 10},
+    "bn-batch+crop+rounds10": {"craft_bn": "batch", "augment": "crop", "stop_error": 0.0, "max_rounds": 10},
 }
 
 
