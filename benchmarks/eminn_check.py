@@ -22,10 +22,14 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import TYPE_CHECKING
 
 import _common
 import _workload
 from _baselines import fit_baseline
+
+if TYPE_CHECKING:
+    import torch
 
 #: One change per variant against the strength benchmark's cpu setting (``profile_baseline_settings``).
 VARIANTS: dict[str, dict] = {
@@ -38,10 +42,20 @@ VARIANTS: dict[str, dict] = {
     "width0.5": {"model_width": 0.5},
     "steps40": {"steps": 40},
     "classwise+crop": {"method": "eminn-classwise", "augment": "crop"},
-    "bn-batch": {"craft_bn": "batch"},
-    "bn-batch+rounds10": {"craft_bn": "batch", "stop_error": 0.0, "max_rounds": 10},
-    "bn-batch+crop+rounds10": {"craft_bn": "batch", "augment": "crop", "stop_error": 0.0, "max_rounds": 10},
 }
+
+
+def noise_probe(protected: torch.Tensor, clean: torch.Tensor, labels: torch.Tensor) -> float:
+    """Held-out accuracy of a logistic regression that reads the class from the perturbation
+    alone (``protected - clean``, first channel), fit on three quarters of the images."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    d = (protected.float() - clean.float())[:, 0].reshape(len(protected), -1).numpy()
+    y = labels.numpy()
+    order = np.random.RandomState(0).permutation(len(y))
+    train, held = order[: 3 * len(y) // 4], order[3 * len(y) // 4:]
+    return float(LogisticRegression(max_iter=2000).fit(d[train], y[train]).score(d[held], y[held]))
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -50,6 +64,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--variants", nargs="+", default=["cpu", "ts1", "crop", "ts1+crop"], choices=sorted(VARIANTS))
     p.add_argument("--profile", choices=sorted(_workload.PROFILES), default="cpu")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--probe", action="store_true",
+                   help="also: a linear probe on the perturbations alone (is the noise class-separable?) and a "
+                        "victim trained without augmentation")
     p.add_argument("--output", default=str(_common.RESULTS_DIR / "eminn_check.json"))
     args = p.parse_args(argv)
     _common.setup(args.threads)
@@ -59,6 +76,7 @@ def main(argv: list[str] | None = None) -> dict:
     runner, t0 = _workload.victim_runner(profile, sets, progress=False), time.perf_counter()
     val_y = sets.test_labels.tolist()
     clean = runner.accuracy(sets.clean, sets.labels, 10, "none", 0, val_y)
+    clean_plain = runner.accuracy(sets.clean, sets.labels, 10, "none", 0, val_y, augment="none") if args.probe else None
     rows = []
     for name in args.variants:
         settings = {**_workload.profile_baseline_settings("eminn", profile), **VARIANTS[name]}
@@ -75,6 +93,11 @@ def main(argv: list[str] | None = None) -> dict:
                      "protection_score_best": result["protection_score_best"], "best_epoch": result["best_epoch"],
                      "fit_seconds": fit_seconds,
                      "fit_stats": {k: v for k, v in (record["stats"] or {}).items() if k != "seconds"}})
+        if args.probe:
+            plain = runner.accuracy(images, sets.labels, 10, "none", 0, val_y, clean=clean_plain, augment="none")
+            rows[-1].update(probe_holdout_acc=noise_probe(images, sets.clean, sets.labels),
+                            no_augment_score=plain["protection_score"],
+                            no_augment_score_best=plain["protection_score_best"])
         _common.write_json(args.output, {"config": {**_common.run_record(), "profile": args.profile,
                                                     "split": "validation", "status": "partial"}, "rows": rows})
     table = _common.markdown_table(
@@ -83,6 +106,10 @@ def main(argv: list[str] | None = None) -> dict:
           f"{r['protection_score_best']:.2f} ({r['best_epoch']})", r["fit_stats"].get("rounds"),
           f"{r['fit_seconds']:.0f}"] for r in rows])
     print(table)
+    if args.probe:
+        print(_common.markdown_table(["variant", "linear probe on the noise (held out)", "no-augmentation victim score"],
+                                     [[r["variant"], f"{r['probe_holdout_acc']:.3f}",
+                                       f"{r['no_augment_score']:.2f}"] for r in rows]))
     payload = {"config": {**_common.run_record(), "profile": args.profile, "split": "validation",
                           "variants": args.variants, "victim_width": profile.victim_width,
                           "victim_epochs": profile.victim_epochs, "clean_acc": clean["accuracy"],

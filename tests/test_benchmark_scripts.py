@@ -353,3 +353,14 @@ def test_strength_final_smoke_reads_the_best_epoch_first_and_reuses_its_cache(tm
     assert [r["clean_acc_per_epoch"] for r in refilled] == [r["clean_acc_per_epoch"] for r in left]
     table = strength.report(str(out))
     assert "worst attacker" in table and "best (final)" in table
+
+
+def test_eminn_check_noise_probe_reads_class_keyed_noise_and_not_random_noise():
+    eminn_check = _bench("eminn_check")
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.arange(200) % 4
+    clean = torch.randint(20, 230, (200, 3, 6, 6), generator=gen, dtype=torch.uint8)
+    keyed = (clean.int() + torch.randint(-8, 9, (4, 1, 6, 6), generator=gen)[labels]).to(torch.uint8)
+    random = (clean.int() + torch.randint(-8, 9, (200, 1, 6, 6), generator=gen)).to(torch.uint8)
+    assert eminn_check.noise_probe(keyed, clean, labels) == 1.0
+    assert eminn_check.noise_probe(random, clean, labels) < 0.5

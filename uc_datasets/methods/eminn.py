@@ -51,15 +51,7 @@ from uc_datasets.methods.baseline import (
     check_positive,
     check_two_classes,
 )
-from uc_datasets.methods.optim import (
-    BatchStream,
-    build_model,
-    error_rate,
-    frozen_batch_norm,
-    pgd,
-    restore_batch_norm,
-    sgd,
-)
+from uc_datasets.methods.optim import BatchStream, build_model, error_rate, pgd, sgd
 
 logger = logging.getLogger(__name__)
 
@@ -67,9 +59,6 @@ __all__ = ["DEFAULTS", "EMinN", "EMinNClasswise", "EMinNConfig"]
 
 #: Crafting augmentations: none (the reference) or the victims' crop + flip.
 AUGMENTATIONS = ("none", "crop")
-#: Batch norm during the noise steps: the running statistics (``eval``, the reference) or the
-#: batch's own statistics (``batch``, as a victim in training sees the data; running ones frozen).
-CRAFT_BN = ("eval", "batch")
 #: Reference settings per perturbation type (step size is ``epsilon / 10`` unless given).
 DEFAULTS = {
     "samplewise": {"steps": 20, "stop_error": 0.01},
@@ -106,7 +95,6 @@ class EMinNConfig(BaselineSettings):
     lr: float = 0.1
     batch_size: int = 512
     augment: str = choice("none", AUGMENTATIONS)
-    craft_bn: str = choice("eval", CRAFT_BN)
 
     def _check_params(self) -> None:
         super()._check_params()
@@ -160,10 +148,10 @@ class EMinN(BaselineMethod):
         stop_error = d["stop_error"] if c.stop_error is None else c.stop_error
         step_size = c.epsilon / 10 if c.step_size is None else c.step_size
         train_steps, max_rounds, model, model_width = c.train_steps, c.max_rounds, c.model, c.model_width
-        lr, batch_size, augment, seed, craft_bn = c.lr, c.batch_size, c.augment, c.seed, c.craft_bn
+        lr, batch_size, augment, seed = c.lr, c.batch_size, c.augment, c.seed
         params = {"steps": steps, "step_size": step_size, "train_steps": train_steps, "stop_error": stop_error,
                   "max_rounds": max_rounds, "model": model, "model_width": model_width, "lr": lr,
-                  "batch_size": batch_size, "init": "uniform", "augment": augment, "craft_bn": craft_bn}
+                  "batch_size": batch_size, "init": "uniform", "augment": augment}
         cfg, device, data = self.start(ds, image_column=image_column, label_column=label_column, params=params)
         check_two_classes(data, "EMinN")
         t0 = time.perf_counter()
@@ -192,8 +180,7 @@ class EMinN(BaselineMethod):
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-            net.requires_grad_(False)
-            frozen = frozen_batch_norm(net) if craft_bn == "batch" else net.eval()
+            net.eval().requires_grad_(False)
             # sample-wise: the reference walks the data in order; class-wise: shuffled batches
             batches = pass_stream.epoch() if classwise else list(torch.arange(len(x)).split(batch_size))
             for idx in batches:
@@ -205,8 +192,6 @@ class EMinN(BaselineMethod):
                         deltas[c] = new[rows == c].mean(0).clamp_(-eps, eps)
                 else:
                     deltas[rows] = new
-            if craft_bn == "batch":
-                restore_batch_norm(frozen)
             err = error_rate(net, x, grey, y, deltas, row_of, batch_size=batch_size, device=device)
             errors.append(round(err, 6))
             rounds.set_postfix(error=f"{err:.3f}")

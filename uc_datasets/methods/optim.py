@@ -23,8 +23,7 @@ from uc_datasets.core.models import Victim, build_victim
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BatchStream", "build_model", "error_rate", "frozen_batch_norm", "pgd", "restore_batch_norm", "sgd",
-           "train_classifier"]
+__all__ = ["BatchStream", "build_model", "error_rate", "pgd", "sgd", "train_classifier"]
 
 #: SGD settings of the model trained alongside (Huang et al. 2021's ResNet-18 config).
 MOMENTUM = 0.9
@@ -68,32 +67,6 @@ class BatchStream:
     def epoch(self) -> list[torch.Tensor]:
         """One fresh shuffled pass, as a list of batches."""
         return list(torch.randperm(self.n, generator=self.gen).split(self.batch_size))
-
-
-def frozen_batch_norm(model: torch.nn.Module) -> list[tuple[torch.nn.Module, float | None]]:
-    """Put ``model`` in training mode with its batch norm layers' running statistics frozen
-    (momentum 0): the layers normalise with each batch's own statistics, as during training,
-    and the running ones stay as they are. :func:`restore_batch_norm` undoes it.
-
-    Example:
-        >>> m = torch.nn.Sequential(torch.nn.BatchNorm2d(3))
-        >>> saved = frozen_batch_norm(m); _ = m(torch.rand(2, 3, 4, 4)); restore_batch_norm(saved)
-        >>> float(m[0].running_mean.abs().max()), m[0].momentum
-        (0.0, 0.1)
-    """
-    model.train()
-    saved = []
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            saved.append((m, m.momentum))
-            m.momentum = 0.0
-    return saved
-
-
-def restore_batch_norm(saved: list[tuple[torch.nn.Module, float | None]]) -> None:
-    """Give the batch norm layers frozen by :func:`frozen_batch_norm` their momentum back."""
-    for m, momentum in saved:
-        m.momentum = momentum
 
 
 def _float(x_u8: torch.Tensor, device: torch.device) -> torch.Tensor:
