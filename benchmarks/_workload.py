@@ -191,9 +191,8 @@ def add_baselines(sets: ProtectedSets, train_ds: datasets.Dataset, profile: Stre
                 logger.exception("%s fit failed", name)
                 records[name] = {"error": f"{type(err).__name__}: {err}"}
                 continue
-            sets.protected[name], sets.groups[name] = images, sets.labels.numpy() if consistent else None
-            sets.meta[name] = {"p": record["n_perturbations"], "label_source": record["label_source"],
-                               "surrogate": "none" if consistent else SURROGATE}
+            sets.add(name, images, groups=sets.labels.numpy() if consistent else None, p=record["n_perturbations"],
+                     label_source=record["label_source"], surrogate="none" if consistent else SURROGATE)
             records[name] = record
     return records
 
@@ -269,6 +268,18 @@ def calibrate(profile: StrengthProfile, compare_defaults: bool = False) -> dict[
     t2 = time.perf_counter()
     return {**speed, "victim_train_images_per_second": n_vic / (t1 - t0),
             "victim_test_images_per_second": n_vic / (t2 - t1)}
+
+
+def profile_from_args(args: argparse.Namespace, **more: Any) -> StrengthProfile:
+    """``args.profile`` with the command line's overrides (``--seeds``, ``--n-train``,
+    ``--fit-epochs``, ``--victim-epochs`` and ``more``); None keeps the profile's value."""
+    from dataclasses import replace
+
+    overrides = {"seeds": tuple(args.seeds) if args.seeds else None, "n_train": args.n_train,
+                 "fit_epochs": args.fit_epochs, "victim_epochs": args.victim_epochs, **more}
+    profile = replace(PROFILES[args.profile], **{k: v for k, v in overrides.items() if v is not None})
+    logger.info("profile %s: %s", args.profile, profile)
+    return profile
 
 
 def victim_runner(profile: StrengthProfile, sets: ProtectedSets, *, progress: bool) -> VictimRunner:

@@ -86,7 +86,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     """Fit UC at each budget, train its victims right after; returns what was written."""
     from uc_datasets.core.sources import FASHION_MNIST_CLASSES
-    from uc_datasets.evaluation.comparison import make_labelings, sweep
+    from uc_datasets.evaluation.comparison import make_labelings
     from uc_datasets.evaluation.tables import pivot_markdown
 
     args = parse_args(argv)
@@ -123,9 +123,8 @@ def main(argv: list[str] | None = None) -> dict:
                 save()
                 continue
             fits[name] = {"budget_multiplier": m, "fit_epochs": epochs, **record}
-            sets.protected[name], sets.groups[name] = images, protector.cache_clusters
-            sets.meta[name] = {"p": protector.config.n_clusters, "attack_success": record["attack_success"],
-                               "budget_multiplier": m, "fit_epochs": epochs}
+            sets.add(name, images, groups=protector.cache_clusters, p=protector.config.n_clusters,
+                     attack_success=record["attack_success"], budget_multiplier=m, fit_epochs=epochs)
             del protector  # the surrogate and generators are not needed any more
             gc.collect()
             save()
@@ -137,9 +136,8 @@ def main(argv: list[str] | None = None) -> dict:
                 rows[:] = done + new
                 save()
 
-            rows[:] = done + sweep(sets, [("none", [name], labelings)], runner, seeds=profile.seeds,
-                                   row_keys=_workload.row_keys(profile), cleans=cleans, on_rows=on_rows,
-                                   progress=args.progress)
+            rows[:] = done + _workload.sweep(profile, sets, [("none", [name], labelings)], progress=args.progress,
+                                             runner=runner, cleans=cleans, on_rows=on_rows)
     finally:
         gc.unfreeze()
     if runner is not None:

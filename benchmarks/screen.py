@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import logging
 import time
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import _common
@@ -34,6 +33,7 @@ from _workload import (
     fit_and_protect,
     load_data,
     payload,
+    profile_from_args,
     simclr,
     sweep,
     visual_meta,
@@ -70,10 +70,9 @@ def run_compare_defaults(args: argparse.Namespace, profile: StrengthProfile) -> 
         logger.info("variant %s", name)
         protector, images, record = fit_and_protect(train_ds, profile, progress=args.progress, **overrides)
         cfg = protector.config
-        sets.protected[name], sets.groups[name] = images, protector.cache_clusters
-        sets.meta[name] = {"method": "UC", "variant": name, "p": cfg.n_clusters, "train_on": cfg.train_on,
-                           "loss": cfg.loss, "parametrization": cfg.parametrization,
-                           "attack_success": record["attack_success"], "fit_seconds": record["fit_seconds"]}
+        sets.add(name, images, groups=protector.cache_clusters, method="UC", variant=name, p=cfg.n_clusters,
+                 train_on=cfg.train_on, loss=cfg.loss, parametrization=cfg.parametrization,
+                 attack_success=record["attack_success"], fit_seconds=record["fit_seconds"])
         fits[name] = record
     names = [name for name, _ in default_variants(profile)]
     return validation_sweep(args, profile, "compare-defaults", sets, names, labelings, t_start,
@@ -164,10 +163,10 @@ def fit_variants(args: argparse.Namespace, profile: StrengthProfile, train_ds: d
         protector, images, record = fit_and_protect(train_ds, profile, progress=args.progress,
                                                     label_column="label" if label_aware else None,
                                                     name_encoder=args.encoder, **overrides)
-        sets.protected[key], sets.groups[key] = images, protector.cache_clusters
-        sets.meta[key] = {"method": variant_method(label_aware), "variant": key, "p": protector.config.n_clusters,
-                          "pattern": protector.config.pattern, "attack_success": record["attack_success"],
-                          "fit_seconds": record["fit_seconds"], **visual_meta(sets.clean, images)}
+        sets.add(key, images, groups=protector.cache_clusters, method=variant_method(label_aware), variant=key,
+                 p=protector.config.n_clusters, pattern=protector.config.pattern,
+                 attack_success=record["attack_success"], fit_seconds=record["fit_seconds"],
+                 **visual_meta(sets.clean, images))
         fits[key] = record
         names.append(key)
     return fits, names
@@ -271,11 +270,7 @@ def main(argv: list[str] | None = None) -> dict:
     """Run the chosen screen at the chosen profile; returns what was written."""
     args = parse_args(argv)
     _common.setup(args.threads)
-    overrides = {"seeds": tuple(args.seeds) if args.seeds else None, "n_train": args.n_train,
-                 "fit_epochs": args.fit_epochs, "victim_epochs": args.victim_epochs,
-                 "defaults_n_values": tuple(args.screen_n_values) if args.screen_n_values else None}
-    profile = replace(PROFILES[args.profile], **{k: v for k, v in overrides.items() if v is not None})
-    logger.info("profile %s: %s", args.profile, profile)
+    profile = profile_from_args(args, defaults_n_values=tuple(args.screen_n_values) if args.screen_n_values else None)
     if args.estimate:
         return estimate(profile, compare_defaults=True)
     run = run_attack_screen if args.attack_screen else run_screen if args.screen else run_compare_defaults

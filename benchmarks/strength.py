@@ -47,6 +47,7 @@ from _workload import (
     payload,
     plot,
     profile_baseline_settings,
+    profile_from_args,
     pseudo,
     report,
     simclr,
@@ -73,7 +74,10 @@ from uc_datasets.evaluation.tables import (
     pivot_markdown,
     results_markdown,
 )
-from uc_datasets.methods.uc.config import LABEL_AWARE_DEFAULTS, PREVIOUS_LABEL_AWARE_DEFAULTS
+from uc_datasets.methods.uc.config import (
+    LABEL_AWARE_DEFAULTS,
+    PREVIOUS_LABEL_AWARE_DEFAULTS,
+)
 
 logger = logging.getLogger("strength")
 
@@ -114,15 +118,13 @@ def run_strength(args: argparse.Namespace, profile: StrengthProfile) -> dict:
         sets = base.without_protected()
         protector, uc_images, fit_record = fit_and_protect(train_ds, profile, progress=args.progress, seed=seed,
                                                            **UC_SETTINGS)
-        sets.protected["UC"], sets.groups["UC"] = uc_images, protector.cache_clusters
-        sets.meta["UC"] = {"p": protector.config.n_clusters, "attack_success": fit_record["attack_success"],
-                           "pattern": protector.config.pattern}
+        sets.add("UC", uc_images, groups=protector.cache_clusters, p=protector.config.n_clusters,
+                 attack_success=fit_record["attack_success"], pattern=protector.config.pattern)
         la, la_images, la_record = fit_and_protect(train_ds, profile, progress=args.progress, seed=seed,
                                                    label_column="label", name_encoder=args.encoder,
                                                    **LABEL_AWARE_SETTINGS)
-        sets.protected[LABEL_AWARE], sets.groups[LABEL_AWARE] = la_images, la.cache_clusters
-        sets.meta[LABEL_AWARE] = {"p": la.config.n_clusters, "attack_success": la_record["attack_success"],
-                                  "pattern": la.config.pattern, "surrogate": "none"}
+        sets.add(LABEL_AWARE, la_images, groups=la.cache_clusters, p=la.config.n_clusters,
+                 attack_success=la_record["attack_success"], pattern=la.config.pattern, surrogate="none")
         extra["fits"][str(seed)] = {"UC": fit_record, LABEL_AWARE: la_record}
         add_controls(sets, protector.cache_clusters, protector.config.n_clusters, seed=seed)
         methods = ["UC", LABEL_AWARE, "sign-per-class"]
@@ -179,21 +181,20 @@ def run_attackers(args: argparse.Namespace, profile: StrengthProfile) -> dict:
         sets = base.without_protected()
         protector, uc_images, fit_record = fit_and_protect(train_ds, profile, progress=args.progress, seed=seed,
                                                            **UC_SETTINGS)
-        sets.protected["UC"], sets.groups["UC"] = uc_images, protector.cache_clusters
-        sets.meta["UC"] = {"p": protector.config.n_clusters, "pattern": protector.config.pattern}
+        sets.add("UC", uc_images, groups=protector.cache_clusters, p=protector.config.n_clusters,
+                 pattern=protector.config.pattern)
         la, la_images, la_record = fit_and_protect(train_ds, profile, progress=args.progress, seed=seed,
                                                    label_column="label", name_encoder=args.encoder,
                                                    **LABEL_AWARE_SETTINGS)
-        sets.protected[LABEL_AWARE], sets.groups[LABEL_AWARE] = la_images, la.cache_clusters
-        sets.meta[LABEL_AWARE] = {"p": la.config.n_clusters, "pattern": la.config.pattern, "surrogate": "none"}
+        sets.add(LABEL_AWARE, la_images, groups=la.cache_clusters, p=la.config.n_clusters, pattern=la.config.pattern,
+                 surrogate="none")
         add_controls(sets, protector.cache_clusters, protector.config.n_clusters, seed=seed)
         if baseline_images is None:
             settings = profile_baseline_settings(BEST_BASELINE, profile)
             baseline_images, extra["baseline_fits"][BEST_BASELINE + CONSISTENT] = fit_baseline(
                 BEST_BASELINE, train_ds, consistent=True, settings=settings, epsilon=EPSILON, progress=args.progress)
         name = BEST_BASELINE + CONSISTENT
-        sets.protected[name], sets.groups[name] = baseline_images, sets.labels.numpy()
-        sets.meta[name] = {"p": int(sets.labels.max()) + 1, "surrogate": "none"}
+        sets.add(name, baseline_images, groups=sets.labels.numpy(), p=int(sets.labels.max()) + 1, surrogate="none")
         extra["fits"][str(seed)] = {"UC": fit_record, LABEL_AWARE: la_record}
         methods = list(ATTACK_METHODS)
         one = replace(profile, seeds=(seed,))
@@ -297,15 +298,14 @@ def run_final(args: argparse.Namespace, profile: StrengthProfile) -> dict:
         if EMINN_METHOD in methods:
             # fit once (seed 0) and shared by every seed's victims: the costliest fit here
             images, _, meta, fits[EMINN_METHOD] = cached(EMINN_METHOD, eminn_fit)
-            sets.protected[EMINN_METHOD], sets.meta[EMINN_METHOD] = images, meta
-            sets.groups[EMINN_METHOD] = None
+            sets.add(EMINN_METHOD, images, **meta)
         for name, label_column, settings in (("UC", None, UC_SETTINGS),
                                              (LABEL_AWARE, "label", FINAL_LABEL_AWARE_SETTINGS),
                                              (TILE_METHOD, "label", LABEL_AWARE_SETTINGS),
                                              (HYBRID_METHOD, "label", HYBRID_SETTINGS)):
             if name in methods:
                 images, groups, meta, fits[name] = cached(f"{name} seed{seed}", uc_fit(seed, label_column, settings))
-                sets.protected[name], sets.groups[name], sets.meta[name] = images, groups, meta
+                sets.add(name, images, groups=groups, **meta)
         if "sign-per-class" in methods:
             clusters = sets.groups.get("UC")
             add_controls(sets, np.zeros(len(base.labels), dtype=np.int64) if clusters is None else np.asarray(clusters),
@@ -415,13 +415,8 @@ def main(argv: list[str] | None = None) -> dict:
             plot(json.loads(Path(args.report).read_text()), args.plot)
         return {"report": text}
     _common.setup(args.threads)
-    profile = PROFILES[args.profile]
-    overrides = {"seeds": tuple(args.seeds) if args.seeds else None, "n_train": args.n_train,
-                 "fit_epochs": args.fit_epochs, "victim_epochs": args.victim_epochs,
-                 "defenses": tuple(args.defenses) if args.defenses is not None else None,
-                 "n_values": tuple(args.n_values) if args.n_values else None}
-    profile = replace(profile, **{k: v for k, v in overrides.items() if v is not None})
-    logger.info("profile %s: %s", args.profile, profile)
+    profile = profile_from_args(args, defenses=tuple(args.defenses) if args.defenses is not None else None,
+                                n_values=tuple(args.n_values) if args.n_values else None)
     if args.estimate:
         return estimate(profile, False, args.baselines)
     if args.attackers:

@@ -69,7 +69,7 @@ def add_noise_controls(sets: ProtectedSets, clusters: Sequence[int] | np.ndarray
     groups = {"image": n, "cluster": p, "class": int(sets.labels.max()) + 1}
     for i, method in enumerate(CONTROLS_N10 + CONTROLS):
         kind, key = method.split("-per-")
-        sets.protected[method] = noise_control(sets.clean, keys[key], epsilon, seed=1000 + i + 10_000 * seed,
-                                               kind="sign" if kind == "sign" else "uniform")
-        sets.groups[method] = None if key == "image" else keys[key]
-        sets.meta[method] = {"p": groups[key], "surrogate": surrogate if key == "cluster" else "none"}
+        images = noise_control(sets.clean, keys[key], epsilon, seed=1000 + i + 10_000 * seed,
+                               kind="sign" if kind == "sign" else "uniform")
+        sets.add(method, images, groups=None if key == "image" else keys[key], p=groups[key],
+                 surrogate=surrogate if key == "cluster" else "none")

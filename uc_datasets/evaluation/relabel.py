@@ -33,7 +33,11 @@ import numpy as np
 import torch
 from datasets import ClassLabel, Dataset, DatasetDict, Value
 
-from uc_datasets.core.class_names import DEFAULT_ENCODER, embed_class_names, encoder_label
+from uc_datasets.core.class_names import (
+    DEFAULT_ENCODER,
+    embed_class_names,
+    encoder_label,
+)
 from uc_datasets.core.grouping import kmeans_groups
 
 logger = logging.getLogger(__name__)
