@@ -28,7 +28,7 @@ import torch
 from uc_datasets import UnlearnableClusters, __version__
 from uc_datasets.core.surrogates import load_surrogate
 from uc_datasets.methods.uc.config import UCConfig
-from uc_datasets.methods.uc.fit import PerturbationBank, feature_loss
+from uc_datasets.methods.uc.training import PerturbationBank, feature_loss
 
 logger = logging.getLogger("gpu_fit")
 

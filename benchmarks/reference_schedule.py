@@ -13,7 +13,7 @@ What the public Unlearnable Clusters code does (docs/design.md §1), step by ste
 4. augmentation on the clean images in the data loader (Resize 256 + RandomCrop 224 +
    horizontal flip, per image), then ``clamp(x + delta_i, 0, 1)``.
 
-Difference from the library's fit: :func:`uc_datasets.methods.uc.fit.train_perturbations` (default
+Difference from the library's fit: :func:`uc_datasets.methods.uc.training.train_perturbations` (default
 ``augment_mode="reference"``) augments the *perturbed* image ``x + delta``: upscale by 256/224,
 crop at one offset shared by the whole batch, flip per image. This module, like the reference,
 crops and flips each *clean* image independently and adds delta afterwards, so delta is never
@@ -51,12 +51,9 @@ from uc_datasets.core.working_set import (
     scan_sizes,
 )
 from uc_datasets.methods.uc.clustering import kmeans, target_permutation
-from uc_datasets.methods.uc.fit import (
-    attack_success,
-    compute_features,
-    feature_loss,
-    perturb,
-)
+from uc_datasets.core.imaging import perturb
+from uc_datasets.methods.uc.fit import attack_success, compute_features
+from uc_datasets.methods.uc.training import feature_loss
 from uc_datasets.methods.uc.generator import Perturbation
 
 logger = logging.getLogger("reference_schedule")

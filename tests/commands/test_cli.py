@@ -152,10 +152,10 @@ def test_protect_label_aware_tile_from_the_command_line(tiny_clip, tmp_path):
     from uc_datasets.evaluation.sweep import read_protection_metadata
 
     prot = load_protector(tmp_path / "out" / "protector")
-    assert prot.method == "UC-CLIP (label-aware)" and prot.config.pattern == "tile" and prot.config.period == 3
+    assert prot.method == "UC (label-aware)" and prot.config.pattern == "tile" and prot.config.period == 3
     assert prot.config.n_clusters == 3 and prot.classes == [0, 1, 2]
     protected = datasets.load_from_disk(str(tmp_path / "out" / "protected"))
-    assert read_protection_metadata(protected)["method"] == "UC-CLIP (label-aware)"
+    assert read_protection_metadata(protected)["method"] == "UC (label-aware)"  # one key per class: no surrogate was used
     assert json.loads(protected.info.description)["uc_datasets"]["mode"] == "label-aware"
 
 

@@ -10,7 +10,7 @@ import datasets
 import numpy as np
 
 from uc_datasets.core.config import as_epsilon
-from uc_datasets.core.imaging import ImageDecodeError, image_to_array, load_native
+from uc_datasets.core.imaging import ImageDecodeError, color_channels, image_to_array, load_native
 from uc_datasets.core.visual import VisualCostStream, visual_cost
 from uc_datasets.core.working_set import check_image_column, feature_mode, undecoded
 
@@ -19,6 +19,13 @@ __all__ = ["VerifyReport", "verify", "visual_cost"]
 logger = logging.getLogger(__name__)
 
 _LOSSLESS = {b"\x89PNG\r\n\x1a\n": "PNG", b"II*\x00": "TIFF", b"MM\x00*": "TIFF"}
+#: Each kind of violation, as the summary names it.
+VIOLATION_KINDS = {
+    "lossy": "not stored losslessly (re-encoded, e.g. as JPEG, which destroys the protection: publish PNG)",
+    "size": "changed size or mode (resized or converted after protection: compare the same images)",
+    "bound": "over the epsilon bound",
+    "undecodable": "cannot be decoded",
+}
 
 
 @dataclass
@@ -36,6 +43,9 @@ class VerifyReport:
     undecodable: list[int] = field(default_factory=list)
     # PSNR (dB) and SSIM against the originals: uc_datasets.core.visual.VisualCostStream.result()
     visual: dict = field(default_factory=dict)
+    # mean |protected - clean| in uint8 levels over every compared colour value: a perturbation that lost
+    # its amplitude (resampled, clipped) shows here, whatever its maximum
+    mean_change_levels: float = 0.0
 
     @property
     def passed(self) -> bool:
@@ -65,11 +75,26 @@ class VerifyReport:
     def to_dict(self) -> dict:
         return {**asdict(self), "passed": self.passed, "psnr_db": self.psnr, "ssim": self.ssim}
 
+    def violation_summary(self) -> str:
+        """The violations counted by kind, each with what it means (``''`` without violations).
+
+        Example:
+            >>> VerifyReport(2, 8, 0, 0.0, violations=[{"index": 0, "kind": "lossy", "reason": "r"}]).violation_summary()
+            '1 not stored losslessly (re-encoded, e.g. as JPEG, which destroys the protection: publish PNG)'
+        """
+        counts: dict[str, int] = {}
+        for v in self.violations:
+            counts[v.get("kind", "other")] = counts.get(v.get("kind", "other"), 0) + 1
+        return "; ".join(f"{n} {VIOLATION_KINDS.get(kind, kind)}" for kind, n in counts.items())
+
     def summary(self) -> str:
         verdict = "PASSED" if self.passed else "FAILED"
+        why = self.violation_summary()
         return (f"{verdict}: {self.n_images} images, max deviation {self.max_deviation}/255 "
-                f"(bound {self.epsilon_levels}/255), {100 * self.fraction_changed:.1f}% of pixel values changed, "
-                f"{len(self.violations)} violation(s), {len(self.unchanged)} unprotected image(s)"
+                f"(bound {self.epsilon_levels}/255), mean change {self.mean_change_levels:.2f} levels, "
+                f"{100 * self.fraction_changed:.1f}% of pixel values changed, "
+                f"{len(self.violations)} violation(s){f' ({why})' if why else ''}, "
+                f"{len(self.unchanged)} unprotected image(s)"
                 + (f"; {self.visual_summary()}" if self.psnr is not None else "")
                 + (f", {len(self.undecodable)} undecodable image(s) kept as they were: rows {self.undecodable[:20]}"
                    if self.undecodable else ""))
@@ -107,7 +132,7 @@ def verify(clean: datasets.Dataset, protected: datasets.Dataset, epsilon: float,
     bound = math.ceil(epsilon * 255 - 1e-9)
     a_mode, b_mode = feature_mode(clean, image_column), feature_mode(protected, image_column)
     a_raw, b_raw = undecoded(clean, image_column), undecoded(protected, image_column)
-    worst, changed, total = 0, 0, 0
+    worst, changed, total, change_sum, colour_total = 0, 0, 0, 0, 0
     report = VerifyReport(len(clean), bound, 0, 0.0)
     stream = VisualCostStream() if visual else None
     for i in tqdm(range(len(clean)), desc="verifying", disable=not progress):
@@ -119,20 +144,21 @@ def verify(clean: datasets.Dataset, protected: datasets.Dataset, epsilon: float,
             if same:
                 report.undecodable.append(i)
             else:
-                report.violations.append({"index": i, "reason": "the original cannot be decoded and the protected "
-                                                                "copy is not the same bytes"})
+                report.violations.append({"index": i, "kind": "undecodable",
+                                          "reason": "the original cannot be decoded and the protected copy is not the "
+                                                    "same bytes"})
             continue
         if _format(b_val) is None:
-            report.violations.append({"index": i, "reason": "not stored losslessly (expected PNG)"})
+            report.violations.append({"index": i, "kind": "lossy", "reason": "not stored losslessly (expected PNG)"})
             continue
         try:
             b = load_native(b_val, index=i, image_column=image_column, max_pixels=2**62, mode=b_mode)
         except ImageDecodeError:
-            report.violations.append({"index": i, "reason": "the protected image cannot be decoded"})
+            report.violations.append({"index": i, "kind": "undecodable", "reason": "the protected image cannot be decoded"})
             continue
         if a.size != b.size or a.mode != b.mode:
-            report.violations.append({"index": i, "reason": f"size/mode changed: {a.size} {a.mode} -> "
-                                                            f"{b.size} {b.mode}"})
+            report.violations.append({"index": i, "kind": "size",
+                                      "reason": f"size/mode changed: {a.size} {a.mode} -> {b.size} {b.mode}"})
             continue
         a_arr, b_arr = image_to_array(a), image_to_array(b)
         diff = np.abs(a_arr.astype(np.int16) - b_arr.astype(np.int16))
@@ -143,12 +169,16 @@ def verify(clean: datasets.Dataset, protected: datasets.Dataset, epsilon: float,
         n_changed = int((diff > 0).sum())
         changed += n_changed
         total += diff.size
+        colour = diff[..., : color_channels(a.mode)]  # alpha is copied bit-exact: not part of the change
+        change_sum += int(colour.sum())
+        colour_total += colour.size
         if dev > bound:
-            report.violations.append({"index": i, "reason": f"deviation {dev} > {bound} levels"})
+            report.violations.append({"index": i, "kind": "bound", "reason": f"deviation {dev} > {bound} levels"})
         elif n_changed == 0:
             report.unchanged.append(i)
     report.max_deviation = worst
     report.fraction_changed = changed / max(total, 1)
+    report.mean_change_levels = change_sum / max(colour_total, 1)
     report.visual = stream.result() if stream is not None else {}
     if report.undecodable:
         logger.warning("%d original image(s) cannot be decoded and were kept as they were: rows %s",

@@ -5,7 +5,7 @@ import torch
 from tests.conftest import FAST_FIT
 from uc_datasets import UnlearnableClusters
 from uc_datasets.core.imaging import perturb
-from uc_datasets.methods.uc.fit import augment, augment_params, feature_loss
+from uc_datasets.methods.uc.training import augment, augment_params, feature_loss
 
 
 def test_losses_exact():

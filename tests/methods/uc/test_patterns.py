@@ -1,4 +1,4 @@
-"""Perturbation families (uc_datasets.methods.uc.patterns) and the label-aware mode, through the protector contract."""
+"""The drawn patterns (uc_datasets.methods.uc.patterns), and every family and the label-aware mode through the protector contract."""
 
 import math
 import pickle
@@ -10,12 +10,11 @@ import torch
 
 from tests.conftest import FAST_FIT, structured_images
 from uc_datasets import UnlearnableClusters, load_protector, verify
+from uc_datasets.methods.uc.fit import needs_surrogate
 from uc_datasets.methods.uc.patterns import (
     ar_patterns,
     block_patterns,
     code_tiles,
-    combine_levels,
-    keyed_patterns,
     shift_similarity,
     tile_patterns,
     tile_to,
@@ -58,19 +57,6 @@ def test_ar_textures_are_reproducible_from_the_seed_and_bounded():
     # each key has its own process: neighbouring-pixel correlations differ between keys
     corr = [float(torch.corrcoef(torch.stack([k[0, :, :-1].flatten(), k[0, :, 1:].flatten()]))[0, 1]) for k in a]
     assert max(corr) - min(corr) > 0.05
-
-
-def test_combine_levels_stays_within_the_budget_and_shares_coarse_patterns():
-    groups = [np.arange(4), np.array([0, 0, 1, 1])]
-    d = combine_levels("tile", groups, [0.5, 0.5], (8, 8), period=4, seed=0)
-    assert float(d.abs().max()) <= 1.0
-    coarse = keyed_patterns("tile", 2, (8, 8), period=4, seed=1)  # level 1 uses seed * 1000 + 1
-    fine = keyed_patterns("tile", 4, (8, 8), period=4, seed=0)
-    assert torch.allclose(d[1], 0.5 * fine[1] + 0.5 * coarse[0])
-    with pytest.raises(ValueError, match="add up to 1"):
-        combine_levels("tile", groups, [0.5, 0.6], (8, 8))
-    with pytest.raises(ValueError, match="not a model-free"):
-        keyed_patterns("generator", 2, (4, 4))
 
 
 def test_code_tiles_stay_further_apart_under_shifts_and_flips_than_random_draws():
@@ -131,6 +117,9 @@ FAMILY_CASES = [
     ("tile+error-min", True, {"levels": (2,), "level_source": "features", "error_min": TINY_EM}),
     ("tile", True, {"contrastive_share": 0.25, "contrastive": TINY_CP}),
     ("wave", False, {"contrastive_share": 0.25, "contrastive": TINY_CP, "phase": "per-image"}),
+    ("class-mean", True, {}),
+    ("class-mean", True, {"options": {"target": "derangement", "block_share": 0.25}}),
+    ("class-mean", False, {"options": {"target": "nearest"}}),
 ]
 
 
@@ -150,7 +139,11 @@ def test_family_contract(pattern, label_aware, extra, tiny_clip, labelled40, tmp
     ds = labelled40
     prot = UnlearnableClusters(surrogate=tiny_clip, **{**FAST_FIT, "pattern": pattern, **extra}).fit(
         ds, label_column="label" if label_aware else None)
-    assert prot.config.pattern == pattern and prot.method == "UC-CLIP" + (" (label-aware)" if label_aware else "")
+    # a label-aware fit with one key per class and no surrogate loss never loads the surrogate
+    used = needs_surrogate(prot.config, prot.metadata["class_names"])
+    assert prot.metadata["stats"]["surrogate_used"] is used
+    expected = ("UC-CLIP" if used else "UC") + (" (label-aware)" if label_aware else "")
+    assert prot.config.pattern == pattern and prot.method == expected
     batched = ds.map(prot, batched=True, load_from_cache_file=False)
     report = verify(ds, batched, 8 / 255, progress=False)
     # crafted noise starts at zero and a few-second fit need not reach the bound; drawn patterns use all of it
@@ -223,7 +216,7 @@ def test_levels_follow_the_class_names(tiny_clip):
 def test_config_refuses_bad_family_settings():
     with pytest.raises(ValueError, match="pattern must be one of"):
         UnlearnableClusters(pattern="stripes")
-    with pytest.raises(ValueError, match="built for the model-free patterns"):
+    with pytest.raises(ValueError, match="built for the families that draw or craft"):
         UnlearnableClusters(pattern="generator", levels=(2,))
     with pytest.raises(ValueError, match="level_shares must give one positive share"):
         UnlearnableClusters(pattern="tile", levels=(2,), level_shares=(0.5, 0.6))

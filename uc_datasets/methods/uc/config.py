@@ -17,16 +17,11 @@ AUGMENT_MODES = ("reference", "shifts")
 LEVEL_SOURCES = ("auto", "features", "class-names")
 FEATURE_NORMS = ("none", "l2", "l2-pca")
 PHASES = ("fixed", "per-image")
-#: Every perturbation family (``UCConfig.pattern``; see :mod:`uc_datasets.methods.uc.patterns`). Kept
-#: here, light to import, so the command line builds its choices from it.
+#: Every perturbation family (``UCConfig.pattern``), one class each in
+#: :mod:`uc_datasets.methods.uc.families` (which says what each needs). Kept here, light to
+#: import, so the command line builds its choices from it; a test checks that both agree.
 FAMILIES = ("generator", "periodic-generator", "tile", "tile-code", "ar", "block", "wave", "error-min",
-            "tile+error-min")
-#: Families drawn from a seed, no surrogate training.
-MODEL_FREE = ("tile", "tile-code", "ar", "block", "wave")
-#: Families whose perturbation repeats with ``period`` (tiled to every image size at map time).
-PERIODIC = ("tile", "tile-code", "periodic-generator")
-#: Families crafted as keyed error-minimising noise (:mod:`uc_datasets.methods.uc.keyed_noise`).
-ERROR_MIN = ("error-min", "tile+error-min")
+            "tile+error-min", "class-mean")
 #: The label-aware default, chosen on the validation split by the rule in benchmarks/README.md
 #: ("The block keys in the best-epoch screen"): one random +-eps grid of 4 x 4-pixel blocks per
 #: class. Model-free (no training, no class-name encoder, no surrogate at map time); the lowest
@@ -39,6 +34,16 @@ PREVIOUS_LABEL_AWARE_DEFAULTS: dict[str, Any] = {"pattern": "tile+error-min", "l
                                                  "level_source": "class-names", "error_min": {"rounds": 30}}
 #: Reference optimiser values (Adam, cosine annealing per iteration).
 DEFAULT_LR = {"generator": 1e-4, "direct": 1e-2}
+
+
+_DEFAULT_PERIOD = 4
+
+
+def _families_with(flag: str) -> list[str]:
+    """The names of the families whose class sets ``flag`` (for error messages)."""
+    from uc_datasets.methods.uc.families import FAMILY_TYPES
+
+    return [name for name, cls in FAMILY_TYPES.items() if getattr(cls, flag)]
 
 
 @dataclass
@@ -71,7 +76,7 @@ class UCConfig(BaseConfig):
     feature_batch_size: int = 64
     # --- perturbation family (see uc_datasets.methods.uc.patterns) ---------------------------------
     pattern: str = choice("generator", FAMILIES)
-    period: int = 4
+    period: int = _DEFAULT_PERIOD
     augment_mode: str = choice("reference", AUGMENT_MODES)
     # --- keys: label-aware mode and multi-level keys ------------------------------------
     label_column: str | None = None
@@ -85,6 +90,8 @@ class UCConfig(BaseConfig):
     error_min: dict = field(default_factory=dict)
     tile_share: float = 0.5
     phase: str = choice("fixed", PHASES)
+    # --- settings of the chosen family (its class in uc_datasets.methods.uc.families says which) ----
+    options: dict = field(default_factory=dict)
     # --- sample-wise contrastive residual (uc_datasets.methods.uc.contrastive_noise) -----------
     contrastive_share: float = 0.0
     contrastive: dict = field(default_factory=dict)
@@ -113,14 +120,20 @@ class UCConfig(BaseConfig):
             unique = tuple(dict.fromkeys(self.levels))
             raise ValueError(f"levels={self.levels} repeats a level: each is a different number of key groups, and a "
                              f"repeated one only adds the same grouping twice. Use levels={unique}.")
-        if self.levels and self.pattern not in MODEL_FREE + ERROR_MIN:
-            raise ValueError(f"multi-level keys (levels={self.levels}) are built for the model-free patterns "
-                             f"{MODEL_FREE} and the error-min families {ERROR_MIN}; pattern={self.pattern!r} "
-                             "trains one perturbation per cluster.")
+        family = self.family
+        if self.levels and not family.supports_levels:
+            raise ValueError(f"multi-level keys (levels={self.levels}) are built for the families that draw or craft "
+                             f"a pattern per key ({', '.join(_families_with('supports_levels'))}); pattern="
+                             f"{self.pattern!r} trains one perturbation per cluster.")
+        if self.period != _DEFAULT_PERIOD and not family.uses_period:
+            raise ValueError(f"period={self.period} is the tile period or block size of the families "
+                             f"{', '.join(_families_with('uses_period'))}; pattern={self.pattern!r} does not use "
+                             "it. Leave period at its default, or choose one of those families.")
         if not isinstance(self.error_min, dict):
             raise ValueError(f"error_min must be a dict of KeyedNoiseConfig settings, got {self.error_min!r}.")
-        if self.pattern in ERROR_MIN:
-            self.error_min_config.validate()
+        if not isinstance(self.options, dict):
+            raise ValueError(f"options must be a dict of the family's settings, got {self.options!r}.")
+        family(self).check()
         if not (isinstance(self.tile_share, (int, float)) and 0 < self.tile_share < 1):
             raise ValueError(f"tile_share is the tile's fraction of epsilon in tile+error-min, in (0, 1); "
                              f"got {self.tile_share!r}.")
@@ -132,9 +145,9 @@ class UCConfig(BaseConfig):
             raise ValueError(f"contrastive must be a dict of ContrastiveNoiseConfig settings, "
                              f"got {self.contrastive!r}.")
         if self.contrastive_share:
-            if self.pattern not in MODEL_FREE + ERROR_MIN:
+            if not family.supports_contrastive:
                 raise ValueError(f"a contrastive residual (contrastive_share={self.contrastive_share}) is added to the "
-                                 f"model-free {MODEL_FREE} and error-min {ERROR_MIN} families; pattern="
+                                 f"families {', '.join(_families_with('supports_contrastive'))}; pattern="
                                  f"{self.pattern!r} trains its perturbations against the surrogate instead.")
             if round(self.epsilon * 255) < 2:
                 raise ValueError("a contrastive residual needs epsilon >= 2/255: one level for the class-wise part and "
@@ -146,6 +159,18 @@ class UCConfig(BaseConfig):
                              f"of levels={self.levels}, adding up to 1; got {self.level_shares}.")
         if self.label_column is not None and not isinstance(self.label_column, str):
             raise ValueError(f"label_column must be a column name or None, got {self.label_column!r}.")
+
+    @property
+    def family(self):
+        """The :class:`~uc_datasets.methods.uc.families.base.Family` class of ``pattern``.
+
+        Example:
+            >>> UCConfig(pattern="block").family.uses_period
+            True
+        """
+        from uc_datasets.methods.uc.families import get_family
+
+        return get_family(self.pattern)
 
     @property
     def budgets(self) -> tuple[float, float]:

@@ -113,17 +113,26 @@ def latest_checkpoint(root: Path) -> Path | None:
     return done[-1] if done else None
 
 
-def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, *, accelerator=None,
+                    run_key: str | None = None) -> dict:
     """Restore model and optimizer written by :func:`save_checkpoint`; return the trainer state.
 
-    Reads the safetensors weights and the optimizer state with ``weights_only=True``; the RNG
-    pickles accelerate writes are not read (all our randomness is derived from the seed, the
-    epoch and the step, so it needs no saved state).
+    The trainer state is read first: a checkpoint of another configuration or dataset
+    (``run_key`` differs) is refused with the fix before any weight is touched. With an
+    accelerator the state is restored by ``accelerator.load_state`` (so that wrapped and sharded
+    models restore as accelerate saved them); it reads the safetensors weights and every
+    other file with ``weights_only=True``. Our randomness is derived from the seed, the epoch
+    and the step, so the RNG states it also restores change nothing.
     """
     path = Path(path)
-    state = load_file(str(path / "model.safetensors"))
-    target = model.module if hasattr(model, "module") else model
-    target.load_state_dict(state)
-    opt_state = torch.load(path / "optimizer.bin", map_location="cpu", weights_only=True)
-    optimizer.load_state_dict(opt_state)
-    return json.loads((path / TRAINER_STATE).read_text())
+    trainer_state = json.loads((path / TRAINER_STATE).read_text())
+    if run_key is not None and trainer_state.get("run_key") != run_key:
+        raise ValueError(f"checkpoint {path} is from a different configuration or dataset (another epsilon, number "
+                         "of clusters, family, seed or set of images); use a new output directory or run without "
+                         "--resume.")
+    if accelerator is not None:
+        accelerator.load_state(str(path))
+        return trainer_state
+    model.load_state_dict(load_file(str(path / "model.safetensors")))
+    optimizer.load_state_dict(torch.load(path / "optimizer.bin", map_location="cpu", weights_only=True))
+    return trainer_state

@@ -19,12 +19,11 @@ every family here carries its key in a shift-robust statistic (docs/design.md §
 * ``block``: a coarse grid of ``+-1`` blocks of ``block x block`` pixels (Yu et al., KDD 2022),
   low-frequency, so JPEG and small shifts disturb it less.
 
-Patterns are returned in units of epsilon (``[-1, 1]``), shape ``(n_keys, C, H, W)``.
-:func:`combine_levels` sums several levels of keys (e.g. clusters, and coarser groups of
-them) with shares of epsilon that add up to one, so the sum stays in ``[-1, 1]``.
+Patterns are returned in units of epsilon (``[-1, 1]``), shape ``(n_keys, C, H, W)``. The
+families of :mod:`uc_datasets.methods.uc.families` draw them, one key level at a time.
 
 Example:
-    >>> p = keyed_patterns("tile", 3, (8, 8), period=4, seed=0)
+    >>> p = tile_patterns(3, (8, 8), period=4, seed=0)
     >>> p.shape, bool(p.abs().max() <= 1), bool(torch.equal(p[..., :4, :4], p[..., 4:, 4:]))
     (torch.Size([3, 1, 8, 8]), True, True)
 """
@@ -37,12 +36,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-__all__ = ["ERROR_MIN", "FAMILIES", "MODEL_FREE", "PERIODIC", "ar_patterns", "block_patterns", "code_tiles",
-           "combine_levels", "keyed_patterns", "shift_similarity", "tile_patterns", "tile_to", "wave_patterns"]
-
-#: The family names (``FAMILIES``, ``MODEL_FREE``, ``PERIODIC``, ``ERROR_MIN``) live in the light
-#: config module, so that the command line builds its choices without importing torch.
-from uc_datasets.methods.uc.config import ERROR_MIN, FAMILIES, MODEL_FREE, PERIODIC  # noqa: E402,F401
+__all__ = ["ar_patterns", "block_patterns", "code_tiles", "shift_similarity", "tile_patterns", "tile_to",
+           "wave_patterns"]
 
 
 def _generator(seed: int) -> torch.Generator:
@@ -228,53 +223,3 @@ def ar_patterns(n_keys: int, hw: Sequence[int], *, channels: int = 1, seed: int 
     field = field - field.flatten(1).mean(1).view(-1, 1, 1, 1)
     scale = 1.5 * field.flatten(1).std(1).clamp(min=1e-12).view(-1, 1, 1, 1)
     return (field / scale).clamp(-1.0, 1.0).contiguous()
-
-
-def keyed_patterns(family: str, n_keys: int, hw: Sequence[int], *, period: int = 4, channels: int = 1,
-                   seed: int = 0) -> torch.Tensor:
-    """One pattern per key of a model-free ``family`` (``tile``, ``ar``, ``block``), in ``[-1, 1]``.
-
-    ``period`` is the tile period and the block size.
-
-    Example:
-        >>> keyed_patterns("block", 2, (8, 8), period=4, seed=0).shape
-        torch.Size([2, 1, 8, 8])
-    """
-    if family == "tile":
-        return tile_patterns(n_keys, hw, period=period, channels=channels, seed=seed)
-    if family == "tile-code":
-        return tile_to(code_tiles(n_keys, period=period, channels=channels, seed=seed), hw).contiguous()
-    if family == "block":
-        return block_patterns(n_keys, hw, block=period, channels=channels, seed=seed)
-    if family == "ar":
-        return ar_patterns(n_keys, hw, channels=channels, seed=seed)
-    if family == "wave":
-        return wave_patterns(n_keys, hw, channels=channels, seed=seed)
-    raise ValueError(f"{family!r} is not a model-free pattern family; choose one of {MODEL_FREE}.")
-
-
-def combine_levels(family: str, key_groups: Sequence[np.ndarray], shares: Sequence[float], hw: Sequence[int], *,
-                   period: int = 4, channels: int = 1, seed: int = 0) -> torch.Tensor:
-    """Sum one pattern per group over several key levels: ``sum_l shares[l] * P_l[key_groups[l][k]]``.
-
-    ``key_groups[l]`` maps every key (cluster) to its group at level ``l`` (level 0 is usually
-    the identity: one pattern per key); ``shares`` are fractions of epsilon that add up to 1.
-    Each level draws its patterns from its own seed. Returns ``(n_keys, C, H, W)`` in ``[-1, 1]``.
-
-    Example:
-        >>> d = combine_levels("tile", [np.arange(4), np.array([0, 0, 1, 1])], [0.5, 0.5], (4, 4), period=2)
-        >>> bool(d.abs().max() <= 1), d.shape
-        (True, torch.Size([4, 1, 4, 4]))
-    """
-    if len(key_groups) != len(shares) or not key_groups:
-        raise ValueError("combine_levels needs one share of epsilon per level")
-    if abs(sum(shares) - 1) > 1e-6 or min(shares) <= 0:
-        raise ValueError(f"level shares must be positive and add up to 1, got {list(shares)}")
-    total = None
-    for level, (groups, share) in enumerate(zip(key_groups, shares)):
-        groups = torch.as_tensor(np.asarray(groups), dtype=torch.long)
-        pats = keyed_patterns(family, int(groups.max()) + 1, hw, period=period, channels=channels,
-                              seed=seed * 1_000 + level)
-        part = share * pats[groups]
-        total = part if total is None else total + part
-    return total.clamp(-1.0, 1.0)

@@ -25,7 +25,6 @@ from uc_datasets.core.protector import BaseProtector
 from uc_datasets.core.surrogates import Surrogate, load_surrogate
 from uc_datasets.methods.uc.clustering import apply_feature_transform, assign
 from uc_datasets.methods.uc.config import UCConfig
-from uc_datasets.methods.uc.patterns import PERIODIC, tile_to
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +103,13 @@ class UCProtector(BaseProtector):
                          classes=classes)
 
     @property
+    def family(self):
+        """The :class:`~uc_datasets.methods.uc.families.base.Family` that made the perturbations (applies them at each size)."""
+        if getattr(self, "_family", None) is None:
+            self._family = self.config.family(self.config)
+        return self._family
+
+    @property
     def cache_clusters(self) -> np.ndarray:
         """The cluster of every fit-set image, by ``cache_keys`` (content hashes)."""
         return self.cache_values
@@ -164,17 +170,15 @@ class UCProtector(BaseProtector):
     # ------------------------------------------------------------------ map interface
     def perturbations_for(self, images: Sequence[Image.Image], *,
                           labels: Sequence[object] | None = None) -> list[torch.Tensor]:
-        """The perturbation of each image's cluster; periodic families are tiled to the image's
-        own size (no resampling). ``labels`` are used in label-aware mode only."""
+        """The perturbation of each image's cluster at the image's own size, by the family's rule
+        (:meth:`~uc_datasets.methods.uc.families.base.Family.at_size`: periodic and drawn patterns
+        are tiled, never resampled). ``labels`` are used in label-aware mode only."""
         needs_keys = (self.use_cache and bool(self._cache)) or self.config.phase == "per-image" or (
             self.sample_residual is not None)
         keys = [content_key(img) for img in images] if needs_keys else None  # each image hashed once
         clusters = self.assign(images, labels=labels, keys=keys)
-        if self.config.pattern not in PERIODIC:
-            out = [self.deltas[c] for c in clusters]
-        else:
-            k = min(self.config.period, *self.working_hw)
-            out = [tile_to(self.deltas[c][:, :k, :k], (img.height, img.width)) for c, img in zip(clusters, images)]
+        family = self.family
+        out = [family.at_size(self.deltas[c], (img.height, img.width)) for c, img in zip(clusters, images)]
         if self.config.phase == "per-image":
             out = [phase_shift(d, k) for d, k in zip(out, keys)]
         if self.sample_residual is not None:

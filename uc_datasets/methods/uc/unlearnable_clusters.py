@@ -20,10 +20,13 @@ from uc_datasets.core.protector import default_device
 from uc_datasets.core.surrogates import Surrogate, load_surrogate
 from uc_datasets.core.working_set import check_image_column, prepare_working_set
 from uc_datasets.methods.uc.config import DEFAULT_SURROGATE, UCConfig
-from uc_datasets.methods.uc.fit import fit_clusters
+from uc_datasets.methods.uc.fit import fit_clusters, needs_surrogate
 from uc_datasets.methods.uc.protector import UCProtector, uc_method_name
 
 logger = logging.getLogger(__name__)
+
+#: The ``surrogate_info`` of a protector fitted without features (its keys are the classes).
+NO_SURROGATE = {"name": "none (keys are the dataset's classes)", "kind": "none"}
 
 
 class UnlearnableClusters(BaseMethod):
@@ -113,12 +116,22 @@ class UnlearnableClusters(BaseMethod):
                              "use fewer clusters or more images.")
         set_seed(cfg.seed)
         show = self.progress and (accelerator is None or accelerator.is_main_process)
+        sizes: Counter = Counter()
+
+        def check_sizes(found: Counter) -> None:
+            sizes.update(found)
+            check_period(cfg, found)
+
         data, n_grey = prepare_working_set(ds, image_column, working_size=cfg.working_size,
-                                           max_pixels=self.max_pixels, progress=show,
-                                           check_sizes=lambda sizes: check_period(cfg, sizes))
+                                           max_pixels=self.max_pixels, progress=show, check_sizes=check_sizes)
+        warn_resampled(cfg, sizes, data.hw)
         if accelerator is not None:
             self.device = accelerator.device
-        surrogate = self.load_surrogate()
+        surrogate = self.load_surrogate() if needs_surrogate(cfg, names) else None
+        if surrogate is None:
+            logger.info("the keys are the %d classes of %r and pattern=%r needs no features: the surrogate %r is "
+                        "not loaded, at fit or at map time", len(class_values), cfg.label_column, cfg.pattern,
+                        cfg.surrogate)
         result = fit_clusters(surrogate, data, cfg, device=self.device, accelerator=accelerator,
                               output_dir=output_dir, resume=resume, num_workers=num_workers, progress=show,
                               classes=classes, class_names=names, any_grey=n_grey > 0)
@@ -138,7 +151,8 @@ class UnlearnableClusters(BaseMethod):
             "label_names": label_names(ds, cfg.label_column, class_values) if cfg.label_aware else None,
         }
         return UCProtector(cfg, result.deltas, result.centres, result.permutation,
-                           surrogate_info=vars(surrogate.info()), image_column=image_column, working_hw=data.hw,
+                           surrogate_info=vars(surrogate.info()) if surrogate is not None else NO_SURROGATE,
+                           image_column=image_column, working_hw=data.hw,
                            cache_keys=keys, cache_clusters=result.labels, metadata=metadata,
                            surrogate=surrogate, max_pixels=self.max_pixels, classes=class_values,
                            cluster_class=result.cluster_class, transform=result.transform,
@@ -217,12 +231,27 @@ def check_period(cfg: UCConfig, sizes: Counter) -> None:
     Example:
         >>> check_period(UCConfig(pattern="tile", period=4), Counter({(28, 28): 10}))
     """
-    from uc_datasets.methods.uc.patterns import PERIODIC
-
-    if cfg.pattern not in (*PERIODIC, "block") or not sizes:
+    if not cfg.family.uses_period or not sizes:
         return
     h, w = min(sizes, key=min)
     if cfg.period > min(h, w):
         raise ValueError(f"period={cfg.period} is larger than the smallest image ({w}x{h} pixels): pattern="
                          f"{cfg.pattern!r} would be cropped to the image and no longer repeat. Use period <= "
                          f"{min(h, w)} (default 4).")
+
+
+def warn_resampled(cfg: UCConfig, sizes: Counter, working_hw: tuple[int, int]) -> None:
+    """Warn when a family's perturbations will be resampled to images of other sizes than the
+    working resolution, which lowers their amplitude (drawn and periodic families tile instead).
+
+    Example:
+        >>> warn_resampled(UCConfig(pattern="block"), Counter({(28, 28): 5, (27, 27): 5}), (224, 224))
+    """
+    if len(sizes) <= 1 or cfg.family.keeps_amplitude():
+        return
+    other = sum(n for hw, n in sizes.items() if tuple(hw) != tuple(working_hw))
+    logger.warning("%d of %d images are not %dx%d, the working resolution of this mixed-size set: pattern=%r's "
+                   "perturbations are resampled to each image, which lowers their amplitude below epsilon where "
+                   "the image is smaller (verify reports the mean change in levels). Resize the images to one "
+                   "size first, or use a drawn family (pattern='block', 'tile', ...), which keeps the full bound "
+                   "at every size.", other, sum(sizes.values()), working_hw[1], working_hw[0], cfg.pattern)
