@@ -28,6 +28,9 @@ class CountingRunner:
         self.clean, self.fail, self.calls = clean, fail, []
         self.trainings, self.seconds = 0, 0.0
 
+    def matches(self, clean):  # every recorded clean victim was scored like this runner scores
+        return True
+
     def accuracy(self, images, labels, n_classes, defense, seed, test_labels, clean=None, augment="crop"):
         is_clean = images is self.clean
         self.calls.append(("clean" if is_clean else "protected", n_classes, defense, seed, clean))

@@ -265,6 +265,43 @@ def test_score_epochs_picks_the_best_epoch_and_scores_it_against_the_clean_best(
         score_epochs([], refs)
 
 
+def test_a_step_resolved_curve_finds_a_peak_that_the_epoch_ends_miss():
+    """Four points in the first epoch: the best is mid-epoch, which a per-epoch evaluation cannot
+    see; it is scored against the clean victim's own step-resolved best."""
+    refs = [0, 1, 1, 0]
+    right, wrong = torch.tensor([0, 1, 1, 0]), torch.tensor([1, 0, 0, 1])
+    half = torch.tensor([0, 1, 0, 1])
+    preds = [half, right, half, wrong, half, half]  # steps 1..4 (epoch 1), then the ends of epochs 2, 3
+    s = score_epochs(preds, refs, steps=[1, 2, 3, 4, 8, 12], steps_per_epoch=4)
+    assert s["accuracy_best"] == 1.0 and s["best_step"] == 2 and s["best_epoch"] == 1
+    assert s["accuracy_per_epoch"] == [0.0, 0.5, 0.5] and s["accuracy_best_epoch_end"] == 0.5
+    assert s["accuracy_per_step"] == [0.5, 1.0, 0.5, 0.0, 0.5, 0.5] and s["eval_steps"] == [1, 2, 3, 4, 8, 12]
+    clean = {"accuracy": 1.0, "accuracy_best": 1.0, "accuracy_best_epoch_end": 0.75}
+    scored = score_epochs(preds, refs, clean, steps=[1, 2, 3, 4, 8, 12], steps_per_epoch=4)
+    assert scored["protection_score_best"] == pytest.approx(1.0)  # (1.0 - 0.5) / (1.0 - 0.5)
+    assert scored["protection_score_best_epoch_end"] == pytest.approx(0.0)  # (0.5 - 0.5) / (0.75 - 0.5)
+    with pytest.raises(ValueError, match="one step per point"):
+        score_epochs(preds, refs, steps=[1, 2])
+
+
+def test_train_and_score_records_several_points_an_epoch_and_scores_the_best(tmp_path):
+    from uc_datasets.evaluation.sweep import train_and_score
+    from uc_datasets.evaluation.victims import TrainConfig
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (32, 3, 8, 8), dtype=torch.uint8, generator=g)
+    y = torch.arange(32) % 2
+    s = train_and_score("resnet18", x, y, 2, x, y.tolist(), TrainConfig(epochs=3, batch_size=8), width=0.125,
+                        progress=False, evals_per_epoch=2, early_epochs=2)
+    assert s["eval_steps"] == [2, 4, 6, 8, 12] and s["steps_per_epoch"] == 4
+    assert len(s["accuracy_per_step"]) == 5 and len(s["accuracy_per_epoch"]) == 3
+    assert s["accuracy_best"] == pytest.approx(max(s["accuracy_per_step"]), abs=1e-4)
+    assert s["accuracy_per_epoch"] == [s["accuracy_per_step"][i] for i in (1, 3, 4)]
+    plain = train_and_score("resnet18", x, y, 2, x, y.tolist(), TrainConfig(epochs=3, batch_size=8), width=0.125,
+                            progress=False)
+    assert "eval_steps" not in plain and plain["accuracy_per_epoch"] == s["accuracy_per_epoch"]
+
+
 def test_pseudo_label_rows(pair, tmp_path):
     clean, protected = pair
     args = parse(["--clean", clean, "--protected", protected, "--n-range", 2, 2, "--no-original",

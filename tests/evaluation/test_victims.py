@@ -210,3 +210,31 @@ def test_train_and_predict_records_every_epoch_without_changing_training():
     trained = train_victim(build_victim("resnet18", 3, width=0.125, image_size=8, seed=0), x, y, config,
                            progress=False)
     assert torch.equal(per_epoch[-1], predict(trained, x))
+
+
+def test_evaluation_steps_add_points_inside_the_first_epochs():
+    from uc_datasets.evaluation.victims import evaluation_steps
+
+    assert evaluation_steps(31, 12) == [31 * e for e in range(1, 13)]
+    steps = evaluation_steps(31, 12, per_epoch=4, early_epochs=3)
+    assert steps[:12] == [8, 16, 23, 31, 39, 47, 54, 62, 70, 78, 85, 93] and steps[-1] == 372
+    assert len([s for s in steps if s <= 93]) == 12 and len(steps) == 12 + 9
+    with pytest.raises(ValueError, match="per_epoch must be >= 1"):
+        evaluation_steps(31, 12, per_epoch=0)
+
+
+def test_predicting_at_steps_does_not_change_training():
+    """Points inside epochs are read from the model being trained: the final point equals a plain
+    training's final predictions, and every asked step is recorded, several per early epoch."""
+    from uc_datasets.evaluation.victims import predict, predict_during_training
+
+    x = torch.randint(0, 256, (24, 3, 8, 8), dtype=torch.uint8)
+    y = torch.arange(24) % 3
+    config = TrainConfig(epochs=3, batch_size=4)  # 6 steps an epoch
+    points = predict_during_training(build_victim("resnet18", 3, width=0.125, image_size=8, seed=0), x, y, config, x,
+                                     per_epoch=3, early_epochs=2, progress=False)
+    assert [s for s, _ in points] == [2, 4, 6, 8, 10, 12, 18]
+    trained = train_victim(build_victim("resnet18", 3, width=0.125, image_size=8, seed=0), x, y, config,
+                           progress=False)
+    assert torch.equal(points[-1][1], predict(trained, x))
+    assert not all(torch.equal(points[0][1], p) for _, p in points[1:])  # the model changes between points

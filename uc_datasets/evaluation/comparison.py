@@ -92,6 +92,9 @@ class VictimSettings:
     victim: str = "resnet18"
     width: float = 1.0
     test_batch_size: int = 512
+    #: the step-resolved peak: evaluations an epoch in the first ``early_epochs`` epochs (1 / 0: per epoch)
+    evals_per_epoch: int = 1
+    early_epochs: int = 0
 
 
 class VictimRunner:
@@ -116,6 +119,16 @@ class VictimRunner:
         # the long-lived objects (data, modules) frozen out of the collector it is cheap.
         gc.freeze()
 
+    @property
+    def step_resolved(self) -> bool:
+        """Whether victims are evaluated several times an epoch (the step-resolved peak)."""
+        return self.settings.evals_per_epoch > 1 and self.settings.early_epochs > 0
+
+    def matches(self, clean: dict | None) -> bool:
+        """Whether a recorded clean victim was scored the way this runner scores (a per-epoch clean
+        victim cannot be the reference of a step-resolved peak); a failed one (None) matches."""
+        return clean is None or self.step_resolved == (clean.get("accuracy_per_step") is not None)
+
     def accuracy(self, images: torch.Tensor, labels: torch.Tensor, n_classes: int, defense: str, seed: int,
                  test_labels: list[int], clean: dict | None = None, augment: str = "crop") -> dict:
         """Train on ``images``/``labels`` (victim augmentation ``augment``) and return the final and
@@ -129,7 +142,8 @@ class VictimRunner:
         result = train_and_score(s.victim, images, labels, n_classes, self.test_images, test_labels,
                                  TrainConfig(s.epochs, s.batch_size, s.lr, augment=augment, seed=seed),
                                  defense=defense, width=s.width, clean=clean, accelerator=self.accelerator,
-                                 progress=False, batch_size=s.test_batch_size, metric=self.metric)
+                                 progress=False, batch_size=s.test_batch_size, metric=self.metric,
+                                 evals_per_epoch=s.evals_per_epoch, early_epochs=s.early_epochs)
         self.seconds += time.perf_counter() - t0
         self.trainings += 1
         return result
@@ -246,7 +260,7 @@ def sweep(sets: ProtectedSets, plan: Plan, runner: VictimRunner, *, seeds: Seque
             train_y = torch.from_numpy(lab.map_labels(sets.labels))
             test_y = lab.map_labels(sets.test_labels).tolist()
             key = clean_key(seed, defense, lab.n_groups, lab.method)
-            if key not in cleans:
+            if key not in cleans or not runner.matches(cleans[key][0]):
                 clean, error = _train(runner, "clean victim", sets.clean, train_y, lab.n_groups, defense, seed, test_y)
                 cleans[key] = clean, None if error is None else f"clean victim: {error}"
                 bar.update(1)

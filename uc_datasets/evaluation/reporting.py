@@ -45,6 +45,15 @@ ROW_KEYS = (
     "clean_best_epoch",
     "protected_acc_per_epoch",
     "clean_acc_per_epoch",
+    # step-resolved curves (EvaluationConfig.evals_per_epoch / early_epochs; None when per epoch only):
+    # the 1-based steps evaluated, the accuracy at each, the best point's step, and the best score
+    # over the ends of epochs only (what a per-epoch evaluation reports)
+    "eval_steps",
+    "protected_acc_per_step",
+    "clean_acc_per_step",
+    "best_step",
+    "clean_best_step",
+    "protection_score_best_epoch_end",
 )
 RESULTS_JSON, RESULTS_TABLE, RESULTS_PLOT = "results.json", "results.md", "accuracy_vs_n.png"
 
@@ -80,6 +89,12 @@ def result_row(*, clean: dict | None, scores: dict | None, **keys: object) -> di
         clean_best_epoch=clean.get("best_epoch") if clean else None,
         protected_acc_per_epoch=(scores or {}).get("accuracy_per_epoch"),
         clean_acc_per_epoch=(clean or {}).get("accuracy_per_epoch"),
+        eval_steps=(scores or clean or {}).get("eval_steps"),
+        protected_acc_per_step=(scores or {}).get("accuracy_per_step"),
+        clean_acc_per_step=(clean or {}).get("accuracy_per_step"),
+        best_step=(scores or {}).get("best_step"),
+        clean_best_step=(clean or {}).get("best_step"),
+        protection_score_best_epoch_end=(scores or {}).get("protection_score_best_epoch_end"),
     )
     row.update(keys)
     return row
@@ -99,8 +114,14 @@ def clean_from_row(row: Mapping[str, Any]) -> dict | None:
     """
     if row.get("clean_acc") is None or row.get("clean_acc_best") is None:
         return None
-    return {"accuracy": row["clean_acc"], "accuracy_best": row["clean_acc_best"], "chance": row["chance"],
-            "best_epoch": row.get("clean_best_epoch"), "accuracy_per_epoch": row.get("clean_acc_per_epoch")}
+    clean = {"accuracy": row["clean_acc"], "accuracy_best": row["clean_acc_best"], "chance": row["chance"],
+             "best_epoch": row.get("clean_best_epoch"), "accuracy_per_epoch": row.get("clean_acc_per_epoch")}
+    if row.get("clean_acc_per_step") is not None:  # a step-resolved clean victim
+        steps, curve = row["eval_steps"], row["clean_acc_per_step"]
+        per_epoch = row.get("clean_acc_per_epoch") or []
+        clean.update(eval_steps=steps, accuracy_per_step=curve, best_step=row.get("clean_best_step"),
+                     accuracy_best_epoch_end=max(per_epoch) if per_epoch else row["clean_acc_best"])
+    return clean
 
 
 #: The supervised labellings the worst-attacker score covers (n classes).

@@ -49,7 +49,7 @@ from uc_datasets.evaluation.reporting import (
     results_table,
     write_outputs,
 )
-from uc_datasets.evaluation.victims import TrainConfig, train_and_predict
+from uc_datasets.evaluation.victims import TrainConfig, predict_during_training
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +103,10 @@ class EvaluationConfig:
     augment: str = TrainConfig.augment
     width: float = 1.0
     small_input: bool | None = None
+    # step-resolved peak: evaluate evals_per_epoch times an epoch in the first early_epochs epochs
+    # (a hacker with a clean validation set can stop at any step); 1 / 0: at the end of every epoch only
+    evals_per_epoch: int = 1
+    early_epochs: int = 0
     encoder: str = DEFAULT_ENCODER
     relabel_seed: int = 0
     pseudo_n_values: list[int] = field(default_factory=list)  # pseudo-label K-means of image embeddings
@@ -132,6 +136,9 @@ class EvaluationConfig:
                 raise ValueError(f"pseudo-label n must be >= 2; got {n}.")
         if self.n_values is not None and not self.n_values and not self.include_original and not self.pseudo_n_values:
             raise ValueError("Nothing to evaluate: no n values and the original labels are excluded.")
+        if self.evals_per_epoch < 1 or self.early_epochs < 0:
+            raise ValueError(f"evals_per_epoch must be >= 1 and early_epochs >= 0; got {self.evals_per_epoch} and "
+                             f"{self.early_epochs}.")
         self.train_config(0)  # validates the training fields
 
     def train_config(self, seed: int) -> TrainConfig:
@@ -165,34 +172,58 @@ def check_pseudo_labels(config: EvaluationConfig, n_train: int) -> None:
 
 
 def score_epochs(per_epoch: list[torch.Tensor], references: list[int], clean: dict | None = None,
-                 metric=None) -> dict:
-    """Final and best-epoch scores of one victim from its per-epoch test predictions.
+                 metric=None, *, steps: list[int] | None = None, steps_per_epoch: int | None = None) -> dict:
+    """Final and best scores of one victim from its test predictions at each evaluation point.
 
-    Returns the metric's ``accuracy``, ``chance`` and ``protection_score`` for the final epoch,
-    plus ``accuracy_best`` / ``protection_score_best`` for the epoch with the highest test
-    accuracy (``best_epoch``, 1-based): the attacker's best case, early stopping with an
-    oracle. With ``clean`` (the clean victim's scores) the protection scores are relative to
-    it: final to final, best to best.
+    ``per_epoch`` holds the predictions after every epoch, or, with ``steps`` (the 1-based
+    optimiser step of each point, :func:`~uc_datasets.evaluation.victims.evaluation_steps`) and
+    ``steps_per_epoch``, at every point of a step-resolved curve, the last one being the final
+    model's. Returns the metric's ``accuracy``, ``chance`` and ``protection_score`` for the final
+    point, plus ``accuracy_best`` / ``protection_score_best`` for the point with the highest test
+    accuracy: the attacker's best case, early stopping with an oracle, at any evaluated step.
+    ``best_epoch`` (1-based) is the epoch that point falls in, ``best_step`` its step.
+    ``*_best_epoch_end`` are the same over the ends of epochs only (what a per-epoch evaluation
+    sees). With ``clean`` (the clean victim's scores) the protection scores are relative to it:
+    final to final, best to best, epoch-end best to epoch-end best.
 
     Example:
         >>> per_epoch = [torch.tensor([0, 0]), torch.tensor([0, 1]), torch.tensor([1, 1])]
         >>> s = score_epochs(per_epoch, [0, 1])
         >>> s["accuracy"], s["accuracy_best"], s["best_epoch"]
         (0.5, 1.0, 2)
+        >>> s = score_epochs(per_epoch, [0, 1], steps=[1, 2, 4], steps_per_epoch=2)  # one mid-epoch point
+        >>> s["best_step"], s["best_epoch"], s["accuracy_per_epoch"], s["accuracy_best_epoch_end"]
+        (2, 1, [1.0, 0.5], 1.0)
     """
     if not per_epoch:
         raise ValueError("score_epochs needs the predictions of at least one epoch.")
+    if steps is not None and (len(steps) != len(per_epoch) or not steps_per_epoch):
+        raise ValueError(f"{len(steps)} steps for {len(per_epoch)} evaluation points: give one step per point, and "
+                         "steps_per_epoch.")
     metric = metric or load_unlearnability()
     refs = torch.as_tensor(references)
     accuracies = [float((p == refs).float().mean()) for p in per_epoch]
+    points, spe = (list(steps), int(steps_per_epoch)) if steps is not None else (
+        list(range(1, len(per_epoch) + 1)), 1)
+    ends = [i for i, st in enumerate(points) if st % spe == 0] or [len(points) - 1]
     best = max(range(len(accuracies)), key=accuracies.__getitem__)
-    final = metric.compute(predictions=per_epoch[-1].tolist(), references=list(references),
-                           clean_accuracy=None if clean is None else clean["accuracy"])
-    best_scores = metric.compute(predictions=per_epoch[best].tolist(), references=list(references),
-                                 clean_accuracy=None if clean is None else clean["accuracy_best"])
-    return {**final, "accuracy_best": best_scores["accuracy"],
-            "protection_score_best": best_scores["protection_score"], "best_epoch": best + 1,
-            "accuracy_per_epoch": [round(a, 4) for a in accuracies]}
+    best_end = max(ends, key=accuracies.__getitem__)
+
+    def scored(i: int, reference: float | None) -> dict:
+        return metric.compute(predictions=per_epoch[i].tolist(), references=list(references), clean_accuracy=reference)
+
+    final = scored(len(per_epoch) - 1, None if clean is None else clean["accuracy"])
+    best_scores = scored(best, None if clean is None else clean["accuracy_best"])
+    end_scores = scored(best_end, None if clean is None else clean.get("accuracy_best_epoch_end",
+                                                                       clean["accuracy_best"]))
+    out = {**final, "accuracy_best": best_scores["accuracy"], "protection_score_best": best_scores["protection_score"],
+           "best_epoch": -(-points[best] // spe), "accuracy_per_epoch": [round(accuracies[i], 4) for i in ends],
+           "accuracy_best_epoch_end": end_scores["accuracy"],
+           "protection_score_best_epoch_end": end_scores["protection_score"]}
+    if steps is not None:
+        out.update(best_step=points[best], steps_per_epoch=spe, eval_steps=points,
+                   accuracy_per_step=[round(a, 4) for a in accuracies])
+    return out
 
 
 def train_and_score(
@@ -212,10 +243,13 @@ def train_and_score(
     progress: bool = True,
     batch_size: int = 256,
     metric=None,
+    evals_per_epoch: int = 1,
+    early_epochs: int = 0,
 ) -> dict:
     """Build a victim from scratch, train it on ``images`` / ``labels`` and score it on the test
-    split after every epoch (:func:`score_epochs`). The one victim routine of the evaluation
-    side; the sweep and the strength benchmark both call it.
+    split after every epoch, and ``evals_per_epoch`` times an epoch in the first ``early_epochs``
+    epochs (:func:`score_epochs`: the best point of that step-resolved curve). The one victim
+    routine of the evaluation side; the sweep and the strength benchmark both call it.
 
     Example:
         >>> x = torch.randint(0, 256, (8, 3, 8, 8), dtype=torch.uint8); y = torch.arange(8) % 2
@@ -226,9 +260,14 @@ def train_and_score(
     """
     victim = build_victim(victim_name, num_classes, width=width, image_size=int(images.shape[-1]),
                           small_input=small_input, seed=train_config.seed)
-    per_epoch = train_and_predict(victim, images, labels, train_config, test_images, defense=get_defense(defense),
-                                  accelerator=accelerator, progress=progress, batch_size=batch_size)
-    return score_epochs(per_epoch, test_labels, clean, metric)
+    points = predict_during_training(victim, images, labels, train_config, test_images, per_epoch=evals_per_epoch,
+                                     early_epochs=early_epochs, defense=get_defense(defense),
+                                     accelerator=accelerator, progress=progress, batch_size=batch_size)
+    steps = [st for st, _ in points]
+    if evals_per_epoch == 1 or not early_epochs:  # one point an epoch: the per-epoch scores
+        return score_epochs([p for _, p in points], test_labels, clean, metric)
+    return score_epochs([p for _, p in points], test_labels, clean, metric, steps=steps,
+                        steps_per_epoch=steps[-1] // train_config.epochs)
 
 
 def _unprotected(clean: dict) -> dict:
@@ -330,6 +369,7 @@ def run_sweep(
             victim_name, images, labels, n, data.test_images, test_y, config.train_config(seed), defense=spec,
             width=config.width, small_input=config.small_input, clean=clean, accelerator=accelerator,
             progress=progress, batch_size=2 * config.batch_size, metric=metric,
+            evals_per_epoch=config.evals_per_epoch, early_epochs=config.early_epochs,
         )
         bar.update(1)
         return result

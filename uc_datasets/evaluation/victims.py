@@ -16,7 +16,7 @@ Example:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass
 
 import torch
@@ -32,7 +32,8 @@ from uc_datasets.evaluation.defenses import Defense
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TrainConfig", "predict", "train_and_predict", "train_victim"]
+__all__ = ["TrainConfig", "evaluation_steps", "predict", "predict_during_training", "train_and_predict",
+           "train_victim"]
 
 
 # --- augmentation (pure torch; torchvision does not import beside our torch) -------------
@@ -104,13 +105,18 @@ def train_victim(
     accelerator: Accelerator | None = None,
     progress: bool = True,
     on_epoch_end: Callable[[Victim, int], None] | None = None,
+    on_step: Callable[[Victim, int], None] | None = None,
+    steps: Collection[int] | Callable[[int], Collection[int]] = (),
 ) -> Victim:
     """Train ``model`` from its current weights on ``images`` (uint8 or float, (N, 3, H, W)).
 
     Seeds with ``config.seed``, runs ``epochs`` of SGD with a per-step cosine schedule, random
     augmentation and the defence's hooks, and returns the trained (unwrapped) model.
     ``on_epoch_end(model, epoch)``, when given, is called on every process after each epoch
-    with the unwrapped model (in eval mode is fine: training mode is restored after it).
+    with the unwrapped model (in eval mode is fine: training mode is restored after it);
+    ``on_step(model, step)`` after each optimiser step whose 1-based number is in ``steps`` (or in
+    ``steps(steps_per_epoch)``, for a schedule that depends on this process's loader length).
+    Neither changes the training: the same seed gives the same weights with or without them.
 
     Example:
         >>> x = torch.randint(0, 256, (8, 3, 8, 8), dtype=torch.uint8); y = torch.arange(8) % 2
@@ -153,6 +159,8 @@ def train_victim(
     )
     model.train()
     loss_value = float("nan")
+    step = 0
+    steps = frozenset(steps(len(loader)) if callable(steps) else steps)
     for epoch in range(config.epochs):
         for batch_images, batch_labels in loader:
             x = augment_batch(_as_float(batch_images), config.augment)
@@ -170,6 +178,10 @@ def train_victim(
             loss_value = float(loss.detach())
             bar.update(1)
             bar.set_postfix(loss=f"{loss_value:.3f}")
+            step += 1
+            if on_step is not None and step in steps:
+                on_step(raw_model, step)
+                model.train()
         if on_epoch_end is not None:
             on_epoch_end(raw_model, epoch)
             model.train()
@@ -216,6 +228,72 @@ def predict(
     return predictions
 
 
+def evaluation_steps(n_steps_per_epoch: int, epochs: int, *, per_epoch: int = 1, early_epochs: int = 0) -> list[int]:
+    """The 1-based optimiser steps after which a victim is evaluated: the end of every epoch, plus
+    ``per_epoch`` evenly spaced points in each of the first ``early_epochs`` epochs.
+
+    A hacker with a clean validation set can stop at any step, and protection is lost early
+    (docs/design.md §1): the points inside the first epochs show where.
+
+    Example:
+        >>> evaluation_steps(8, 3, per_epoch=4, early_epochs=2)
+        [2, 4, 6, 8, 10, 12, 14, 16, 24]
+    """
+    if per_epoch < 1 or early_epochs < 0:
+        raise ValueError(f"per_epoch must be >= 1 and early_epochs >= 0; got {per_epoch} and {early_epochs}.")
+    points = {n_steps_per_epoch * e for e in range(1, epochs + 1)}
+    for e in range(min(early_epochs, epochs)):
+        points.update(e * n_steps_per_epoch + max(1, round(n_steps_per_epoch * k / per_epoch))
+                      for k in range(1, per_epoch + 1))
+    return sorted(points)
+
+
+def predict_during_training(
+    model: Victim,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    config: TrainConfig,
+    test_images: torch.Tensor,
+    *,
+    per_epoch: int = 1,
+    early_epochs: int = 0,
+    defense: Defense | None = None,
+    accelerator: Accelerator | None = None,
+    progress: bool = True,
+    batch_size: int = 256,
+) -> list[tuple[int, torch.Tensor]]:
+    """Train like :func:`train_victim` and predict ``test_images`` at the :func:`evaluation_steps`:
+    every epoch's end, and ``per_epoch`` points in each of the first ``early_epochs`` epochs.
+
+    Returns ``(step, predictions (N,))`` in step order; the last point is the final model's and
+    its step is ``epochs`` times the steps of an epoch. Predicting does not change the training.
+
+    Example:
+        >>> x = torch.randint(0, 256, (8, 3, 8, 8), dtype=torch.uint8); y = torch.arange(8) % 2
+        >>> from uc_datasets.core.models import build_victim
+        >>> victim = build_victim("resnet18", 2, width=0.125, image_size=8)
+        >>> points = predict_during_training(victim, x, y, TrainConfig(epochs=2, batch_size=4), x, per_epoch=2,
+        ...                                  early_epochs=1, progress=False)
+        >>> [s for s, _ in points]
+        [1, 2, 4]
+    """
+    accelerator = accelerator or Accelerator()
+    defense = defense or Defense("none")
+    points: list[tuple[int, torch.Tensor]] = []
+
+    def record(trained: Victim, step: int) -> None:
+        # a DataLoader draws its base seed from the global RNG: predict on a fork of it, so that
+        # the training's augmentation stream is the same with or without the evaluation points
+        devices = [accelerator.device] if accelerator.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices, device_type=accelerator.device.type):
+            points.append((step, _predict(trained, test_images, batch_size, defense, accelerator)))
+
+    train_victim(model, images, labels, config, defense=defense, accelerator=accelerator, progress=progress,
+                 on_step=record, steps=lambda n: evaluation_steps(n, config.epochs, per_epoch=per_epoch,
+                                                                  early_epochs=early_epochs))
+    return points
+
+
 def train_and_predict(
     model: Victim,
     images: torch.Tensor,
@@ -232,7 +310,8 @@ def train_and_predict(
 
     Returns one ``(N,)`` prediction tensor per epoch; the last one is the final model's. The
     best epoch on a labelled test split is the attacker's best case (early stopping with an
-    oracle), which a protection must also survive.
+    oracle), which a protection must also survive. :func:`predict_during_training` predicts
+    at any steps (several per epoch).
 
     Example:
         >>> x = torch.randint(0, 256, (8, 3, 8, 8), dtype=torch.uint8); y = torch.arange(8) % 2
@@ -242,13 +321,6 @@ def train_and_predict(
         >>> len(per_epoch), per_epoch[-1].shape
         (2, torch.Size([8]))
     """
-    accelerator = accelerator or Accelerator()
-    defense = defense or Defense("none")
-    per_epoch: list[torch.Tensor] = []
-
-    def record(trained: Victim, epoch: int) -> None:
-        per_epoch.append(_predict(trained, test_images, batch_size, defense, accelerator))
-
-    train_victim(model, images, labels, config, defense=defense, accelerator=accelerator, progress=progress,
-                 on_epoch_end=record)
-    return per_epoch
+    points = predict_during_training(model, images, labels, config, test_images, defense=defense,
+                                     accelerator=accelerator, progress=progress, batch_size=batch_size)
+    return [pred for _, pred in points]
