@@ -97,6 +97,7 @@ def test_a_resampled_family_on_mixed_sizes_warns(tiny_clip, caplog):
     ({"pattern": "block", "label_column": "label"}, False),
     ({"pattern": "class-mean", "label_column": "label"}, False),
     ({"pattern": "error-min", "label_column": "label"}, False),
+    ({"pattern": "unrolled", "label_column": "label"}, False),
     ({"pattern": "block"}, True),  # label-free: the keys are K-means clusters of the features
     ({"pattern": "block", "label_column": "label", "clusters_per_class": 2}, True),
     ({"pattern": "generator", "label_column": "label"}, True),  # trained against the surrogate

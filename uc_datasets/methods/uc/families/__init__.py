@@ -25,13 +25,14 @@ from uc_datasets.methods.uc.families.periodic_generator import PeriodicGenerator
 from uc_datasets.methods.uc.families.tile import Tile
 from uc_datasets.methods.uc.families.tile_code import TileCode
 from uc_datasets.methods.uc.families.tile_error_min import TileErrorMin
+from uc_datasets.methods.uc.families.unrolled import Unrolled
 from uc_datasets.methods.uc.families.wave import Wave
 
 __all__ = ["FAMILY_TYPES", "Family", "FamilyInputs", "FamilyOutput", "get_family", "tile_at_size"]
 
 #: Every family class by its ``UCConfig.pattern`` name.
 FAMILY_TYPES: dict[str, type[Family]] = {cls.name: cls for cls in (
-    Generator, PeriodicGenerator, Tile, TileCode, AR, Block, Wave, ErrorMin, TileErrorMin, ClassMean)}
+    Generator, PeriodicGenerator, Tile, TileCode, AR, Block, Wave, ErrorMin, TileErrorMin, ClassMean, Unrolled)}
 
 
 def get_family(name: str) -> type[Family]:

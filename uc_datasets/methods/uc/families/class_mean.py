@@ -89,11 +89,16 @@ class ClassMean(Family):
         if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share < 1:
             raise ValueError(f"options['block_share'] is the block keys' fraction of epsilon, in [0, 1); got {share!r}.")
 
+    @staticmethod
+    def away(means: torch.Tensor) -> torch.Tensor:
+        """``mean of all keys - mean of the key`` ``(p, C, h, w)``: what sets each key apart, reversed."""
+        return means.mean(0, keepdim=True) - means
+
     def directions(self, means: torch.Tensor) -> torch.Tensor:
         """``target - mean`` per key ``(p, C, h, w)``: what each key's images are pushed along."""
         p = means.shape[0]
         if self.target == "away":
-            return means.mean(0, keepdim=True) - means
+            return self.away(means)
         if self.target == "derangement":
             return means[_derangement(p, self.cfg.seed)] - means
         dist = torch.cdist(means.flatten(1).double(), means.flatten(1).double())
