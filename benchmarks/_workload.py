@@ -66,6 +66,9 @@ class StrengthProfile:
     attack_n_values: tuple[int, ...] = (5, 2)
     pseudo_n_values: tuple[int, ...] = (10, 5)
     simclr_epochs: int = 10
+    # the step-resolved peak (issue 27): evaluations an epoch in the first early_epochs epochs
+    evals_per_epoch: int = 1
+    early_epochs: int = 0
 
 
 PROFILES = {
@@ -131,7 +134,7 @@ def fit_and_protect(train_ds: datasets.Dataset, profile: StrengthProfile, *, pro
     t1 = time.perf_counter()
     protected_ds = train_ds.map(protector, batched=True, load_from_cache_file=False, desc="protect")
     t2 = time.perf_counter()
-    report = verify(train_ds, protected_ds, EPSILON, progress=False)
+    report = verify(train_ds, protected_ds, protector.config.epsilon, progress=False)
     images, _ = dataset_to_tensors(protected_ds, label_column=None, desc="protected", progress=False)
     stats = protector.metadata["stats"]
     cfg = protector.config
@@ -287,7 +290,8 @@ def victim_runner(profile: StrengthProfile, sets: ProtectedSets, *, progress: bo
     from uc_datasets.evaluation.comparison import VictimRunner, VictimSettings
 
     settings = VictimSettings(epochs=profile.victim_epochs, batch_size=profile.victim_batch_size, lr=profile.victim_lr,
-                              victim="resnet18", width=profile.victim_width)
+                              victim="resnet18", width=profile.victim_width, evals_per_epoch=profile.evals_per_epoch,
+                              early_epochs=profile.early_epochs)
     return VictimRunner(settings, sets.test, progress=progress)
 
 

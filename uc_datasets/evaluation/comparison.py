@@ -291,10 +291,11 @@ def sweep(sets: ProtectedSets, plan: Plan, runner: VictimRunner, *, seeds: Seque
 
 
 def pseudo_sweep(runner: VictimRunner, sets: ProtectedSets, methods: Sequence[str], n_values: Sequence[int],
-                 seed: int, *, row_keys: Mapping[str, Any], encoder: str = "pixels-pca",
+                 seed: int, *, row_keys: Mapping[str, Any], encoder: str = "pixels-pca", image_size: int | None = None,
                  on_rows: Callable[[list[dict]], None] | None = None) -> list[dict]:
     """Victims on pseudo-labels: K-means of the hacker's own embedding (``encoder``, fit on the set
     the victim trains on) into n groups; test labels = nearest centre of each clean test image.
+    ``encoder`` is ``"pixels-pca"`` or a surrogate (``image_size``: the size it embeds at).
 
     The clean victim clusters the clean set, each set's victim its protected images. Extra
     columns: ``pseudo_nmi_class`` (NMI of the pseudo-labels with the true classes) and
@@ -307,12 +308,13 @@ def pseudo_sweep(runner: VictimRunner, sets: ProtectedSets, methods: Sequence[st
 
     rows: list[dict] = []
     for n in n_values:
-        _, train_y, test_y = pseudo_labels_for(sets.clean, sets.test, n, encoder=encoder, seed=seed)
+        _, train_y, test_y = pseudo_labels_for(sets.clean, sets.test, n, encoder=encoder, seed=seed,
+                                               image_size=image_size)
         clean, clean_error = _train(runner, "clean pseudo-label victim", sets.clean, train_y, n, "none", seed, test_y)
         clean_error = None if clean_error is None else f"clean victim: {clean_error}"
         for method in methods:
             m_lab, m_train_y, m_test_y = pseudo_labels_for(sets.protected[method], sets.test, n, encoder=encoder,
-                                                           seed=seed)
+                                                           seed=seed, image_size=image_size)
             result, error = None, clean_error
             if clean is not None:
                 result, error = _train(runner, f"{method} pseudo-label victim", sets.protected[method], m_train_y, n,
