@@ -25,7 +25,6 @@ Example:
 from __future__ import annotations
 
 import logging
-import warnings
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -38,7 +37,7 @@ from uc_datasets.core.class_names import (
     embed_class_names,
     encoder_label,
 )
-from uc_datasets.core.grouping import kmeans_groups
+from uc_datasets.core.grouping import kmeans_groups, kmeans_partition
 
 logger = logging.getLogger(__name__)
 
@@ -371,8 +370,6 @@ def pseudo_labeling(features: np.ndarray, n_groups: int, *, seed: int = 0, encod
         >>> pseudo_labeling(np.array([[5.0], [0.0], [5.1], [0.1]]), 2).train_labels.tolist()
         [0, 1, 0, 1]
     """
-    from sklearn.cluster import KMeans
-
     features = np.asarray(features, dtype=np.float64)
     if features.ndim != 2 or features.shape[0] < n_groups:
         raise ValueError(
@@ -380,17 +377,7 @@ def pseudo_labeling(features: np.ndarray, n_groups: int, *, seed: int = 0, encod
         )
     if n_groups < 2:
         raise ValueError(f"Pseudo-labels need n >= 2 groups; got {n_groups}.")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", category=UserWarning)
-        kmeans = KMeans(n_clusters=n_groups, n_init=10, random_state=seed).fit(features)
-    order: dict[int, int] = {}
-    for group in kmeans.labels_:
-        order.setdefault(int(group), len(order))
-    if len(order) != n_groups:  # pragma: no cover - K-means keeps clusters non-empty
-        raise RuntimeError(f"K-means produced {len(order)} non-empty groups instead of {n_groups}.")
-    permutation = np.array([old for old, _ in sorted(order.items(), key=lambda kv: kv[1])])
-    centres = kmeans.cluster_centers_[permutation]
-    labels = np.array([order[int(g)] for g in kmeans.labels_], dtype=np.int64)
+    labels, centres = kmeans_partition(features, n_groups, seed=seed)
     return PseudoLabeling(centres=centres, train_labels=labels, encoder=encoder)
 
 
