@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import datasets
 import numpy as np
 import pytest
 import torch
@@ -98,3 +99,10 @@ def test_dataset_labels_validation():
     prot = fit_method("synper", ds, label_column="label", **COMMON, grid=2)
     assert prot.config.classes == ["a", "b"]
     assert verify(ds, ds.map(prot, batched=True), COMMON["epsilon"], progress=False).passed
+
+
+def test_a_missing_class_label_names_its_row_and_the_fix():
+    """-1 is how datasets marks a missing ClassLabel value; int2str would only say 'Invalid integer class label -1'."""
+    ds = datasets.Dataset.from_dict({"label": [0, 1, -1, 0]}).cast_column("label", datasets.ClassLabel(names=["a", "b"]))
+    with pytest.raises(LabelSourceError, match=r"row 2 holds -1 .*ds.filter\(lambda y: 0 <= y < 2"):
+        dataset_labels(ds, "label")

@@ -82,10 +82,9 @@ def decode_image(value: object, *, where: str = "", load: bool = True) -> Image.
         elif isinstance(value, str):
             img = Image.open(value)
         else:
-            raise ImageDecodeError(
-                f"{where}: expected a PIL image, image bytes or a path, got {type(value).__name__}. "
-                "Is this really the image column?"
-            )
+            what = "no image (None)" if value is None else type(value).__name__
+            raise ImageDecodeError(f"{where}: expected a PIL image, image bytes or a path, got {what}. "
+                                   "Is this really the image column?")
         if load:
             img.load()
         return img

@@ -168,5 +168,13 @@ def dataset_labels(ds: datasets.Dataset, label_column: str) -> tuple[list, list,
     feat = ds.features[label_column]
     info = {"label_column": label_column}
     if isinstance(feat, datasets.ClassLabel):
+        out_of_range = [i for i, v in enumerate(values) if not 0 <= v < feat.num_classes]
+        if out_of_range:
+            i = out_of_range[0]
+            raise LabelSourceError(
+                f"label column {label_column!r} is a ClassLabel of {feat.num_classes} names, but row {i} holds "
+                f"{values[i]} ({len(out_of_range)} row(s) out of range; -1 is how datasets marks a missing label). "
+                f"Drop those rows first: ds = ds.filter(lambda y: 0 <= y < {feat.num_classes}, "
+                f"input_columns={label_column!r}), or fit label-free (label_column=None).")
         info["class_names"] = {int(c): feat.int2str(int(c)) for c in classes}
     return values, classes, info

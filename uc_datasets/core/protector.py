@@ -333,8 +333,9 @@ class BaseProtector:
             except ImageDecodeError as err:
                 drop = (f"ds = ds.filter(lambda r, i: i != {row}, with_indices=True)" if row is not None else
                         "ds.filter(...)")
+                detail = err.__cause__ or str(err).removeprefix(f"{where}: ")  # the row is named once
                 raise ImageDecodeError(
-                    f"{where}: the image bytes could not be decoded ({err.__cause__ or err}). Nothing was written. "
+                    f"{where}: the image bytes could not be decoded ({detail}). Nothing was written. "
                     f"Remove the row ({drop}), or set protector.on_bad_image = 'skip' (drop such rows, batched maps) "
                     "or 'keep' (keep them unchanged; verify lists them). To look at the bytes, cast the column "
                     f"with ds.cast_column({self.image_column!r}, datasets.Image(decode=False))."

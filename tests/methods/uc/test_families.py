@@ -131,3 +131,39 @@ def test_a_fit_that_needs_no_features_never_loads_the_surrogate(tiny_clip, tmp_p
     back = load_protector(tmp_path / "p")
     new = structured_images(3, seed=9)  # unseen images: still no surrogate needed
     assert len(back.protect_images(new, labels=[0, 1, 2])) == 3 and back._surrogate is None
+
+
+def test_a_fit_whose_perturbations_change_no_pixel_is_refused(labelled_tiny):
+    """error-min at 1/255 with one tiny round crafts noise below half a level: every pixel would round back."""
+    with pytest.raises(ValueError, match="change no pixel"):
+        UnlearnableClusters(pattern="error-min", epsilon=1 / 255, progress=False, error_min={
+            "rounds": 1, "train_steps": 1, "batch_size": 6, "model_width": 0.0625, "step_size": 0.01}).fit(
+            labelled_tiny, label_column="label")
+
+
+def test_an_unbatched_map_warns_once_about_images_outside_the_fit_set(labelled_tiny, caplog):
+    tiny_cp = {"rounds": 1, "train_steps": 1, "batch_size": 6, "model_width": 0.0625, "step_size": 1.0}
+    prot = UnlearnableClusters(pattern="tile", period=2, contrastive_share=0.25, contrastive=tiny_cp,
+                               progress=False).fit(labelled_tiny, label_column="label")
+    other = datasets.Dataset.from_dict({"image": structured_images(5, seed=11), "label": [0, 1, 2, 0, 1]}).cast_column(
+        "image", datasets.Image())
+    with caplog.at_level("WARNING"):
+        other.map(prot, load_from_cache_file=False)  # unbatched: one call per row
+    assert caplog.text.count("not in the fit set") == 1
+
+
+def test_a_none_image_names_its_row_once():
+    from uc_datasets.core.imaging import ImageDecodeError
+
+    ds = datasets.Dataset.from_dict({"image": structured_images(3), "label": [0, 1, 2]}).cast_column(
+        "image", datasets.Image())
+    prot = UnlearnableClusters(pattern="block", period=2, progress=False).fit(ds, label_column="label")
+    with pytest.raises(ImageDecodeError) as err:
+        prot.protect_images([None], labels=[0], indices=[7])
+    assert str(err.value).count("row 7") == 1 and "got no image (None)" in str(err.value)
+
+
+@pytest.fixture(scope="module")
+def labelled_tiny():
+    return datasets.Dataset.from_dict({"image": structured_images(12), "label": [i % 3 for i in range(12)]}
+                                      ).cast_column("image", datasets.Image())

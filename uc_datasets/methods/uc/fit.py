@@ -238,6 +238,24 @@ def needs_surrogate(cfg: UCConfig, class_names: list[str] | None = None) -> bool
     return bool(cfg.levels) and level_source(cfg, class_names) == "features"
 
 
+def check_changes_pixels(deltas: torch.Tensor, cfg: UCConfig) -> None:
+    """Refuse perturbations that round to no change of any pixel (they would publish the images
+    unprotected), with what to change.
+
+    Example:
+        >>> check_changes_pixels(torch.full((1, 3, 2, 2), 0.4 / 255), UCConfig(pattern="error-min"))
+        Traceback (most recent call last):
+        ValueError: pattern='error-min' made perturbations that change no pixel ...
+    """
+    largest = float(deltas.abs().max()) * 255 if deltas.numel() else 0.0
+    if largest < 0.5:  # added in whole uint8 levels: below half a level every pixel rounds back
+        raise ValueError(
+            f"pattern={cfg.pattern!r} made perturbations that change no pixel (the largest is {largest:.2f} of a uint8 "
+            f"level at epsilon {cfg.epsilon_levels}/255), so every image would be published unprotected. Raise "
+            "epsilon, or give a crafted family more to work with (error_min={'rounds': ...} or a larger "
+            "'step_size'; options={'rounds': ...} for pattern='unrolled').")
+
+
 def class_keys(classes: np.ndarray) -> dict[str, np.ndarray]:
     """The keys of a fit without features: one key per class (key = class index), no centres.
 
@@ -290,6 +308,7 @@ def fit_clusters(surrogate: Surrogate | None, data: WorkingSet, cfg: UCConfig, *
         permutation=perm if trained else None, accelerator=accelerator, checkpoint_root=out, resume=resume,
         num_workers=num_workers))
     deltas, curves, stats = made.deltas, made.curves or [[] for _ in range(p)], made.stats
+    check_changes_pixels(deltas, cfg)
     residual = None
     if cfg.contrastive_share:
         residual = contrastive_residual(cfg, data, deltas, labels, device=device, progress=progress, stats=stats)

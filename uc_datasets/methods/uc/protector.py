@@ -93,6 +93,7 @@ class UCProtector(BaseProtector):
         self.label_column = config.label_column
         self.sample_residual = None if sample_residual is None else torch.as_tensor(sample_residual)
         self._residual_rows: dict[bytes, int] | None = None
+        self._warned_unseen = False
         self.cluster_class = None if cluster_class is None else np.asarray(cluster_class, dtype=np.int64)
         self.transform = {k: np.asarray(v, np.float32) for k, v in (transform or {}).items()}
         self.centres = np.ascontiguousarray(centres, dtype=np.float32)
@@ -162,9 +163,10 @@ class UCProtector(BaseProtector):
         keys = [content_key(img) for img in images] if keys is None else keys
         rows = [self._residual_rows.get(k) for k in keys]
         unseen = sum(r is None for r in rows)
-        if unseen:
+        if unseen and not self._warned_unseen:  # once per protector: an unbatched map calls this per row
+            self._warned_unseen = True
             logger.warning("%d of %d image(s) are not in the fit set: they get the class-wise perturbation only, "
-                           "without the sample-wise contrastive residual", unseen, len(images))
+                           "without the sample-wise contrastive residual (said once per protector)", unseen, len(images))
         return [None if r is None else self.sample_residual[r].float() / 255 for r in rows]
 
     # ------------------------------------------------------------------ map interface
