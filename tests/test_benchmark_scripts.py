@@ -364,3 +364,43 @@ def test_eminn_check_noise_probe_reads_class_keyed_noise_and_not_random_noise():
     random = (clean.int() + torch.randint(-8, 9, (200, 1, 6, 6), generator=gen)).to(torch.uint8)
     assert eminn_check.noise_probe(keyed, clean, labels) == 1.0
     assert eminn_check.noise_probe(random, clean, labels) < 0.5
+
+
+def test_early_screen_smoke_records_step_resolved_curves(tmp_path):
+    early = _bench("early")
+    out = tmp_path / "early.json"
+    early.main(["--profile", "smoke", "--screen", "--no-progress", "--output", str(out), "--candidates",
+                "block (default)", "class-mean away", "unrolled"])
+    saved = json.loads(out.read_text())
+    rows = saved["rows"]
+    assert saved["config"]["status"] == "complete" and saved["config"]["evals_per_epoch"] == 4
+    assert {r["method"] for r in rows} == {"block (default)", "class-mean away", "unrolled"}
+    assert {r["n_classes"] for r in rows} == {10, 7, 5, 4}
+    for r in rows:
+        assert r["eval_steps"] and len(r["clean_acc_per_step"]) == len(r["eval_steps"]) == len(
+            r["protected_acc_per_step"])
+        assert r["epsilon"] == "16/255" and r["psnr_db"] > 0
+    assert "screen score" in early.report(str(out))
+
+
+def test_early_explain_frontier_and_label_free_smoke(tmp_path):
+    early = _bench("early")
+    early.main(["--profile", "smoke", "--explain", "--no-progress", "--output", str(tmp_path / "x.json"),
+                "--candidates", "block (default)"])
+    explained = json.loads((tmp_path / "x.json").read_text())["gradients"]
+    assert explained[0]["ratio"] == 0.0 and explained[1]["ratio"] > 0  # the control has no perturbation part
+    early.main(["--profile", "smoke", "--frontier", "--no-progress", "--output", str(tmp_path / "f.json"),
+                "--frontier-families", "block (default)", "--epsilons", "8", "24"])
+    rows = json.loads((tmp_path / "f.json").read_text())["rows"]
+    assert {r["epsilon"] for r in rows} == {"8/255", "24/255"}
+    psnr = {r["epsilon"]: r["psnr_db"] for r in rows}
+    assert psnr["8/255"] > psnr["24/255"]  # a larger budget is more visible
+    early.main(["--profile", "smoke", "--label-free", "--no-progress", "--output", str(tmp_path / "l.json")])
+    rows = json.loads((tmp_path / "l.json").read_text())["rows"]
+    assert {r["relabel"] for r in rows} == {"pseudo-kmeans(efficientnet-lite0)", "pseudo-kmeans(pixels-pca)"}
+
+
+def test_label_aware_fit_timing_smoke(tmp_path):
+    timing = _bench("label_aware_fit")
+    result = timing.main(["--n", "20", "--output", str(tmp_path / "t.json")])
+    assert result["phase_seconds"]["features"] == 0.0 and result["surrogate"].startswith("none")
