@@ -114,3 +114,17 @@ def test_accelerate_launch_without_config_and_bf16(data41, tiny_clip, tmp_path):
     summary = json.loads((tmp_path / "o" / "run_summary.json").read_text())
     assert summary["mixed_precision"] == "bf16" and summary["verify"]["passed"]
     assert summary["verify"]["max_deviation"] <= 8  # the bank stays float32 under autocast
+
+
+def test_accelerates_own_mixed_precision_setting_reaches_the_run(tmp_path, tiny_clip):
+    """Without --mixed-precision the recipe leaves the choice to accelerate (its config file, or the
+    ACCELERATE_MIXED_PRECISION that `accelerate launch --mixed_precision` sets): passing "no" by
+    default would override them."""
+    data = tmp_path / "ds"
+    image_dataset(structured_images(12)).save_to_disk(str(data))
+    env = dict(_env(), ACCELERATE_MIXED_PRECISION="bf16")
+    run = subprocess.run([sys.executable, RECIPE, *_args(str(data), tiny_clip, tmp_path / "out", "--epochs", "1")],
+                         env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    summary = json.loads((tmp_path / "out" / "run_summary.json").read_text())
+    assert summary["mixed_precision"] == "bf16"
