@@ -235,3 +235,12 @@ def test_method_option_takes_registered_names_only():
     assert method_key(parser.parse_args(["protect", "src", "--method", "EMinN_classwise"])) == "eminn-classwise"
     with pytest.raises(ValueError, match="unknown method 'nope'; choose from uc, eminn"):
         method_key(parser.parse_args(["protect", "src", "--method", "nope"]))
+
+
+def test_a_missing_label_column_hint_works_as_written(tiny_clip, tmp_path, capsys):
+    """The hint used to say `--label-column None`, which fails the same way; leaving it out works."""
+    image_dataset(structured_images(8)).save_to_disk(str(tmp_path / "in"))
+    rc = main(["protect", str(tmp_path / "in"), "--surrogate", tiny_clip, "--pattern", "block", "--label-column",
+               "nope", "--epsilon", "8", "--output-dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "no --label-column" in err and "--label-column None" not in err

@@ -306,8 +306,11 @@ def option_names(message: str) -> str:
         "Pass --image-column ... naming the image column, or --name-encoder 'offline'."
         >>> option_names("the encoder 'x' (name_encoder) cannot be loaded")
         "the encoder 'x' (--name-encoder) cannot be loaded"
+        >>> option_names("or label_column=None for label-agnostic mode")  # None is leaving the option out
+        'or no --label-column for label-agnostic mode'
     """
     names = "|".join(_OPTIONS)
+    message = re.sub(r"\b(" + names + r")=None\b", lambda m: "no --" + m.group(1).replace("_", "-"), message)
     message = re.sub(r"\((" + names + r")\)", lambda m: "(--" + m.group(1).replace("_", "-") + ")", message)
     return re.sub(r"\b(" + names + r")=", lambda m: "--" + m.group(1).replace("_", "-") + " ", message)
 
