@@ -128,3 +128,16 @@ def test_accelerates_own_mixed_precision_setting_reaches_the_run(tmp_path, tiny_
     assert run.returncode == 0, run.stderr[-3000:]
     summary = json.loads((tmp_path / "out" / "run_summary.json").read_text())
     assert summary["mixed_precision"] == "bf16"
+
+
+def test_resume_with_another_number_of_clusters_is_refused_with_the_fix(tmp_path, tiny_clip):
+    """The run key is checked before any weight is loaded: no raw state_dict size error."""
+    data = tmp_path / "ds"
+    image_dataset(structured_images(12)).save_to_disk(str(data))
+    out = tmp_path / "out"
+    subprocess.run([sys.executable, RECIPE, *_args(str(data), tiny_clip, out, "--epochs", "1")], env=_env(),
+                   check=True, capture_output=True)
+    args = [a if a != "4" else "3" for a in _args(str(data), tiny_clip, out, "--epochs", "2", "--resume")]
+    run = subprocess.run([sys.executable, RECIPE, *args], env=_env(), capture_output=True, text=True)
+    assert run.returncode != 0
+    assert "different configuration or dataset" in run.stderr and "size mismatch" not in run.stderr
