@@ -19,6 +19,8 @@ from accelerate import Accelerator
 from uc_datasets.commands.cli import (
     add_fit_arguments,
     add_recipe_arguments,
+    exit_code,
+    report_error,
     run_protect,
 )
 
@@ -27,11 +29,15 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_fit_arguments(parser)
     add_recipe_arguments(parser)
+    parser.add_argument("-v", "--verbose", action="store_true", help="print the traceback of an error too")
     args = parser.parse_args(argv)
     accelerator = Accelerator(mixed_precision=args.mixed_precision)
     logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING,
                         format=f"%(asctime)s [rank {accelerator.process_index}] %(levelname)s %(name)s: %(message)s")
-    return run_protect(args, accelerator)
+    try:
+        return run_protect(args, accelerator)
+    except Exception as err:  # the CLI's convention: one error line, exit 2 for bad input (1 for a failed check)
+        return report_error(err, verbose=args.verbose) if accelerator.is_main_process else exit_code(err)
 
 
 if __name__ == "__main__":

@@ -141,3 +141,16 @@ def test_resume_with_another_number_of_clusters_is_refused_with_the_fix(tmp_path
     run = subprocess.run([sys.executable, RECIPE, *args], env=_env(), capture_output=True, text=True)
     assert run.returncode != 0
     assert "different configuration or dataset" in run.stderr and "size mismatch" not in run.stderr
+
+
+@pytest.mark.parametrize("case", ["missing source", "missing column"])
+def test_recipe_errors_follow_the_command_line_convention(tmp_path, tiny_clip, case):
+    """One `error:` line and exit 2, as `uc-datasets protect` does; no traceback unless -v."""
+    data = tmp_path / "ds"
+    image_dataset(structured_images(8)).save_to_disk(str(data))
+    source = str(tmp_path / "nowhere") if case == "missing source" else str(data)
+    extra = ("--image-column", "picture") if case == "missing column" else ()
+    run = subprocess.run([sys.executable, RECIPE, *_args(source, tiny_clip, tmp_path / "out", *extra)], env=_env(),
+                         capture_output=True, text=True)
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert "error: " in run.stderr and "Traceback" not in run.stderr

@@ -277,21 +277,32 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except Exception as err:  # one line and an exit code (the same with -v, which adds the traceback)
-        if args.verbose:
-            traceback.print_exc()
-        message = option_names(str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err))
-        print(f"error: {message or type(err).__name__}", file=sys.stderr)
-        if "\nhint: " in message:
-            pass  # the error carries its own hint
-        elif type(err).__name__.startswith(("HfHubHTTPError", "RepositoryNotFound", "GatedRepo")) or \
-                "401" in message.split("\n")[0]:
-            from uc_datasets.core.protector_hub import HUB_TOKEN_HINT
+        return report_error(err, verbose=args.verbose)
 
-            print(f"hint: {HUB_TOKEN_HINT}", file=sys.stderr)
-        elif exit_code(err) == 2 and not args.verbose and not isinstance(err, (ValueError, KeyError, TypeError,
-                                                                                  OSError)):
-            print("hint: uc-datasets -v ... shows the traceback", file=sys.stderr)
-        return exit_code(err)
+
+def report_error(err: Exception, *, verbose: bool = False) -> int:
+    """Print ``err`` as the command line's one ``error:`` line (plus a ``hint:`` where one helps; the
+    traceback with ``verbose``) and return its exit code: the convention of ``uc-datasets`` and of
+    ``recipes/protect.py``.
+
+    Example:
+        >>> report_error(ValueError("epsilon must be positive"))  # doctest: +SKIP
+        2
+    """
+    if verbose:
+        traceback.print_exc()
+    message = option_names(str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err))
+    print(f"error: {message or type(err).__name__}", file=sys.stderr)
+    if "\nhint: " in message:
+        pass  # the error carries its own hint
+    elif type(err).__name__.startswith(("HfHubHTTPError", "RepositoryNotFound", "GatedRepo")) or \
+            "401" in message.split("\n")[0]:
+        from uc_datasets.core.protector_hub import HUB_TOKEN_HINT
+
+        print(f"hint: {HUB_TOKEN_HINT}", file=sys.stderr)
+    elif exit_code(err) == 2 and not verbose and not isinstance(err, (ValueError, KeyError, TypeError, OSError)):
+        print("hint: run it again with -v to see the traceback", file=sys.stderr)
+    return exit_code(err)
 
 
 #: Keywords of the Python API that error messages name, and the command-line options that set them.
