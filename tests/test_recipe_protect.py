@@ -137,7 +137,8 @@ def test_resume_with_another_number_of_clusters_is_refused_with_the_fix(tmp_path
     out = tmp_path / "out"
     subprocess.run([sys.executable, RECIPE, *_args(str(data), tiny_clip, out, "--epochs", "1")], env=_env(),
                    check=True, capture_output=True)
-    args = [a if a != "4" else "3" for a in _args(str(data), tiny_clip, out, "--epochs", "2", "--resume")]
+    args = [a if a != "4" else "3" for a in _args(str(data), tiny_clip, out, "--epochs", "2", "--resume",
+                                                  "--overwrite")]
     run = subprocess.run([sys.executable, RECIPE, *args], env=_env(), capture_output=True, text=True)
     assert run.returncode != 0
     assert "different configuration or dataset" in run.stderr and "size mismatch" not in run.stderr
@@ -154,3 +155,19 @@ def test_recipe_errors_follow_the_command_line_convention(tmp_path, tiny_clip, c
                          capture_output=True, text=True)
     assert run.returncode == 2, run.stderr[-2000:]
     assert "error: " in run.stderr and "Traceback" not in run.stderr
+
+
+def test_an_earlier_runs_protector_is_not_replaced_without_overwrite(tmp_path, tiny_clip):
+    data = tmp_path / "ds"
+    image_dataset(structured_images(8)).save_to_disk(str(data))
+    out = tmp_path / "out"
+    first = [sys.executable, RECIPE, *_args(str(data), tiny_clip, out, "--epochs", "1")]
+    subprocess.run(first, env=_env(), check=True, capture_output=True)
+    before = (out / "protector" / "protector.safetensors").read_bytes()
+    again = subprocess.run(first[:-2] + ["--epochs", "1", "--seed", "1"], env=_env(), capture_output=True, text=True)
+    assert again.returncode == 2 and "already holds protector/ and protected/" in again.stderr
+    assert "--overwrite" in again.stderr  # the CLI spelling of overwrite=True
+    assert (out / "protector" / "protector.safetensors").read_bytes() == before
+    replaced = subprocess.run(first + ["--seed", "1", "--overwrite"], env=_env(), capture_output=True, text=True)
+    assert replaced.returncode == 0, replaced.stderr[-2000:]
+    assert (out / "protector" / "protector.safetensors").read_bytes() != before

@@ -54,7 +54,7 @@ class ProtectOutputs:
 def protect_dataset(ds: datasets.Dataset, output_dir: str | Path, *, image_column: str = "image",
                     progress: bool = True, map_batch_size: int = 64, accelerator=None, resume: bool = False,
                     num_workers: int = 0, extra_summary: dict | None = None, method: str = "uc",
-                    label_column: str | None = None, **uc_kwargs) -> ProtectOutputs | None:
+                    label_column: str | None = None, overwrite: bool = False, **uc_kwargs) -> ProtectOutputs | None:
     """Fit Unlearnable Clusters on ``ds``, protect it with ``ds.map``, verify, and save.
 
     Writes ``protected/`` (``save_to_disk``), ``protector/`` (secret), ``preview.png``
@@ -69,7 +69,8 @@ def protect_dataset(ds: datasets.Dataset, output_dir: str | Path, *, image_colum
     return None).
 
     A failed run leaves nothing in an ``output_dir`` it created, or only what ``--resume``
-    can use (``clusters.safetensors``, ``checkpoints/``).
+    can use (``clusters.safetensors``, ``checkpoints/``). An earlier run's ``protector/`` (the
+    secret) or ``protected/`` is never replaced without ``overwrite=True``.
 
     Example:
         >>> out = protect_dataset(ds, "uc_output", surrogate="efficientnet-lite0", epochs=5)  # doctest: +SKIP
@@ -77,6 +78,11 @@ def protect_dataset(ds: datasets.Dataset, output_dir: str | Path, *, image_colum
         True
     """
     out = Path(output_dir)
+    earlier = [name for name in (PROTECTOR_DIR, PROTECTED_DIR) if (out / name).exists()]
+    if earlier and not overwrite:
+        raise FileExistsError(
+            f"{out} already holds {' and '.join(f'{n}/' for n in earlier)} of an earlier run (protector/ is its "
+            "secret). Choose another output_dir, or pass overwrite=True to replace them.")
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     main = accelerator is None or accelerator.is_main_process
@@ -90,6 +96,8 @@ def protect_dataset(ds: datasets.Dataset, output_dir: str | Path, *, image_colum
         raise
 
 
+#: The run's outputs that an existing directory must not lose without ``overwrite=True``.
+PROTECTOR_DIR, PROTECTED_DIR = "protector", "protected"
 #: What ``--resume`` reads from an output directory (see ``uc_datasets.methods.uc.fit``).
 RESUMABLE = ("clusters.safetensors", "checkpoints")
 
@@ -132,11 +140,11 @@ def _protect_dataset(ds: datasets.Dataset, out: Path, *, image_column: str, prog
     if not report.passed:
         raise VerificationError(f"verification failed, nothing was saved: {report.summary()}; "
                            f"first problems: {(report.violations + report.unchanged)[:5]}")
-    protected_dir = out / "protected"
+    protected_dir = out / PROTECTED_DIR
     protected.info.description = json.dumps({"uc_datasets": {
         "protected": True, **protection_record(protector), "version": __version__}})
     protected.save_to_disk(str(protected_dir))
-    protector_dir = out / "protector"
+    protector_dir = out / PROTECTOR_DIR
     protector.save_pretrained(protector_dir)
     (protector_dir / "SECRET_README.txt").write_text(PROTECTOR_WARNING)
     preview = save_preview(ds, protected, protector.config.epsilon, out / "preview.png", image_column=image_column)

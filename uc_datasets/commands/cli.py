@@ -21,7 +21,7 @@ logger = logging.getLogger("uc_datasets")
 #: The embedded default of ``uc-datasets demo``: offline, under 5 minutes on 2 cores.
 DEMO_DEFAULTS = dict(source="fashion-mnist", split="train", max_samples=2000, surrogate="efficientnet-lite0",
                      surrogate_image_size=64, n_clusters=10, epochs=5, batch_size=250,
-                     output_dir="uc_output/demo")
+                     output_dir="uc_output/demo", overwrite=True)  # the demo's own directory: rerunning it replaces it
 
 
 #: Subcommands whose arguments come from heavier modules; added only when that command is run.
@@ -44,7 +44,7 @@ def add_fit_arguments(p: argparse.ArgumentParser, defaults: dict | None = None) 
     """Arguments shared by ``protect``, ``demo`` and ``recipes/protect.py``."""
     d = {"source": None, "split": "train", "max_samples": None, "surrogate": None,
          "surrogate_image_size": None, "n_clusters": 10, "epochs": 50, "batch_size": 256,
-         "output_dir": "uc_output", **(defaults or {})}
+         "output_dir": "uc_output", "overwrite": False, **(defaults or {})}
     if d["source"] is None:
         p.add_argument("source", help="Hub dataset id, a save_to_disk directory, an image folder, or 'fashion-mnist'")
     else:
@@ -88,6 +88,8 @@ def add_fit_arguments(p: argparse.ArgumentParser, defaults: dict | None = None) 
                    help="extra keyword of the method, e.g. --method-arg steps=10 (repeatable)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--output-dir", default=d["output_dir"], help="where to write (default: %(default)s)")
+    p.add_argument("--overwrite", action="store_true", default=d["overwrite"],
+                   help="replace the protector/ and protected/ of an earlier run in --output-dir (refused otherwise)")
 
 
 def uc_kwargs_from_args(args: argparse.Namespace) -> dict:
@@ -174,6 +176,7 @@ def run_protect(args: argparse.Namespace, accelerator=None) -> int:
         kwargs.pop("channels_last", None)
     out = protect_dataset(ds, args.output_dir, image_column=args.image_column, accelerator=accelerator,
                           resume=getattr(args, "resume", False), num_workers=getattr(args, "num_workers", 0),
+                          overwrite=getattr(args, "overwrite", False),
                           progress=main, method=method, label_column=getattr(args, "label_column", None), **kwargs)
     if not main:
         return 0
@@ -306,7 +309,8 @@ def report_error(err: Exception, *, verbose: bool = False) -> int:
 
 
 #: Keywords of the Python API that error messages name, and the command-line options that set them.
-_OPTIONS = ("image_column", "label_column", "name_encoder", "class_names", "n_clusters", "period")
+_OPTIONS = ("image_column", "label_column", "name_encoder", "class_names", "n_clusters", "period", "overwrite",
+            "output_dir")
 
 
 def option_names(message: str) -> str:
@@ -322,6 +326,7 @@ def option_names(message: str) -> str:
     """
     names = "|".join(_OPTIONS)
     message = re.sub(r"\b(" + names + r")=None\b", lambda m: "no --" + m.group(1).replace("_", "-"), message)
+    message = re.sub(r"\b(" + names + r")=True\b", lambda m: "--" + m.group(1).replace("_", "-"), message)
     message = re.sub(r"\((" + names + r")\)", lambda m: "(--" + m.group(1).replace("_", "-") + ")", message)
     return re.sub(r"\b(" + names + r")=", lambda m: "--" + m.group(1).replace("_", "-") + " ", message)
 
