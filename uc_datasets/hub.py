@@ -33,7 +33,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from uc_datasets import __version__
+from uc_datasets._version import __version__
 from uc_datasets.core.config import as_epsilon
 from uc_datasets.core.protector_hub import no_token_in_errors
 from uc_datasets.core.record import protection_record, public_surrogate_name

@@ -30,7 +30,7 @@ import torch
 from PIL import Image
 from safetensors.torch import save, save_file
 
-from uc_datasets import __version__
+from uc_datasets._version import __version__
 from uc_datasets.core.config import BaseConfig
 from uc_datasets.core.imaging import DEFAULT_MAX_PIXELS, ImageDecodeError, apply_delta, load_native
 from uc_datasets.core.map_context import map_call_locals, map_flags, mapped_features, stored_column
