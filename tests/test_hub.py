@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 import torch
 from hub_server import HubServer, hub_environment
-from huggingface_hub import DatasetCard, HfApi, hf_hub_download
+from huggingface_hub import CommitInfo, DatasetCard, HfApi, hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 from PIL import Image
 
 import uc_datasets
-from uc_datasets import UnlearnableClusters, load_protector
+from uc_datasets import UCProtector, UnlearnableClusters, load_protector
 from uc_datasets.commands.push import add_push_arguments, run_push
 from uc_datasets.core.protector_hub import PublicProtectorError
 from uc_datasets.hub import CARD_KEY, ProtectionCheckError, ProtectorLeakError, push_protected, render_card_section
@@ -220,6 +220,16 @@ def test_push_as_pull_request(hub, clean, protected, protector, tmp_path):
     assert all(np.array_equal(a, b) for a, b in zip(_arrays(back), _arrays(sub_prot)))
 
 
+def _history(hub: HubServer, repo_id: str, rev: str = "main", rtype: str = "dataset") -> list:
+    """The commits of ``rev``, newest first."""
+    repo = hub.repos[(rtype, repo_id)]
+    out, commit = [], repo.resolve(rev)
+    while commit is not None:
+        out.append(commit)
+        commit = repo.commits.get(commit.parent) if commit.parent else None
+    return out
+
+
 # ---------------------------------------------------------------------------- refusals
 def test_refuses_unprotected_and_out_of_bound_images(hub, clean, protected, protector):
     clean_rows = clean.select(range(10))
@@ -299,6 +309,68 @@ def test_from_pretrained_takes_a_hub_repo_id_like_load_protector(hub, protector)
     assert type(loaded) is UCProtector and torch.equal(loaded.deltas, protector.deltas)
     with pytest.raises(ValueError, match="not a baseline protector"):  # the class must match what was saved
         BaselineProtector.from_pretrained("alice/from-pretrained")
+
+def test_push_to_hub_returns_the_commit_info_and_takes_mixin_keywords(hub, protector, tmp_path):
+    """huggingface_hub.ModelHubMixin's conventions: CommitInfo back, branch/create_pr, and from_pretrained's
+    revision, cache_dir, force_download, local_files_only and token."""
+    commit = protector.push_to_hub("alice/mixin-protector")
+    assert isinstance(commit, CommitInfo) and commit.oid == _history(hub, "alice/mixin-protector", rtype="model")[0].oid
+    assert commit.commit_url.endswith(commit.oid) and commit.pr_url is None
+    card = hub.repos[("model", "alice/mixin-protector")].resolve("main").files["README.md"].data.decode()
+    assert "keep this repository private" in card and "library_name: uc-datasets" in card
+
+    other = load_protector("alice/mixin-protector")
+    other.config.epsilon = EPS / 2  # a different protector on a branch: revision must pick the right one
+    other.deltas = other.deltas / 2
+    on_branch = other.push_to_hub("alice/mixin-protector", branch="half")
+    assert hub.repos[("model", "alice/mixin-protector")].resolve("half").oid == on_branch.oid
+    assert torch.equal(load_protector("alice/mixin-protector", revision="half").deltas, other.deltas)
+    assert torch.equal(load_protector("alice/mixin-protector", revision=commit.oid).deltas, protector.deltas)
+    pr = protector.push_to_hub("alice/mixin-protector", create_pr=True, commit_message="a PR")
+    assert pr.pr_url and pr.pr_url.endswith("/discussions/1") and pr.pr_revision == "refs/pr/1"
+
+    cache = tmp_path / "cache"
+    with pytest.raises(FileNotFoundError, match="local_files_only"):  # nothing cached yet, and no request made
+        load_protector("alice/mixin-protector", cache_dir=cache, local_files_only=True)
+    n = len(hub.requests)
+    first = UCProtector.from_pretrained("alice/mixin-protector", cache_dir=cache, token=TOKEN)
+    assert any("/resolve/" in r and "protector.safetensors" in r and r.startswith("GET") for r in hub.requests[n:])
+    assert list(cache.glob("models--alice--mixin-protector/snapshots/*/protector.safetensors"))
+    n = len(hub.requests)
+    offline = load_protector("alice/mixin-protector", cache_dir=cache, local_files_only=True)
+    assert hub.requests[n:] == [] and torch.equal(offline.deltas, first.deltas)
+    load_protector("alice/mixin-protector", cache_dir=cache)
+    assert not any(r.startswith("GET") and "protector.safetensors" in r for r in hub.requests[n:])  # cached
+    n = len(hub.requests)
+    load_protector("alice/mixin-protector", cache_dir=cache, force_download=True)
+    assert any(r.startswith("GET") and "protector.safetensors" in r for r in hub.requests[n:])
+    # Bob cannot read the private repo (the filled cache above is local files, which huggingface_hub serves
+    # when the Hub refuses, so he gets an empty one).
+    with pytest.raises(FileNotFoundError, match="neither a local protector directory"):
+        UCProtector.from_pretrained("alice/mixin-protector", cache_dir=tmp_path / "bob", token=BOB_TOKEN)
+
+
+def test_save_pretrained_can_push_like_the_mixin(hub, protector, tmp_path):
+    d = tmp_path / "pets-protector"
+    assert protector.save_pretrained(d) is None  # as ModelHubMixin: nothing to return without a push
+    commit = protector.save_pretrained(d, push_to_hub=True, repo_id="alice/saved-and-pushed")
+    assert isinstance(commit, CommitInfo) and hub.repos[("model", "alice/saved-and-pushed")].private
+    assert torch.equal(load_protector("alice/saved-and-pushed").deltas, load_protector(d).deltas)
+    protector.save_pretrained(tmp_path / "by-folder-name", push_to_hub=True)  # repo_id: the folder's name
+    assert hub.repos[("model", "alice/by-folder-name")].private
+    with pytest.raises(PublicProtectorError):  # the guard holds on this path too, before anything is pushed
+        protector.save_pretrained(tmp_path / "p2", push_to_hub=True, repo_id="alice/p2", private=False)
+    assert ("model", "alice/p2") not in hub.repos
+
+
+def test_a_wrong_token_when_loading_says_to_check_the_token(hub, protector):
+    from uc_datasets.core.protector_hub import HUB_TOKEN_HINT, HubAuthError
+
+    protector.push_to_hub("alice/auth-protector")
+    with pytest.raises(HubAuthError, match="401") as err:
+        load_protector("alice/auth-protector", token=TOKEN + "x")
+    assert str(err.value).endswith(HUB_TOKEN_HINT) and TOKEN not in str(err.value)
+
 
 def test_public_protector_push_is_refused(hub, protector):
     with pytest.raises(PublicProtectorError, match=r"(?s)public.*secret.*undo the protection.*allow_public=True"):

@@ -223,6 +223,16 @@ def test_the_root_import_check_catches_a_planted_one(tmp_path, monkeypatch):
     assert root_importers() == {"uc_datasets.core.a", "uc_datasets.core.b"}
 
 
+def test_persistence_and_the_hub_helpers_sit_below_the_protector_contract():
+    """Not even a lazy or a type-checking import: the contract uses them, never the other way round."""
+    modules = _modules()
+    for name in ("uc_datasets.core.persistence", "uc_datasets.core.protector_hub"):
+        names = imported_names(name, modules[name], modules, type_checking=True)
+        assert "uc_datasets.core.protector" not in names, name
+    graph = import_graph()
+    assert {"uc_datasets.core.persistence", "uc_datasets.core.protector_hub"} <= graph["uc_datasets.core.protector"]
+
+
 def test_the_library_does_not_import_the_benchmarks():
     scripts = {p.stem for p in (PACKAGE.parent / "benchmarks").glob("*.py")} | {"benchmarks"}
     for name, path in _modules().items():

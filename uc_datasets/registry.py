@@ -38,7 +38,7 @@ import os
 import datasets
 
 from uc_datasets.core.method import BaseMethod
-from uc_datasets.core.persistence import InvalidProtectorError, build_from_parts, read_protector_dir
+from uc_datasets.core.persistence import invalid_protector_errors, read_protector_dir
 from uc_datasets.core.protector import BaseProtector
 from uc_datasets.core.protector_hub import resolve_protector_path
 from uc_datasets.core.surrogates import Surrogate
@@ -76,25 +76,27 @@ def protector_class(protector_type: str | None) -> type[BaseProtector]:
     return PROTECTOR_TYPES[protector_type]
 
 
-def load_protector(path: str | os.PathLike, *, surrogate: Surrogate | None = None, token: str | None = None,
-                   revision: str | None = None) -> BaseProtector:
+def load_protector(path: str | os.PathLike, *, surrogate: Surrogate | None = None, revision: str | None = None,
+                   cache_dir: str | os.PathLike | None = None, force_download: bool = False,
+                   local_files_only: bool = False, token: str | bool | None = None) -> BaseProtector:
     """Load a protector from a directory written by ``save_pretrained``, or from a Hub model repo.
 
     A ``path`` that is not an existing directory is taken as a Hub model repo id (pushed by
-    ``protector.push_to_hub``; ``token`` reads private repos). The class (UC or one of the
-    baselines) follows ``protector_type`` in ``config.json``; ``surrogate`` passes an already
+    ``protector.push_to_hub``); ``revision``, ``cache_dir``, ``force_download``,
+    ``local_files_only`` and ``token`` (private repos) are ``huggingface_hub``'s, as in
+    ``from_pretrained``. The class (UC or one of the baselines) follows ``protector_type`` in
+    ``config.json``; ``surrogate`` passes an already
     loaded surrogate (UC) or label classifier (baselines).
 
     Example:
         >>> uc_protect = load_protector("protector/")  # doctest: +SKIP
-        >>> uc_protect = load_protector("me/pets-protector")  # doctest: +SKIP
+        >>> uc_protect = load_protector("me/pets-protector", revision="v2")  # doctest: +SKIP
     """
-    cfg, tensors, d = read_protector_dir(resolve_protector_path(path, token=token, revision=revision))
-    try:
-        cls = protector_class(cfg.get("protector_type"))
-    except ValueError as err:
-        raise InvalidProtectorError(f"this is not a valid protector directory: {d}: {err}") from None
-    return build_from_parts(cls, cfg, tensors, d, surrogate=surrogate)
+    cfg, tensors, d = read_protector_dir(resolve_protector_path(
+        path, revision=revision, cache_dir=cache_dir, force_download=force_download,
+        local_files_only=local_files_only, token=token))
+    with invalid_protector_errors(d):
+        return protector_class(cfg.get("protector_type"))._from_parts(cfg, tensors, surrogate=surrogate)
 
 
 def _key(method: str) -> str:
