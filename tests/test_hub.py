@@ -17,15 +17,23 @@ import numpy as np
 import pytest
 import torch
 from hub_server import HubServer, hub_environment
-from huggingface_hub import DatasetCard, HfApi, hf_hub_download
+from huggingface_hub import CommitInfo, DatasetCard, DatasetCardData, HfApi, hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 from PIL import Image
 
 import uc_datasets
-from uc_datasets import UnlearnableClusters, load_protector
+from uc_datasets import UCProtector, UnlearnableClusters, load_protector
 from uc_datasets.commands.push import add_push_arguments, run_push
 from uc_datasets.core.protector_hub import PublicProtectorError
-from uc_datasets.hub import CARD_KEY, ProtectionCheckError, ProtectorLeakError, push_protected, render_card_section
+from uc_datasets.hub import (
+    CARD_KEY,
+    CARD_TAGS,
+    ProtectionCheckError,
+    ProtectorLeakError,
+    push_protected,
+    render_card_section,
+    write_protected_card,
+)
 
 TOKEN = "hf_UCtestFAKEtoken0123456789DoNotLeak"  # alice's; recognisable so a leak is easy to find
 BOB_TOKEN = "hf_UCtestFAKEbobToken9876543210"
@@ -167,8 +175,12 @@ def test_card_says_what_protects_the_images(hub, clean, protected, protector):
     assert record["method"] == "UC-CLIP" and record["n_clusters"] == 4 and record["epsilon_levels"] == 8
     assert record["passed"] is True and record["uc_datasets_version"] == uc_datasets.__version__
     assert record["psnr_db"] >= 30.07 and 0 < record["ssim"] < 1  # within 8/255: PSNR at least 30.07 dB
-    assert "unlearnable-clusters" in card.data["tags"]
-    assert card.data["dataset_info"]  # datasets' own metadata is still there
+    assert {"unlearnable", "protected", "unlearnable-clusters"} <= set(card.data["tags"])
+    assert card.data.pretty_name == "card (protected)"  # the repo name, as nothing better is known
+    info = card.data["dataset_info"]  # what datasets' own push_to_hub writes, for load_dataset
+    assert info["splits"] == [{"name": "train", "num_bytes": info["dataset_size"], "num_examples": 40}]
+    assert card.data["configs"] == [{"config_name": "default", "data_files": [{"split": "train",
+                                                                                "path": "data/train-*"}]}]
 
 
 def test_card_edits_and_license_survive_a_second_push(hub, clean, protected, protector, tmp_path):
@@ -218,6 +230,112 @@ def test_push_as_pull_request(hub, clean, protected, protector, tmp_path):
     assert "If you found this dataset" in _card("alice/pr", "refs/pr/1").text
     back = datasets.load_dataset("alice/pr", revision="refs/pr/1", split="train", cache_dir=str(tmp_path / "c"))
     assert all(np.array_equal(a, b) for a, b in zip(_arrays(back), _arrays(sub_prot)))
+
+
+def _history(hub: HubServer, repo_id: str, rev: str = "main", rtype: str = "dataset") -> list:
+    """The commits of ``rev``, newest first."""
+    repo = hub.repos[(rtype, repo_id)]
+    out, commit = [], repo.resolve(rev)
+    while commit is not None:
+        out.append(commit)
+        commit = repo.commits.get(commit.parent) if commit.parent else None
+    return out
+
+
+def test_data_and_card_go_in_one_commit(hub, clean, protected, protector):
+    """No revision of the repo holds the images without the card that says they are protected."""
+    result = push_protected(protected.select(range(10)), "alice/one-commit", clean=clean.select(range(10)),
+                            protector=protector, progress=False)
+    head, initial = _history(hub, "alice/one-commit")  # the repo's first commit, then ours: nothing between
+    assert initial.title == "initial commit" and result.commit_url.endswith(head.oid)
+    assert any(f.endswith(".parquet") for f in head.files) and CARD_KEY in head.files["README.md"].data.decode()
+    push_protected(protected.select(range(10, 16)), "alice/one-commit", split="test", clean=clean.select(range(10, 16)),
+                   protector=protector, progress=False)
+    second = _history(hub, "alice/one-commit")[0]
+    assert len(_history(hub, "alice/one-commit")) == 3 and second.parent == head.oid
+    card = DatasetCard(second.files["README.md"].data.decode())
+    assert set(card.data[CARD_KEY]["splits"]) == {"train", "test"}
+    assert {s["name"] for s in card.data["dataset_info"]["splits"]} == {"train", "test"}
+
+
+def test_a_smaller_push_of_a_split_removes_its_older_shards(hub, clean, protected, protector, tmp_path):
+    push_protected(protected, "alice/reshard", clean=clean, protector=protector, max_shard_size="20KB",
+                   progress=False)
+    assert len([f for f in _repo_files(hub, "alice/reshard") if f.startswith("data/train-")]) > 1
+    push_protected(protected.select(range(5)), "alice/reshard", clean=clean.select(range(5)), protector=protector,
+                   progress=False)
+    assert [f for f in _repo_files(hub, "alice/reshard") if f.endswith(".parquet")] == [
+        "data/train-00000-of-00001.parquet"]
+    back = datasets.load_dataset("alice/reshard", split="train", cache_dir=str(tmp_path / "c"))
+    assert len(back) == 5 and all(np.array_equal(a, b) for a, b in zip(_arrays(back), _arrays(protected)))
+
+
+def test_card_metadata_is_standard_and_copies_the_source_task(hub, clean, protected, protector):
+    api = HfApi()
+    api.create_repo("alice/pets-source", repo_type="dataset")
+    source_card = DatasetCard(f"---\n{DatasetCardData(pretty_name='My pets', task_categories=['image-classification'], license='cc-by-4.0').to_yaml()}\n---\n# Pets\n")
+    api.upload_file(path_or_fileobj=str(source_card).encode(), path_in_repo="README.md", repo_id="alice/pets-source",
+                    repo_type="dataset")
+    push_protected(protected.select(range(8)), "alice/pets-meta", clean=clean.select(range(8)), protector=protector,
+                   source_dataset="alice/pets-source", progress=False)
+    data = _card("alice/pets-meta").data
+    assert isinstance(data, DatasetCardData)
+    assert data.pretty_name == "My pets (protected)" and data.source_datasets == ["alice/pets-source"]
+    assert data.task_categories == ["image-classification"] and data["tags"] == list(CARD_TAGS)
+    assert data.license is None  # a license is the owner's statement: not copied
+    assert data[CARD_KEY]["protected"] is True and data[CARD_KEY]["splits"]["train"]["n_images"] == 8
+    # An explicit pretty name wins; a source that cannot be read is no error (nothing copied).
+    push_protected(protected.select(range(8)), "alice/pets-meta2", clean=clean.select(range(8)), protector=protector,
+                   source_dataset="bob/no-such-set", pretty_name="Garden pets", progress=False)
+    data = _card("alice/pets-meta2").data
+    assert data.pretty_name == "Garden pets" and data.task_categories is None
+    assert data.source_datasets == ["bob/no-such-set"]
+
+
+def test_save_to_disk_directories_get_the_same_card(hub, clean, protected, protector, tmp_path):
+    sub_clean, sub_prot = clean.select(range(8)), protected.select(range(8))
+    report = protected_report(sub_clean, sub_prot)
+    d = tmp_path / "protected"
+    sub_prot.save_to_disk(str(d))
+    HfApi().create_repo("alice/local-source", repo_type="dataset")
+    HfApi().upload_file(path_or_fileobj=b"---\ntask_categories:\n- image-classification\n---\n",
+                        path_in_repo="README.md", repo_id="alice/local-source", repo_type="dataset")
+    path = write_protected_card(d, protector, report, source_dataset="alice/local-source")
+    assert path == d / "README.md"
+    local = DatasetCard(path.read_text(encoding="utf-8"))
+    push_protected(sub_prot, "alice/same-card", clean=sub_clean, protector=protector,
+                   source_dataset="alice/local-source", progress=False)
+    pushed = _card("alice/same-card")
+    assert local.text == pushed.text  # the same protection section
+    for key in ("source_datasets", "task_categories", "tags", CARD_KEY):
+        assert local.data[key] == pushed.data[key], key
+    assert local.data.pretty_name == "protected (protected)"
+    assert "dataset_info" not in local.data  # the Hub layout's metadata belongs to the Hub push only
+    assert np.array_equal(_arrays(datasets.load_from_disk(str(d))), _arrays(sub_prot))  # still a dataset directory
+    # A second call keeps what the owner wrote and updates the record.
+    path.write_text(path.read_text(encoding="utf-8") + "\n## Notes\n\nMine.\n", encoding="utf-8")
+    write_protected_card(d, protector, {"test": report})
+    again = DatasetCard(path.read_text(encoding="utf-8"))
+    assert "Mine." in again.text and set(again.data[CARD_KEY]["splits"]) == {"train", "test"}
+    assert again.text.count("If you found this dataset") == 1
+    with pytest.raises(FileNotFoundError, match="save_to_disk"):
+        write_protected_card(tmp_path / "missing", protector, report)
+
+
+def test_progress_follows_huggingface_hub_unless_given(hub, clean, protected, protector, capfd):
+    from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
+
+    sub_clean, sub_prot = clean.select(range(4)), protected.select(range(4))
+    disable_progress_bars()
+    try:
+        push_protected(sub_prot, "alice/quiet", clean=sub_clean, protector=protector)
+        quiet = capfd.readouterr().err
+        push_protected(sub_prot, "alice/quiet", clean=sub_clean, protector=protector, progress=True)
+        loud = capfd.readouterr().err
+    finally:
+        enable_progress_bars()
+    assert "Uploading train shards" not in quiet and "verify" not in quiet.lower()
+    assert "Uploading train shards" in loud and "verifying" in loud
 
 
 # ---------------------------------------------------------------------------- refusals
@@ -299,6 +417,68 @@ def test_from_pretrained_takes_a_hub_repo_id_like_load_protector(hub, protector)
     assert type(loaded) is UCProtector and torch.equal(loaded.deltas, protector.deltas)
     with pytest.raises(ValueError, match="not a baseline protector"):  # the class must match what was saved
         BaselineProtector.from_pretrained("alice/from-pretrained")
+
+def test_push_to_hub_returns_the_commit_info_and_takes_mixin_keywords(hub, protector, tmp_path):
+    """huggingface_hub.ModelHubMixin's conventions: CommitInfo back, branch/create_pr, and from_pretrained's
+    revision, cache_dir, force_download, local_files_only and token."""
+    commit = protector.push_to_hub("alice/mixin-protector")
+    assert isinstance(commit, CommitInfo) and commit.oid == _history(hub, "alice/mixin-protector", rtype="model")[0].oid
+    assert commit.commit_url.endswith(commit.oid) and commit.pr_url is None
+    card = hub.repos[("model", "alice/mixin-protector")].resolve("main").files["README.md"].data.decode()
+    assert "keep this repository private" in card and "library_name: uc-datasets" in card
+
+    other = load_protector("alice/mixin-protector")
+    other.config.epsilon = EPS / 2  # a different protector on a branch: revision must pick the right one
+    other.deltas = other.deltas / 2
+    on_branch = other.push_to_hub("alice/mixin-protector", branch="half")
+    assert hub.repos[("model", "alice/mixin-protector")].resolve("half").oid == on_branch.oid
+    assert torch.equal(load_protector("alice/mixin-protector", revision="half").deltas, other.deltas)
+    assert torch.equal(load_protector("alice/mixin-protector", revision=commit.oid).deltas, protector.deltas)
+    pr = protector.push_to_hub("alice/mixin-protector", create_pr=True, commit_message="a PR")
+    assert pr.pr_url and pr.pr_url.endswith("/discussions/1") and pr.pr_revision == "refs/pr/1"
+
+    cache = tmp_path / "cache"
+    with pytest.raises(FileNotFoundError, match="local_files_only"):  # nothing cached yet, and no request made
+        load_protector("alice/mixin-protector", cache_dir=cache, local_files_only=True)
+    n = len(hub.requests)
+    first = UCProtector.from_pretrained("alice/mixin-protector", cache_dir=cache, token=TOKEN)
+    assert any("/resolve/" in r and "protector.safetensors" in r and r.startswith("GET") for r in hub.requests[n:])
+    assert list(cache.glob("models--alice--mixin-protector/snapshots/*/protector.safetensors"))
+    n = len(hub.requests)
+    offline = load_protector("alice/mixin-protector", cache_dir=cache, local_files_only=True)
+    assert hub.requests[n:] == [] and torch.equal(offline.deltas, first.deltas)
+    load_protector("alice/mixin-protector", cache_dir=cache)
+    assert not any(r.startswith("GET") and "protector.safetensors" in r for r in hub.requests[n:])  # cached
+    n = len(hub.requests)
+    load_protector("alice/mixin-protector", cache_dir=cache, force_download=True)
+    assert any(r.startswith("GET") and "protector.safetensors" in r for r in hub.requests[n:])
+    # Bob cannot read the private repo (the filled cache above is local files, which huggingface_hub serves
+    # when the Hub refuses, so he gets an empty one).
+    with pytest.raises(FileNotFoundError, match="neither a local protector directory"):
+        UCProtector.from_pretrained("alice/mixin-protector", cache_dir=tmp_path / "bob", token=BOB_TOKEN)
+
+
+def test_save_pretrained_can_push_like_the_mixin(hub, protector, tmp_path):
+    d = tmp_path / "pets-protector"
+    assert protector.save_pretrained(d) is None  # as ModelHubMixin: nothing to return without a push
+    commit = protector.save_pretrained(d, push_to_hub=True, repo_id="alice/saved-and-pushed")
+    assert isinstance(commit, CommitInfo) and hub.repos[("model", "alice/saved-and-pushed")].private
+    assert torch.equal(load_protector("alice/saved-and-pushed").deltas, load_protector(d).deltas)
+    protector.save_pretrained(tmp_path / "by-folder-name", push_to_hub=True)  # repo_id: the folder's name
+    assert hub.repos[("model", "alice/by-folder-name")].private
+    with pytest.raises(PublicProtectorError):  # the guard holds on this path too, before anything is pushed
+        protector.save_pretrained(tmp_path / "p2", push_to_hub=True, repo_id="alice/p2", private=False)
+    assert ("model", "alice/p2") not in hub.repos
+
+
+def test_a_wrong_token_when_loading_says_to_check_the_token(hub, protector):
+    from uc_datasets.core.protector_hub import HUB_TOKEN_HINT, HubAuthError
+
+    protector.push_to_hub("alice/auth-protector")
+    with pytest.raises(HubAuthError, match="401") as err:
+        load_protector("alice/auth-protector", token=TOKEN + "x")
+    assert str(err.value).endswith(HUB_TOKEN_HINT) and TOKEN not in str(err.value)
+
 
 def test_public_protector_push_is_refused(hub, protector):
     with pytest.raises(PublicProtectorError, match=r"(?s)public.*secret.*undo the protection.*allow_public=True"):

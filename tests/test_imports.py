@@ -30,6 +30,30 @@ def _type_checking_lines(tree: ast.AST) -> set[int]:
     return lines
 
 
+def imported_names(name: str, path: Path, modules: dict[str, Path], *, type_checking: bool = False) -> set[str]:
+    """The dotted names module ``name`` (at ``path``) imports, at module level or inside functions;
+    imports under ``if TYPE_CHECKING:`` only with ``type_checking=True``."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    skip = set() if type_checking else _type_checking_lines(tree)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    targets: set[str] = set()
+    for node in ast.walk(tree):
+        if getattr(node, "lineno", None) in skip:
+            continue
+        if isinstance(node, ast.Import):
+            targets.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            targets.add(mod)
+            targets.update(f"{mod}.{a.name}" for a in node.names if f"{mod}.{a.name}" in modules)
+    return targets
+
+
 def import_graph() -> dict[str, set[str]]:
     """Module -> the package modules it imports, at module level or inside functions (which run
     later, but still close a cycle), plus the parent packages every import executes first.
@@ -37,26 +61,8 @@ def import_graph() -> dict[str, set[str]]:
     modules = _modules()
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        skip = _type_checking_lines(tree)
-        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        targets: set[str] = set()
-        for node in ast.walk(tree):
-            if getattr(node, "lineno", None) in skip:
-                continue
-            if isinstance(node, ast.Import):
-                targets.update(a.name for a in node.names)
-            elif isinstance(node, ast.ImportFrom):
-                if node.level:
-                    base = package.split(".")
-                    base = base[: len(base) - node.level + 1]
-                    mod = ".".join(base + ([node.module] if node.module else []))
-                else:
-                    mod = node.module or ""
-                targets.add(mod)
-                targets.update(f"{mod}.{a.name}" for a in node.names if f"{mod}.{a.name}" in modules)
         edges = set()
-        for t in targets:
+        for t in imported_names(name, path, modules):
             if not (t == "uc_datasets" or t.startswith("uc_datasets.")):
                 continue
             parts = t.split(".")
@@ -126,6 +132,7 @@ def test_library_modules_do_not_import_the_command_line():
 
 #: Layer of a module, by its dotted name: the first prefix that matches wins.
 LAYERS = (
+    ("uc_datasets._version", "ground"),
     ("uc_datasets.core", "core"),
     ("uc_datasets.methods", "methods"),
     ("uc_datasets.evaluation", "evaluation"),
@@ -133,15 +140,17 @@ LAYERS = (
     ("uc_datasets.__main__", "commands"),
     ("uc_datasets", "top"),
 )
-#: Layer -> the layers its modules may import. Core imports no wing; a wing imports core and
-#: itself, never the other wing; the top modules (``uc_datasets``, ``registry``, ``pipeline``,
-#: ``hub``) assemble the wings; only the command line imports ``commands``.
+#: Layer -> the layers its modules may import. The ground floor (``_version``) imports nothing
+#: and everyone may import it; core imports no wing; a wing imports core and itself, never the
+#: other wing; the top modules (``uc_datasets``, ``registry``, ``pipeline``, ``hub``) assemble
+#: the wings; only the command line imports ``commands``.
 ALLOWED = {
-    "core": {"core"},
-    "methods": {"core", "methods"},
-    "evaluation": {"core", "evaluation"},
-    "top": {"core", "methods", "evaluation", "top"},
-    "commands": {"core", "methods", "evaluation", "top", "commands"},
+    "ground": set(),
+    "core": {"ground", "core"},
+    "methods": {"ground", "core", "methods"},
+    "evaluation": {"ground", "core", "evaluation"},
+    "top": {"ground", "core", "methods", "evaluation", "top"},
+    "commands": {"ground", "core", "methods", "evaluation", "top", "commands"},
 }
 #: Edges that break the layers today, to shrink to nothing; a stale entry fails the test too.
 KNOWN_VIOLATIONS: set[tuple[str, str]] = set()
@@ -186,6 +195,42 @@ def test_core_imports_no_wing_and_no_wing_imports_another():
     violations = layer_violations(import_graph())
     assert violations - KNOWN_VIOLATIONS == set(), sorted(violations - KNOWN_VIOLATIONS)
     assert KNOWN_VIOLATIONS - violations == set(), f"fixed, remove from KNOWN_VIOLATIONS: {KNOWN_VIOLATIONS - violations}"
+
+
+def root_importers() -> set[str]:
+    """The modules below the top (core, the wings) that import the package root ``uc_datasets`` itself
+    (``from uc_datasets import X``, ``import uc_datasets``, ``from .. import X``): the root's lazy exports
+    import core and the wings, so that closes a circle the graph, which drops parent packages, cannot show."""
+    modules = _modules()
+    return {name for name, path in modules.items() if layer_of(name) in {"core", "methods", "evaluation"}
+            and "uc_datasets" in imported_names(name, path, modules)}
+
+
+def test_no_module_below_the_top_imports_the_package_root():
+    assert root_importers() == set(), f"import __version__ from uc_datasets._version instead: {root_importers()}"
+
+
+def test_the_root_import_check_catches_a_planted_one(tmp_path, monkeypatch):
+    pkg = tmp_path / "uc_datasets"
+    (pkg / "core").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "core" / "__init__.py").write_text("")
+    (pkg / "core" / "a.py").write_text("def f():\n    from uc_datasets import __version__\n    return __version__\n")
+    (pkg / "core" / "b.py").write_text("from .. import registry\n")
+    (pkg / "core" / "c.py").write_text("from uc_datasets._version import __version__\n")
+    (pkg / "_version.py").write_text("")
+    monkeypatch.setattr(sys.modules[__name__], "PACKAGE", pkg)
+    assert root_importers() == {"uc_datasets.core.a", "uc_datasets.core.b"}
+
+
+def test_persistence_and_the_hub_helpers_sit_below_the_protector_contract():
+    """Not even a lazy or a type-checking import: the contract uses them, never the other way round."""
+    modules = _modules()
+    for name in ("uc_datasets.core.persistence", "uc_datasets.core.protector_hub"):
+        names = imported_names(name, modules[name], modules, type_checking=True)
+        assert "uc_datasets.core.protector" not in names, name
+    graph = import_graph()
+    assert {"uc_datasets.core.persistence", "uc_datasets.core.protector_hub"} <= graph["uc_datasets.core.protector"]
 
 
 def test_the_library_does_not_import_the_benchmarks():

@@ -6,9 +6,9 @@ Example:
     >>> protected = ds.map(uc_protect, batched=True)  # doctest: +SKIP
 """
 
-__version__ = "0.1.0"
-
 from typing import TYPE_CHECKING
+
+from uc_datasets._version import __version__
 
 #: Public name -> the module that defines it. Imported on first use (PEP 562), so that
 #: ``import uc_datasets`` and ``uc-datasets --help`` do not pay for torch, datasets and transformers.

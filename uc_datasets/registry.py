@@ -21,9 +21,12 @@ baselines use the class a surrogate classifier predicts (``surrogate="efficientn
 ``label_column`` selects its label-aware mode (clusters nested in the classes).
 
 Every method is a :class:`~uc_datasets.core.method.BaseMethod` subclass with a typed config;
-:data:`METHODS` is built from the classes, and a method's accepted keywords are its config's
-fields plus its run options. Everything is imported explicitly here: this module knows every
-method and every protector class, and nothing registers itself as a side effect of an import.
+a method's accepted keywords are its config's fields plus its run options. Everything is
+imported explicitly here, one function per method and per protector class, and only when that
+name is asked for: :data:`METHODS` and :data:`PROTECTOR_TYPES` list their names without
+importing anything, so ``load_protector`` loads the one protector class a ``config.json``
+names (a UC protector without a surrogate needs neither transformers nor any training code),
+and nothing registers itself as a side effect of an import.
 
 Example:
     >>> from uc_datasets.registry import fit_method
@@ -34,67 +37,174 @@ Example:
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Generic, TypeVar
 
-import datasets
+if TYPE_CHECKING:
+    import datasets
 
-from uc_datasets.core.method import BaseMethod
-from uc_datasets.core.persistence import InvalidProtectorError, build_from_parts, read_protector_dir
-from uc_datasets.core.protector import BaseProtector
-from uc_datasets.core.protector_hub import resolve_protector_path
-from uc_datasets.core.surrogates import Surrogate
-from uc_datasets.methods.advpoison import AdvPoison
-from uc_datasets.methods.baseline import BaselineProtector
-from uc_datasets.methods.deepconfuse import DeepConfuse
-from uc_datasets.methods.emaxn import EMaxN
-from uc_datasets.methods.eminn import EMinN, EMinNClasswise
-from uc_datasets.methods.synper import SynPer, SynPerProtector
-from uc_datasets.methods.uc.protector import UCProtector
-from uc_datasets.methods.uc.unlearnable_clusters import UnlearnableClusters
+    from uc_datasets.core.method import BaseMethod
+    from uc_datasets.core.protector import BaseProtector
+    from uc_datasets.core.surrogates import Surrogate
 
 __all__ = ["DEFERRED", "METHODS", "PROTECTOR_TYPES", "card_method_name", "fit_method", "get_method",
            "load_protector", "method_arguments", "protector_class"]
 
-#: protector_type (config.json) -> class.
-PROTECTOR_TYPES: dict[str, type[BaseProtector]] = {
-    cls.protector_type: cls for cls in (UCProtector, BaselineProtector, SynPerProtector)
-}
+T = TypeVar("T")
 
-#: Method name -> its class (a :class:`~uc_datasets.core.method.BaseMethod`).
-METHODS: dict[str, type[BaseMethod]] = {
-    cls.name: cls for cls in (UnlearnableClusters, EMinN, EMinNClasswise, EMaxN, AdvPoison, SynPer, DeepConfuse)
-}
+
+class LazyClasses(Mapping[str, T], Generic[T]):
+    """A read-only ``{name: class}`` whose classes are imported on first access, one at a time.
+
+    Listing the names (``list``, ``in``, ``len``) imports nothing; ``[name]`` runs that name's
+    loader (a function with an explicit import) once and keeps the class.
+
+    Example:
+        >>> classes = LazyClasses({"int": lambda: int})
+        >>> "int" in classes, classes["int"]
+        (True, <class 'int'>)
+    """
+
+    def __init__(self, loaders: dict[str, Callable[[], type[T]]]):
+        self._loaders = dict(loaders)
+        self._loaded: dict[str, type[T]] = {}
+
+    def __getitem__(self, name: str) -> type[T]:
+        if name not in self._loaded:
+            self._loaded[name] = self._loaders[name]()
+        return self._loaded[name]
+
+    def __contains__(self, name: object) -> bool:  # Mapping's would import the class to find out
+        return name in self._loaders
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._loaders)
+
+    def __len__(self) -> int:
+        return len(self._loaders)
+
+    def __repr__(self) -> str:
+        return f"LazyClasses({list(self._loaders)})"
+
+
+# ---------------------------------------------------------------------------- protector classes
+def _uc_protector() -> type[BaseProtector]:
+    from uc_datasets.methods.uc.protector import UCProtector
+
+    return UCProtector
+
+
+def _baseline_protector() -> type[BaseProtector]:
+    from uc_datasets.methods.baseline import BaselineProtector
+
+    return BaselineProtector
+
+
+def _synper_protector() -> type[BaseProtector]:
+    from uc_datasets.methods.synper import SynPerProtector
+
+    return SynPerProtector
+
+
+#: protector_type (config.json) -> class, imported when a protector of that type is loaded.
+#: Each key is its class's ``protector_type`` (``tests/test_registry.py`` checks that they agree).
+PROTECTOR_TYPES: LazyClasses[BaseProtector] = LazyClasses({
+    "unlearnable-clusters": _uc_protector, "baseline-perturbations": _baseline_protector,
+    "baseline-synper": _synper_protector,
+})
+
+
+# ---------------------------------------------------------------------------- methods
+def _uc() -> type[BaseMethod]:
+    from uc_datasets.methods.uc.unlearnable_clusters import UnlearnableClusters
+
+    return UnlearnableClusters
+
+
+def _eminn() -> type[BaseMethod]:
+    from uc_datasets.methods.eminn import EMinN
+
+    return EMinN
+
+
+def _eminn_classwise() -> type[BaseMethod]:
+    from uc_datasets.methods.eminn import EMinNClasswise
+
+    return EMinNClasswise
+
+
+def _emaxn() -> type[BaseMethod]:
+    from uc_datasets.methods.emaxn import EMaxN
+
+    return EMaxN
+
+
+def _advpoison() -> type[BaseMethod]:
+    from uc_datasets.methods.advpoison import AdvPoison
+
+    return AdvPoison
+
+
+def _synper() -> type[BaseMethod]:
+    from uc_datasets.methods.synper import SynPer
+
+    return SynPer
+
+
+def _deepconfuse() -> type[BaseMethod]:
+    from uc_datasets.methods.deepconfuse import DeepConfuse
+
+    return DeepConfuse
+
+
+#: Method name -> its class (a :class:`~uc_datasets.core.method.BaseMethod`), imported on first use.
+#: Each key is its class's ``name`` (``tests/test_registry.py`` checks that they agree).
+METHODS: LazyClasses[BaseMethod] = LazyClasses({
+    "uc": _uc, "eminn": _eminn, "eminn-classwise": _eminn_classwise, "emaxn": _emaxn, "advpoison": _advpoison,
+    "synper": _synper, "deepconfuse": _deepconfuse,
+})
 
 #: Methods of the paper that are not implemented, with the reason (none left).
 DEFERRED: dict[str, str] = {}
 
 
 def protector_class(protector_type: str | None) -> type[BaseProtector]:
-    """The protector class saved under ``protector_type``; raises ``ValueError`` for unknown types."""
+    """The protector class saved under ``protector_type``; raises ``ValueError`` for unknown types.
+
+    Example:
+        >>> protector_class("unlearnable-clusters").__name__
+        'UCProtector'
+    """
     if protector_type not in PROTECTOR_TYPES:
         raise ValueError(f"unknown protector_type {protector_type!r} in config.json; known: "
                          f"{sorted(PROTECTOR_TYPES)}. Was it saved by a newer uc-datasets?")
     return PROTECTOR_TYPES[protector_type]
 
 
-def load_protector(path: str | os.PathLike, *, surrogate: Surrogate | None = None, token: str | None = None,
-                   revision: str | None = None) -> BaseProtector:
+def load_protector(path: str | os.PathLike, *, surrogate: Surrogate | None = None, revision: str | None = None,
+                   cache_dir: str | os.PathLike | None = None, force_download: bool = False,
+                   local_files_only: bool = False, token: str | bool | None = None) -> BaseProtector:
     """Load a protector from a directory written by ``save_pretrained``, or from a Hub model repo.
 
     A ``path`` that is not an existing directory is taken as a Hub model repo id (pushed by
-    ``protector.push_to_hub``; ``token`` reads private repos). The class (UC or one of the
-    baselines) follows ``protector_type`` in ``config.json``; ``surrogate`` passes an already
+    ``protector.push_to_hub``); ``revision``, ``cache_dir``, ``force_download``,
+    ``local_files_only`` and ``token`` (private repos) are ``huggingface_hub``'s, as in
+    ``from_pretrained``. The class (UC or one of the baselines) follows ``protector_type`` in
+    ``config.json`` and is the only method module imported; ``surrogate`` passes an already
     loaded surrogate (UC) or label classifier (baselines).
 
     Example:
         >>> uc_protect = load_protector("protector/")  # doctest: +SKIP
-        >>> uc_protect = load_protector("me/pets-protector")  # doctest: +SKIP
+        >>> uc_protect = load_protector("me/pets-protector", revision="v2")  # doctest: +SKIP
     """
-    cfg, tensors, d = read_protector_dir(resolve_protector_path(path, token=token, revision=revision))
-    try:
-        cls = protector_class(cfg.get("protector_type"))
-    except ValueError as err:
-        raise InvalidProtectorError(f"this is not a valid protector directory: {d}: {err}") from None
-    return build_from_parts(cls, cfg, tensors, d, surrogate=surrogate)
+    from uc_datasets.core.persistence import invalid_protector_errors, read_protector_dir
+    from uc_datasets.core.protector_hub import resolve_protector_path
+
+    cfg, tensors, d = read_protector_dir(resolve_protector_path(
+        path, revision=revision, cache_dir=cache_dir, force_download=force_download,
+        local_files_only=local_files_only, token=token))
+    with invalid_protector_errors(d):
+        return protector_class(cfg.get("protector_type"))._from_parts(cfg, tensors, surrogate=surrogate)
 
 
 def _key(method: str) -> str:

@@ -1,15 +1,23 @@
 """The packaged unlearnability metric, loaded through evaluate.load(path) with no network."""
 
+import ast
+import doctest
+import re
 import socket
+import sys
 from pathlib import Path
 
 import evaluate
 import pytest
+from huggingface_hub import metadata_load
 
+import uc_datasets.evaluation.metrics as metrics_package
 from uc_datasets.evaluation.metrics import (
     UNLEARNABILITY_METRIC_PATH,
     load_unlearnability,
 )
+
+FOLDER = Path(UNLEARNABILITY_METRIC_PATH)
 
 
 @pytest.fixture
@@ -78,3 +86,46 @@ def test_bad_inputs(metric):
 def test_helper_loads_the_same_metric(no_network):
     metric = load_unlearnability()
     assert metric.compute(predictions=[2, 2], references=[2, 1])["accuracy"] == 0.5
+
+
+def test_the_folder_is_a_complete_evaluate_module():
+    """What ``evaluate-cli create`` lays out: the script, its card with the Space/metric YAML, requirements, app."""
+    assert {p.name for p in FOLDER.iterdir() if p.is_file()} >= {"unlearnability.py", "README.md", "requirements.txt",
+                                                                 "app.py"}
+    meta = metadata_load(FOLDER / "README.md")
+    assert meta["title"] == "Unlearnability" and meta["sdk"] == "gradio" and (FOLDER / meta["app_file"]).is_file()
+    assert {"evaluate", "metric"} <= set(meta["tags"]) and "protection score" in meta["description"]
+    text = (FOLDER / "README.md").read_text(encoding="utf-8")
+    for section in ("# Metric Card for Unlearnability", "## Metric Description", "## How to Use", "### Inputs",
+                    "### Output Values", "## Limitations and Bias", "## Citation"):
+        assert section in text, section
+    # every third-party module the script imports is in requirements.txt
+    required = {re.split(r"[<>=~!\[ ]", line)[0].strip() for line in (FOLDER / "requirements.txt").read_text()
+                .splitlines() if line.strip() and not line.startswith("#")}
+    tree = ast.parse((FOLDER / "unlearnability.py").read_text())
+    imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert imported - set(sys.stdlib_module_names) == required == {"datasets", "evaluate"}
+
+
+def _run_examples(text: str, name: str) -> doctest.TestResults:
+    test = doctest.DocTestParser().get_doctest(text, {}, name, None, 0)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    runner.run(test)
+    return runner.summarize(verbose=False)
+
+
+def test_the_docstring_example_runs(no_network):
+    metric = load_unlearnability()
+    results = _run_examples(metric.inputs_description, "unlearnability inputs_description")
+    assert results.attempted >= 4 and results.failed == 0
+
+
+def test_the_metric_card_examples_run(no_network):
+    blocks = re.findall(r"```python\n(.*?)```", (FOLDER / "README.md").read_text(encoding="utf-8"), re.S)
+    results = _run_examples("\n".join(b for b in blocks if ">>>" in b), "README.md")
+    assert results.attempted >= 8 and results.failed == 0
+
+
+def test_the_package_doctests_run(no_network):
+    assert doctest.testmod(metrics_package).failed == 0

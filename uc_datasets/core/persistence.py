@@ -4,28 +4,31 @@ Files: ``config.json`` (``protector_type``, the method's config, surrogate ident
 and ``protector.safetensors`` (the perturbations and the fit-set content-key cache). Loading
 never unpickles; a damaged directory raises :class:`InvalidProtectorError` naming the file.
 
+This module sits below the protector contract (:mod:`uc_datasets.core.protector`): it reads
+and writes plain parts (a JSON object and named tensors) and never imports the contract; a
+protector class hands it its parts and rebuilds itself from them (``_from_parts``).
+
 Example:
     >>> cfg, tensors, d = read_protector_dir("protector/")  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 from safetensors.torch import load as st_load
-from safetensors.torch import load_file
-
-if TYPE_CHECKING:
-    from uc_datasets.core.protector import BaseProtector
-    from uc_datasets.core.surrogates import Surrogate
+from safetensors.torch import load_file, save_file
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "protector.safetensors"
 _IMPORT_PID = os.getpid()
+_BAD = "this is not a valid protector directory"
 
 
 class InvalidProtectorError(ValueError):
@@ -40,7 +43,24 @@ class _Entries(dict):
         self.file = file
 
     def __missing__(self, key: str):
-        raise InvalidProtectorError(f"this is not a valid protector directory: {self.file}: missing entry {key!r}")
+        raise InvalidProtectorError(f"{_BAD}: {self.file}: missing entry {key!r}")
+
+
+def write_protector_dir(directory: str | os.PathLike, config: Mapping[str, Any],
+                        tensors: Mapping[str, torch.Tensor]) -> Path:
+    """Write ``config.json`` and ``protector.safetensors`` into ``directory`` (created if missing).
+
+    Example:
+        >>> import tempfile
+        >>> d = write_protector_dir(tempfile.mkdtemp(), {"protector_type": "x"}, {"deltas": torch.zeros(1)})
+        >>> sorted(p.name for p in d.iterdir())
+        ['config.json', 'protector.safetensors']
+    """
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    (d / CONFIG_NAME).write_text(json.dumps(dict(config), indent=2, sort_keys=True))
+    save_file(dict(tensors), str(d / WEIGHTS_NAME), metadata={"format": "pt"})
+    return d
 
 
 def read_protector_dir(path: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor], Path]:
@@ -51,34 +71,39 @@ def read_protector_dir(path: str | os.PathLike) -> tuple[dict, dict[str, torch.T
         raise FileNotFoundError(
             f"{d} is not a saved protector: expected {CONFIG_NAME} and {WEIGHTS_NAME} in it."
         )
-    bad = "this is not a valid protector directory"
     try:
         cfg = json.loads((d / CONFIG_NAME).read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as err:
-        raise InvalidProtectorError(f"{bad}: {d / CONFIG_NAME}: not valid JSON ({err})") from None
+        raise InvalidProtectorError(f"{_BAD}: {d / CONFIG_NAME}: not valid JSON ({err})") from None
     if not isinstance(cfg, dict) or not isinstance(cfg.get("config", {}), dict):
-        raise InvalidProtectorError(f"{bad}: {d / CONFIG_NAME}: expected a JSON object with a 'config' object")
+        raise InvalidProtectorError(f"{_BAD}: {d / CONFIG_NAME}: expected a JSON object with a 'config' object")
     try:
         tensors = load_file(str(d / WEIGHTS_NAME))
     except Exception as err:  # noqa: BLE001 - safetensors raises its own error types
-        raise InvalidProtectorError(f"{bad}: {d / WEIGHTS_NAME}: cannot be read ({err}); is it truncated? "
+        raise InvalidProtectorError(f"{_BAD}: {d / WEIGHTS_NAME}: cannot be read ({err}); is it truncated? "
                                     "Copy it again from where it was saved.") from None
     return _Entries(cfg, d / CONFIG_NAME), _Entries(tensors, d / WEIGHTS_NAME), d
 
 
-def build_from_parts(cls: type[BaseProtector], cfg: dict, tensors: dict, d: Path, *,
-                     surrogate: Surrogate | None = None) -> BaseProtector:
-    """``cls._from_parts`` with every format error turned into :class:`InvalidProtectorError`."""
+@contextlib.contextmanager
+def invalid_protector_errors(d: str | os.PathLike) -> Iterator[None]:
+    """Turn the format errors of a rebuild from ``d``'s parts into :class:`InvalidProtectorError`.
+
+    Example:
+        >>> with invalid_protector_errors("protector/"):  # doctest: +SKIP
+        ...     prot = UCProtector._from_parts(cfg, tensors)
+    """
     try:
-        return cls._from_parts(cfg, tensors, surrogate=surrogate)
+        yield
     except InvalidProtectorError:
         raise
     except (KeyError, ValueError, TypeError, IndexError) as err:
-        raise InvalidProtectorError(f"this is not a valid protector directory: {d}: {err}") from None
+        raise InvalidProtectorError(f"{_BAD}: {d}: {err}") from None
 
 
-def _restore_protector(cls: type[BaseProtector], cfg_json: str, tensor_bytes: bytes, state: dict) -> BaseProtector:
-    """Rebuild a pickled protector of class ``cls`` (see :meth:`BaseProtector.__reduce__`)."""
+def _restore_protector(cls: Any, cfg_json: str, tensor_bytes: bytes, state: dict) -> Any:
+    """Rebuild a pickled protector of class ``cls`` from its parts (see ``BaseProtector.__reduce__``):
+    ``cls._from_parts(config, tensors)``, then its runtime settings ``state``."""
     if os.getpid() != _IMPORT_PID and torch.get_num_threads() > 1:
         # A forked worker (``ds.map(..., num_proc=n)``): torch's OpenMP pool inherited from
         # the parent is not fork-safe and hangs at the first parallel op. One thread per

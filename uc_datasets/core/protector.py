@@ -5,10 +5,12 @@ A protector is a **secret**: whoever holds it can subtract the perturbations. Sa
 
 :class:`BaseProtector` owns the state every protector has (config, perturbations, surrogate
 identity, working resolution, the content-key cache, metadata), the ``datasets.map`` callable,
-the label lookup and the lazy, hash-checked load of its surrogate. The jobs around it live
-beside it: :mod:`~uc_datasets.core.persistence` (the directory format, its checked reading,
-the pickle rebuild), :mod:`~uc_datasets.core.protector_hub` (private model repos) and
-:mod:`~uc_datasets.core.map_context` (what the calling ``Dataset.map`` was asked for). A
+the label lookup and the lazy, hash-checked load of its surrogate, and the Hub API of
+``huggingface_hub.ModelHubMixin`` (``save_pretrained`` / ``from_pretrained`` / ``push_to_hub``).
+The jobs it uses sit below it and never import it: :mod:`~uc_datasets.core.persistence` (the
+directory format, its checked reading, the pickle rebuild), :mod:`~uc_datasets.core.protector_hub`
+(private model repos) and :mod:`~uc_datasets.core.map_context` (what the calling ``Dataset.map``
+was asked for). A
 subclass (:class:`~uc_datasets.methods.uc.protector.UCProtector`, the baselines of
 :mod:`uc_datasets.methods`) keeps only its own tensors and
 :meth:`~BaseProtector.perturbations_for`. :func:`uc_datasets.registry.load_protector` picks
@@ -28,22 +30,23 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import torch
 from PIL import Image
-from safetensors.torch import save, save_file
+from safetensors.torch import save
 
-from uc_datasets import __version__
+from uc_datasets._version import __version__
 from uc_datasets.core.config import BaseConfig
 from uc_datasets.core.imaging import DEFAULT_MAX_PIXELS, ImageDecodeError, apply_delta, load_native
 from uc_datasets.core.map_context import map_call_locals, map_flags, mapped_features, stored_column
 from uc_datasets.core.persistence import (
-    CONFIG_NAME,
-    WEIGHTS_NAME,
     _restore_protector,
-    build_from_parts,
+    invalid_protector_errors,
     read_protector_dir,
+    write_protector_dir,
 )
-from uc_datasets.core.protector_hub import resolve_protector_path
+from uc_datasets.core.protector_hub import push_protector, resolve_protector_path
 
 if TYPE_CHECKING:
+    from huggingface_hub import CommitInfo
+
     from uc_datasets.core.surrogates import Surrogate
 
 logger = logging.getLogger(__name__)
@@ -442,29 +445,49 @@ class BaseProtector:
     #: How errors name this class ("not an Unlearnable Clusters protector").
     description: ClassVar[str] = "a protector"
 
-    def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
-        """Write ``config.json`` and ``protector.safetensors``. Keep the directory private."""
-        d = Path(save_directory)
-        d.mkdir(parents=True, exist_ok=True)
-        (d / CONFIG_NAME).write_text(json.dumps(self._config_dict(), indent=2, sort_keys=True))
-        save_file(self._tensors(), str(d / WEIGHTS_NAME), metadata={"format": "pt"})
+    def save_pretrained(self, save_directory: str | os.PathLike, *, push_to_hub: bool = False,
+                        repo_id: str | None = None, **push_to_hub_kwargs: Any) -> CommitInfo | None:
+        """Write ``config.json`` and ``protector.safetensors`` into ``save_directory``. Keep it private.
+
+        As ``huggingface_hub.ModelHubMixin.save_pretrained``: ``push_to_hub=True`` then pushes to
+        the private model repo ``repo_id`` (default: the directory's name) with
+        :meth:`push_to_hub`, which takes the other keywords, and returns its ``CommitInfo``.
+
+        Example:
+            >>> uc_protect.save_pretrained("protector/")  # doctest: +SKIP
+            >>> uc_protect.save_pretrained("protector/", push_to_hub=True, repo_id="me/pets-protector")  # doctest: +SKIP
+        """
+        d = write_protector_dir(save_directory, self._config_dict(), self._tensors())
         logger.info("Saved protector to %s (a secret: do not publish it)", d)
-        return d
+        if push_to_hub:
+            return self.push_to_hub(repo_id or d.resolve().name, **push_to_hub_kwargs)
+        return None
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, *, surrogate: Any = None, token: str | None = None,
-                        revision: str | None = None) -> BaseProtector:
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *, surrogate: Any = None,
+                        revision: str | None = None, cache_dir: str | os.PathLike | None = None,
+                        force_download: bool = False, local_files_only: bool = False,
+                        token: str | bool | None = None) -> BaseProtector:
         """Load a protector saved with :meth:`save_pretrained` (safetensors + JSON only), from a
-        directory or a Hub model repo id (``token`` reads private repos).
+        directory or a Hub model repo id.
 
-        A damaged directory raises :class:`InvalidProtectorError` naming the file and what is wrong.
-        Call it on the class that was saved, or use :func:`uc_datasets.load_protector`, which picks it.
+        The Hub keywords are ``huggingface_hub.ModelHubMixin.from_pretrained``'s: ``revision``,
+        ``cache_dir``, ``force_download``, ``local_files_only`` and ``token`` (private repos).
+        A damaged directory raises :class:`~uc_datasets.core.persistence.InvalidProtectorError`
+        naming the file and what is wrong. Call it on the class that was saved, or use
+        :func:`uc_datasets.load_protector`, which picks it.
+
+        Example:
+            >>> UCProtector.from_pretrained("me/pets-protector", revision="v2")  # doctest: +SKIP
         """
         if cls is BaseProtector:
             raise TypeError("BaseProtector.from_pretrained needs a concrete class; use uc_datasets.load_protector("
                             "path), which picks the class from protector_type in config.json.")
-        cfg, tensors, d = read_protector_dir(resolve_protector_path(path, token=token, revision=revision))
-        return build_from_parts(cls, cfg, tensors, d, surrogate=surrogate)
+        cfg, tensors, d = read_protector_dir(resolve_protector_path(
+            pretrained_model_name_or_path, revision=revision, cache_dir=cache_dir, force_download=force_download,
+            local_files_only=local_files_only, token=token))
+        with invalid_protector_errors(d):
+            return cls._from_parts(cfg, tensors, surrogate=surrogate)
 
     # ------------------------------------------------------------------ pickling / fingerprint
     def _pickle_state(self) -> dict:
@@ -494,17 +517,20 @@ class BaseProtector:
     def __copy__(self) -> BaseProtector:
         return self.__deepcopy__({})
 
-    def push_to_hub(self, repo_id: str, *, private: bool = True, allow_public: bool = False, token: str | None = None,
-                    revision: str | None = None, commit_message: str | None = None) -> str:
-        """Push to a **private** Hub model repo (a public push needs ``allow_public=True``); returns the commit URL.
+    def push_to_hub(self, repo_id: str, *, private: bool = True, allow_public: bool = False,
+                    token: str | None = None, branch: str | None = None, create_pr: bool = False,
+                    commit_message: str | None = None) -> CommitInfo:
+        """Push to a **private** Hub model repo in one commit; returns the ``huggingface_hub.CommitInfo``.
+
+        The keywords follow ``huggingface_hub.ModelHubMixin.push_to_hub`` (``branch``, created if
+        missing; ``create_pr``; ``commit_message``; ``token``), except that the repo is private
+        unless ``private=False`` *and* ``allow_public=True`` (see
+        :func:`~uc_datasets.core.protector_hub.push_protector`).
 
         Example:
-            >>> uc_protect.push_to_hub("me/pets-protector")  # doctest: +SKIP
-            >>> uc_protect = load_protector("me/pets-protector")  # doctest: +SKIP
+            >>> commit = uc_protect.push_to_hub("me/pets-protector")  # doctest: +SKIP
+            >>> uc_protect = load_protector("me/pets-protector", revision=commit.oid)  # doctest: +SKIP
         """
-        from uc_datasets.core.protector_hub import push_protector
-
-        return push_protector(self, repo_id, private=private, allow_public=allow_public, token=token,
-                              revision=revision, commit_message=commit_message)
-
-
+        return push_protector(self.save_pretrained, repo_id, method=self.method, private=private,
+                              allow_public=allow_public, token=token, branch=branch, create_pr=create_pr,
+                              commit_message=commit_message)

@@ -34,7 +34,7 @@ import torch
 from accelerate.utils import set_seed
 from PIL import Image
 
-from uc_datasets import __version__
+from uc_datasets._version import __version__
 from uc_datasets.core.config import BaseConfig, choice
 from uc_datasets.core.imaging import DEFAULT_MAX_PIXELS, content_key, working_tensor
 from uc_datasets.core.labels import LabelSourceError, dataset_labels, load_classifier, predict_classes

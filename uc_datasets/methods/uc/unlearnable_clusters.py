@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from accelerate.utils import set_seed
 
-from uc_datasets import __version__
+from uc_datasets._version import __version__
 from uc_datasets.core.imaging import DEFAULT_MAX_PIXELS
 from uc_datasets.core.method import BaseMethod
 from uc_datasets.core.protector import default_device

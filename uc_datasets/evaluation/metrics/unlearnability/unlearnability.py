@@ -32,9 +32,12 @@ Returns:
 
 Examples:
     >>> import evaluate
-    >>> metric = evaluate.load("path/to/uc_datasets/metrics/unlearnability")
+    >>> from uc_datasets.evaluation.metrics import UNLEARNABILITY_METRIC_PATH
+    >>> metric = evaluate.load(UNLEARNABILITY_METRIC_PATH)
     >>> metric.compute(predictions=[0, 0, 1, 1], references=[0, 0, 0, 1], clean_accuracy=1.0)
     {'accuracy': 0.75, 'chance': 0.75, 'protection_score': 0.0}
+    >>> metric.compute(predictions=[0, 1, 2, 2, 0], references=[0, 1, 2, 2, 1], clean_accuracy=0.8)["chance"]
+    0.4
 """
 
 _CITATION = """
