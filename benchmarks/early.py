@@ -30,7 +30,7 @@ import logging
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import _common
 from _workload import (
@@ -100,6 +100,16 @@ def fit_candidates(train_ds, sets, names: list[str], args: argparse.Namespace, p
     return records
 
 
+def saver(args: argparse.Namespace, profile: StrengthProfile, mode: str, extra: dict, rows: list[dict],
+          t0: float) -> Callable[..., None]:
+    """``save(new_rows, status="partial")``: rewrite the results file with ``rows`` (the list, as it
+    grows) plus ``new_rows``, so an interrupted run keeps what it measured."""
+    def save(new_rows: list[dict], status: str = "partial") -> None:
+        _common.write_json(args.output, payload(args, profile, mode, extra, rows + new_rows, status,
+                                                 timings={"total_seconds": time.perf_counter() - t0}))
+    return save
+
+
 def run_screen(args: argparse.Namespace, profile: StrengthProfile) -> dict:
     """Every candidate on the validation split, step-resolved victims, n = 10 and ``SCREEN_N_VALUES``."""
     from uc_datasets.core.sources import FASHION_MNIST_CLASSES
@@ -112,9 +122,7 @@ def run_screen(args: argparse.Namespace, profile: StrengthProfile) -> dict:
                              "split": "validation (train split, after the fit images)", "fits": {}}
     rows: list[dict] = []
 
-    def save(new_rows: list[dict], status: str = "partial") -> None:
-        _common.write_json(args.output, payload(args, profile, "early-screen", extra, rows + new_rows, status,
-                                                 timings={"total_seconds": time.perf_counter() - t0}))
+    save = saver(args, profile, "early-screen", extra, rows, t0)
 
     for seed in profile.seeds:
         sets = base.without_protected()
@@ -170,9 +178,7 @@ def run_frontier(args: argparse.Namespace, profile: StrengthProfile) -> dict:
                              "split": "test", "fits": {}}
     rows: list[dict] = []
 
-    def save(new_rows: list[dict], status: str = "partial") -> None:
-        _common.write_json(args.output, payload(args, profile, "early-frontier", extra, rows + new_rows, status,
-                                                 timings={"total_seconds": time.perf_counter() - t0}))
+    save = saver(args, profile, "early-frontier", extra, rows, t0)
 
     for seed in profile.seeds:
         sets = base.without_protected()
@@ -197,9 +203,7 @@ def run_label_free(args: argparse.Namespace, profile: StrengthProfile) -> dict:
                              "split": "test", "fits": {}}
     rows: list[dict] = []
 
-    def save(new_rows: list[dict], status: str = "partial") -> None:
-        _common.write_json(args.output, payload(args, profile, "early-label-free", extra, rows + new_rows, status,
-                                                 timings={"total_seconds": time.perf_counter() - t0}))
+    save = saver(args, profile, "early-label-free", extra, rows, t0)
 
     for seed in profile.seeds:
         sets = base.without_protected()
