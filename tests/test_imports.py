@@ -176,17 +176,22 @@ def test_the_layering_check_catches_a_planted_wing_to_wing_import():
     assert ("uc_datasets.core.imaging", "uc_datasets.evaluation.victims") in layer_violations(planted)
 
 
+def plant_package(tmp_path: Path, monkeypatch, files: dict[str, str]) -> None:
+    """Make the checks read a planted ``uc_datasets`` package of ``files`` (path -> source), with its
+    ``__init__.py`` files, instead of the real one."""
+    pkg = tmp_path / "uc_datasets"
+    for rel, text in {"__init__.py": "", **files}.items():
+        path = pkg / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        (path.parent / "__init__.py").touch()
+        path.write_text(text)
+    monkeypatch.setattr(sys.modules[__name__], "PACKAGE", pkg)
+
+
 def test_the_layering_check_sees_imports_inside_functions(tmp_path, monkeypatch):
     """A lazy import in a function body is an edge like any other."""
-    pkg = tmp_path / "uc_datasets"
-    (pkg / "core").mkdir(parents=True)
-    (pkg / "methods").mkdir()
-    (pkg / "__init__.py").write_text("")
-    (pkg / "core" / "__init__.py").write_text("")
-    (pkg / "methods" / "__init__.py").write_text("")
-    (pkg / "methods" / "m.py").write_text("")
-    (pkg / "core" / "c.py").write_text("def f():\n    from ..methods import m\n    return m\n")
-    monkeypatch.setattr(sys.modules[__name__], "PACKAGE", pkg)
+    plant_package(tmp_path, monkeypatch, {"methods/m.py": "",
+                                          "core/c.py": "def f():\n    from ..methods import m\n    return m\n"})
     assert layer_violations(import_graph()) == {("uc_datasets.core.c", "uc_datasets.methods"),
                                                ("uc_datasets.core.c", "uc_datasets.methods.m")}
 
@@ -211,15 +216,12 @@ def test_no_module_below_the_top_imports_the_package_root():
 
 
 def test_the_root_import_check_catches_a_planted_one(tmp_path, monkeypatch):
-    pkg = tmp_path / "uc_datasets"
-    (pkg / "core").mkdir(parents=True)
-    (pkg / "__init__.py").write_text("")
-    (pkg / "core" / "__init__.py").write_text("")
-    (pkg / "core" / "a.py").write_text("def f():\n    from uc_datasets import __version__\n    return __version__\n")
-    (pkg / "core" / "b.py").write_text("from .. import registry\n")
-    (pkg / "core" / "c.py").write_text("from uc_datasets._version import __version__\n")
-    (pkg / "_version.py").write_text("")
-    monkeypatch.setattr(sys.modules[__name__], "PACKAGE", pkg)
+    plant_package(tmp_path, monkeypatch, {
+        "core/a.py": "def f():\n    from uc_datasets import __version__\n    return __version__\n",
+        "core/b.py": "from .. import registry\n",
+        "core/c.py": "from uc_datasets._version import __version__\n",
+        "_version.py": "",
+    })
     assert root_importers() == {"uc_datasets.core.a", "uc_datasets.core.b"}
 
 
