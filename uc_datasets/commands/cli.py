@@ -12,7 +12,7 @@ import time
 import traceback
 
 from uc_datasets import __version__
-from uc_datasets.commands.arguments import epsilon_levels
+from uc_datasets.commands.arguments import add_source_arguments, epsilon_levels, source_options
 from uc_datasets.core.config import config_choices, config_default, epsilon_from_levels
 from uc_datasets.methods.uc.config import DEFAULT_SURROGATE, LABEL_AWARE_DEFAULTS, UCConfig
 
@@ -88,6 +88,7 @@ def add_fit_arguments(p: argparse.ArgumentParser, defaults: dict | None = None) 
                    help="extra keyword of the method, e.g. --method-arg steps=10 (repeatable)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--output-dir", default=d["output_dir"], help="where to write (default: %(default)s)")
+    add_source_arguments(p, applies_to="SOURCE")
 
 
 def uc_kwargs_from_args(args: argparse.Namespace) -> dict:
@@ -154,7 +155,7 @@ def run_protect(args: argparse.Namespace, accelerator=None) -> int:
 
     t0 = time.perf_counter()
     main = accelerator is None or accelerator.is_main_process
-    ds = load_source(args.source, split=args.split)
+    ds = load_source(args.source, split=args.split, **source_options(args))
     if args.max_samples is not None:
         ds = ds.select(range(min(args.max_samples, len(ds))))
     kwargs = uc_kwargs_from_args(args)
@@ -187,7 +188,7 @@ def run_protect(args: argparse.Namespace, accelerator=None) -> int:
         from uc_datasets.hub import push_protected
 
         result = push_protected(out.protected, repo, clean=ds, protector=out.protector,
-                                image_column=args.image_column, private=args.hub_private)
+                                image_column=args.image_column, private=args.hub_private, token=args.token)
         summary = json.loads(out.summary.read_text())
         summary["push"] = result.to_dict()
         out.summary.write_text(json.dumps(summary, indent=2))
@@ -204,8 +205,8 @@ def _run_verify(args: argparse.Namespace) -> int:
     from uc_datasets.core.sources import load_source
     from uc_datasets.core.verify import verify
 
-    clean = load_source(args.clean, split=args.split)
-    protected = load_source(args.protected, split=args.split)
+    clean = load_source(args.clean, split=args.split, **source_options(args))
+    protected = load_source(args.protected, split=args.split, token=args.token)
     report = verify(clean, protected, epsilon_from_levels(args.epsilon), image_column=args.image_column)
     print(json.dumps(report.to_dict() | {"summary": report.summary()}, indent=2))
     return 0 if report.passed else 1
@@ -231,6 +232,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--image-column", default="image")
     p.add_argument("--epsilon", type=epsilon_levels, default=16.0,
                    help="bound in uint8 levels, 1..255 (default: %(default)s)")
+    add_source_arguments(p, applies_to="CLEAN")
     p.set_defaults(func=_run_verify)
     command = next((a for a in (argv or []) if not a.startswith("-")), None)
     p = sub.add_parser("push", help="verify and publish a protected dataset to the Hub (private by default; the "

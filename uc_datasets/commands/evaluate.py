@@ -19,6 +19,7 @@ from pathlib import Path
 
 from accelerate import Accelerator
 
+from uc_datasets.commands.arguments import add_source_arguments, source_options
 from uc_datasets.core.augment import AUGMENTATIONS
 from uc_datasets.core.class_names import DEFAULT_ENCODER
 from uc_datasets.core.models import VICTIMS
@@ -42,7 +43,8 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
         [5, 9]
     """
     data = parser.add_argument_group("data")
-    data.add_argument("--clean", required=True, help="clean DatasetDict: save_to_disk directory or Hub id")
+    data.add_argument("--clean", required=True, help="clean DatasetDict: save_to_disk directory or Hub id (the Hub "
+                                                     "options below select its config, revision and files)")
     data.add_argument("--protected", required=True,
                       help="protected dataset; its train split is the clean one, perturbed, row by row")
     data.add_argument("--image-column", default="image")
@@ -98,6 +100,7 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
                           help="random crop (pad 1/8) or random-resized crop, each with horizontal flip")
     training.add_argument("--stem", choices=tuple(STEMS), default="auto",
                           help="auto: small 3x3 stride-1 stem for images of 64 px or less")
+    add_source_arguments(parser, applies_to="--clean")
     parser.add_argument("--output-dir", default="uc_output/evaluate")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
@@ -164,6 +167,7 @@ def run_evaluate(args: argparse.Namespace) -> dict:
         class_names=args.class_names,
         image_size=args.image_size,
         progress=not args.no_progress,
+        hub_options=source_options(args),
     )
     config.n_values = _n_values(args, len(data.class_names))
     if config.n_values == [] and not config.include_original and not config.pseudo_n_values:

@@ -245,6 +245,7 @@ def load_evaluation_data(
     class_names: Sequence[str] | None = None,
     image_size: int | None = None,
     progress: bool = True,
+    hub_options: dict[str, Any] | None = None,
 ) -> tuple[EvaluationData, dict[str, str]]:
     """Load and check the clean/protected pair (paths, Hub ids or dataset objects); returns the
     tensors and the protection metadata (``method``/``surrogate`` from the protected dataset's
@@ -252,11 +253,16 @@ def load_evaluation_data(
 
     The protected source is a ``DatasetDict`` with ``train_split`` or a single ``Dataset``;
     it must be the clean train split, perturbed, row by row (same length, same labels).
+    ``hub_options`` are the ``load_source`` keywords of a Hub clean source (``name``,
+    ``revision``, ``data_dir``, ``data_files``, ``token``); the token also reads a Hub protected
+    source.
 
     Example:
         >>> data, meta = load_evaluation_data("clean_dir", "protected_dir")  # doctest: +SKIP
+        >>> data, meta = load_evaluation_data("me/pets", "out/protected", hub_options={"name": "cats"})  # doctest: +SKIP
     """
-    clean_ds = load_source(clean, split=None)
+    hub_options = dict(hub_options or {})
+    clean_ds = load_source(clean, split=None, **hub_options)
     if isinstance(clean_ds, Dataset):
         raise ValueError(
             f"The clean dataset {clean!r} is a single Dataset; it needs a {train_split!r} and a {test_split!r} split "
@@ -264,7 +270,7 @@ def load_evaluation_data(
         )
     clean_train = _split(clean_ds, train_split, "clean train")
     clean_test = _split(clean_ds, test_split, "test")
-    protected_ds = load_source(protected, split=None)
+    protected_ds = load_source(protected, split=None, token=hub_options.get("token"))
     protected_train = _split(protected_ds, train_split, "protected")
     if len(protected_train) != len(clean_train):
         raise ValueError(
