@@ -235,3 +235,35 @@ def test_method_option_takes_registered_names_only():
     assert method_key(parser.parse_args(["protect", "src", "--method", "EMinN_classwise"])) == "eminn-classwise"
     with pytest.raises(ValueError, match="unknown method 'nope'; choose from uc, eminn"):
         method_key(parser.parse_args(["protect", "src", "--method", "nope"]))
+
+
+def test_the_fit_and_evaluate_defaults_are_the_configs():
+    """One owner per default: the options show what UCConfig / EvaluationConfig (TrainConfig) default to."""
+    from uc_datasets.commands.cli import DEMO_DEFAULTS, build_parser
+    from uc_datasets.commands.evaluate import add_evaluate_arguments
+    from uc_datasets.evaluation.sweep import EvaluationConfig
+    from uc_datasets.evaluation.victims import TrainConfig
+    from uc_datasets.methods.uc.config import UCConfig
+
+    args = build_parser(["protect"]).parse_args(["protect", "src"])
+    config = UCConfig()
+    for name in ("n_clusters", "epochs", "batch_size", "lr", "loss", "train_on", "parametrization", "permutation",
+                 "working_size", "seed", "surrogate_image_size"):
+        assert getattr(args, name) == getattr(config, name), name
+    assert args.epsilon == config.epsilon_levels
+    demo = build_parser(["demo"]).parse_args(["demo"])
+    assert all(getattr(demo, k) == v for k, v in DEMO_DEFAULTS.items()) and demo.seed == config.seed
+    parser = argparse.ArgumentParser()
+    add_evaluate_arguments(parser)
+    args = parser.parse_args(["--clean", "c", "--protected", "p"])
+    config, train = EvaluationConfig(), TrainConfig()
+    for option, field in (("victims", "victims"), ("defenses", "defenses"), ("protected_fraction",
+                          "protected_fractions"), ("mix_by", "mix_by"), ("seeds", "seeds"), ("encoder", "encoder"),
+                          ("relabel_seed", "relabel_seed"), ("pseudo_labels", "pseudo_n_values"),
+                          ("pseudo_encoder", "pseudo_encoder"), ("simclr_epochs", "simclr_epochs"),
+                          ("simclr_batch_size", "simclr_batch_size"), ("width", "width")):
+        assert getattr(args, option) == getattr(config, field), option
+    for name in ("epochs", "batch_size", "lr", "momentum", "weight_decay", "augment"):
+        assert getattr(args, name) == getattr(config, name) == getattr(train, name), name
+    assert args.stem == "auto" and config.small_input is None
+

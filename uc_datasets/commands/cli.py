@@ -14,7 +14,7 @@ import traceback
 from uc_datasets import __version__
 from uc_datasets.commands.arguments import add_source_arguments, epsilon_levels, source_options
 from uc_datasets.core.config import config_choices, config_default, epsilon_from_levels
-from uc_datasets.methods.uc.config import DEFAULT_SURROGATE, LABEL_AWARE_DEFAULTS, UCConfig
+from uc_datasets.methods.uc.config import DEFAULT_LR, DEFAULT_SURROGATE, LABEL_AWARE_DEFAULTS, UCConfig
 
 logger = logging.getLogger("uc_datasets")
 
@@ -40,11 +40,19 @@ def method_key(args: argparse.Namespace) -> str:
     return get_method(getattr(args, "method", "uc")).name
 
 
+def _uc_default(name: str) -> object:
+    return config_default(UCConfig, name)
+
+
 def add_fit_arguments(p: argparse.ArgumentParser, defaults: dict | None = None) -> None:
-    """Arguments shared by ``protect``, ``demo`` and ``recipes/protect.py``."""
-    d = {"source": None, "split": "train", "max_samples": None, "surrogate": None,
-         "surrogate_image_size": None, "n_clusters": 10, "epochs": 50, "batch_size": 256,
-         "output_dir": "uc_output", **(defaults or {})}
+    """Arguments shared by ``protect``, ``demo`` and ``recipes/protect.py``.
+
+    The fit options' defaults are :class:`UCConfig`'s (``defaults`` overrides them, as ``demo`` does).
+    """
+    d = {"source": None, "split": "train", "max_samples": None, "output_dir": "uc_output",
+         **{name: _uc_default(name) for name in ("surrogate_image_size", "n_clusters", "epochs", "batch_size",
+                                                  "working_size", "seed")},
+         "surrogate": None, **(defaults or {})}
     if d["source"] is None:
         p.add_argument("source", help="Hub dataset id, a save_to_disk directory, an image folder, or 'fashion-mnist'")
     else:
@@ -57,33 +65,38 @@ def add_fit_arguments(p: argparse.ArgumentParser, defaults: dict | None = None) 
                         f"{d['surrogate'] or f'{DEFAULT_SURROGATE} for uc, efficientnet-lite0 for the baselines'})")
     p.add_argument("--surrogate-image-size", type=int, default=d["surrogate_image_size"],
                    help="override the surrogate's input size (faster on CPU)")
-    p.add_argument("--n-clusters", type=int, default=d["n_clusters"], help="p, the number of clusters")
-    p.add_argument("--epsilon", type=epsilon_levels, default=16.0,
+    p.add_argument("--n-clusters", type=int, default=d["n_clusters"], help="p, the number of clusters "
+                                                                           "(default: %(default)s)")
+    p.add_argument("--epsilon", type=epsilon_levels, default=float(round(_uc_default("epsilon") * 255)),
                    help="L-inf bound in uint8 levels, 1..255, e.g. 16 for 16/255 (default: %(default)s)")
     p.add_argument("--epochs", type=int, default=d["epochs"], help="training epochs (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=d["batch_size"], help="training batch (default: %(default)s)")
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default: 1e-4 generator, 1e-2 direct)")
+    p.add_argument("--lr", type=float, default=_uc_default("lr"),
+                   help="learning rate (default: " + ", ".join(f"{v:g} {k}" for k, v in DEFAULT_LR.items()) + ")")
     for name in ("loss", "train_on", "parametrization", "permutation"):
-        _choice_option(p, name, default=config_default(UCConfig, name))
-    p.add_argument("--working-size", type=int, default=224,
+        _choice_option(p, name, default=_uc_default(name), help="(default: %(default)s)")
+    p.add_argument("--working-size", type=int, default=d["working_size"],
                    help="perturbation size when images differ in size (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=d["seed"], help="(default: %(default)s)")
     p.add_argument("--method", default="uc",
                    help="uc (default) or a baseline of uc_datasets.registry.METHODS (a wrong name lists them)")
     p.add_argument("--label-column", default=None,
                    help="uc: label-aware mode, keys nested in this column's classes; baselines: label-consistent "
                         "mode (this column instead of the surrogate's predicted classes)")
     _choice_option(p, "pattern", default=None,
-                   help="uc: perturbation family (default: generator; with --label-column, the label-aware "
-                        "default LABEL_AWARE_DEFAULTS; see uc_datasets.methods.uc.patterns)")
-    p.add_argument("--period", type=int, default=None, help="uc: tile period / block size in pixels (default: 4)")
+                   help=f"uc: perturbation family (default: {_uc_default('pattern')}; with --label-column, the "
+                        "label-aware default LABEL_AWARE_DEFAULTS; see uc_datasets.methods.uc.patterns)")
+    p.add_argument("--period", type=int, default=None,
+                   help=f"uc: tile period / block size in pixels (default: {_uc_default('period')})")
     p.add_argument("--levels", type=int, nargs="*", default=None,
                    help="uc, model-free patterns: coarser key levels (numbers of groups), e.g. --levels 5 2")
     p.add_argument("--name-encoder", default=None,
                    help="uc, label-aware --levels from class names: the text encoder grouping them, a Hub id, a "
-                        "local path or 'offline' (packaged MiniLM; default: bert-base-uncased, needs the Hub)")
+                        f"local path or 'offline' (packaged MiniLM; default: {_uc_default('name_encoder')}, needs "
+                        "the Hub)")
     _choice_option(p, "augment_mode", default=None,
-                   help="uc, trained patterns: reference crop (default) or per-image shifts and flips")
+                   help=f"uc, trained patterns: reference crop or per-image shifts and flips (default: "
+                        f"{_uc_default('augment_mode')})")
     p.add_argument("--method-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="extra keyword of the method, e.g. --method-arg steps=10 (repeatable)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
