@@ -6,8 +6,8 @@
     accelerate launch recipes/protect.py ... --resume          # after a crash or a kill
     ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 recipes/protect.py ...   # 2 CPU processes
 
-Arguments are those of ``uc-datasets protect`` plus --resume, --mixed-precision,
---num-workers, --channels-last, --no-tf32 and --push-to-hub.
+Arguments are those of ``uc-datasets protect`` plus --resume, --mixed-precision (default:
+accelerate's own setting), --num-workers, --channels-last, --no-tf32 and --push-to-hub.
 """
 
 import argparse
@@ -28,6 +28,7 @@ def main(argv=None) -> int:
     add_fit_arguments(parser)
     add_recipe_arguments(parser)
     args = parser.parse_args(argv)
+    # mixed_precision=None lets accelerate read `accelerate config` / `accelerate launch --mixed_precision`.
     accelerator = Accelerator(mixed_precision=args.mixed_precision)
     logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING,
                         format=f"%(asctime)s [rank {accelerator.process_index}] %(levelname)s %(name)s: %(message)s")

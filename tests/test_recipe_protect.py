@@ -114,3 +114,16 @@ def test_accelerate_launch_without_config_and_bf16(data41, tiny_clip, tmp_path):
     summary = json.loads((tmp_path / "o" / "run_summary.json").read_text())
     assert summary["mixed_precision"] == "bf16" and summary["verify"]["passed"]
     assert summary["verify"]["max_deviation"] <= 8  # the bank stays float32 under autocast
+
+
+def test_an_accelerate_config_file_sets_the_mixed_precision(data41, tiny_clip, tmp_path):
+    """Without --mixed-precision the recipe leaves the choice to accelerate: `accelerate config` reaches the run."""
+    config = tmp_path / "accelerate.yaml"
+    config.write_text("compute_environment: LOCAL_MACHINE\ndistributed_type: 'NO'\nmixed_precision: bf16\n"
+                      "num_machines: 1\nnum_processes: 1\nuse_cpu: true\n")
+    run = subprocess.run([ACCELERATE, "launch", "--config_file", str(config), RECIPE,
+                          *_args(data41, tiny_clip, tmp_path / "o", "--epochs", "1")],
+                         env=_env(), capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    summary = json.loads((tmp_path / "o" / "run_summary.json").read_text())
+    assert summary["mixed_precision"] == "bf16" and summary["verify"]["passed"]

@@ -147,8 +147,9 @@ def _uc_kwargs(args: argparse.Namespace) -> dict:
 def add_recipe_arguments(p: argparse.ArgumentParser) -> None:
     """Extra arguments of ``recipes/protect.py`` (run under ``accelerate launch``)."""
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --output-dir")
-    p.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"], default="no",
-                   help="autocast the surrogate on GPU (default: %(default)s)")
+    p.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"], default=None,
+                   help="autocast the surrogate on GPU (default: accelerate's setting, from `accelerate config` or "
+                        "`accelerate launch --mixed_precision`; else no)")
     p.add_argument("--num-workers", type=int, default=0, help="DataLoader workers (default: %(default)s)")
     p.add_argument("--no-tf32", action="store_true", help="keep full fp32 matmuls on Ampere+ GPUs")
     p.add_argument("--channels-last", choices=["auto", "yes", "no"], default="auto",
