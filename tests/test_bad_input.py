@@ -390,3 +390,20 @@ def test_the_epsilon_hint_never_suggests_an_invalid_value():
     assert "300/255" not in str(err.value)
     with pytest.raises(ValueError, match=r"Did you mean epsilon=16/255"):
         as_epsilon(16)
+
+
+# ---------------------------------------------------------------------------- the commands' bad inputs
+def _labelled_on_disk(path, n: int = 12) -> str:
+    image_dataset(structured_images(n), [i % 3 for i in range(n)]).save_to_disk(str(path))
+    return str(path)
+
+
+def test_the_missing_label_column_hint_is_one_that_works(tmp_path, capsys):
+    """`--label-column None` would look for a column named 'None': the hint says to leave the option out."""
+    from uc_datasets.commands.cli import main
+
+    rc = main(["protect", _labelled_on_disk(tmp_path / "in"), "--label-column", "target", "--output-dir",
+               str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "label column 'target' not found" in err
+    assert "or leave out --label-column for label-agnostic mode" in err and "--label-column None" not in err

@@ -267,3 +267,16 @@ def test_the_fit_and_evaluate_defaults_are_the_configs():
         assert getattr(args, name) == getattr(config, name) == getattr(train, name), name
     assert args.stem == "auto" and config.small_input is None
 
+
+def test_option_names_spell_none_and_true_as_the_command_line_does():
+    from uc_datasets.commands.cli import option_names
+
+    assert option_names("Pass label_column=... naming the label column, or label_column=None for label-agnostic "
+                        "mode.") == ("Pass --label-column ... naming the label column, or leave out --label-column "
+                                     "for label-agnostic mode.")
+    assert option_names("label-agnostic mode (label_column=None) needs") == \
+        "label-agnostic mode (leave out --label-column) needs"
+    assert option_names("Pass overwrite=True, name='x' or revision='v2'") == \
+        "Pass --overwrite, --config-name 'x' or --revision 'v2'"
+    assert option_names("class_names=None, name_encoder=None") == \
+        "leave out --class-names, leave out --name-encoder"

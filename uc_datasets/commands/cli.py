@@ -310,21 +310,29 @@ def main(argv: list[str] | None = None) -> int:
 
 
 #: Keywords of the Python API that error messages name, and the command-line options that set them.
-_OPTIONS = ("image_column", "label_column", "name_encoder", "class_names", "n_clusters", "period")
+_OPTIONS = {**{name: "--" + name.replace("_", "-") for name in (
+    "image_column", "label_column", "name_encoder", "class_names", "n_clusters", "period", "overwrite", "output_dir",
+    "revision", "data_dir", "data_files")}, "name": "--config-name"}
 
 
 def option_names(message: str) -> str:
     """An error message with the Python keywords it names (``image_column=...``) spelled as options.
+
+    ``keyword=None`` becomes "leave out --option" and ``keyword=True`` the flag alone.
 
     Example:
         >>> option_names("Pass image_column=... naming the image column, or name_encoder='offline'.")
         "Pass --image-column ... naming the image column, or --name-encoder 'offline'."
         >>> option_names("the encoder 'x' (name_encoder) cannot be loaded")
         "the encoder 'x' (--name-encoder) cannot be loaded"
+        >>> option_names("Pass label_column=... or label_column=None for label-agnostic mode; or overwrite=True.")
+        'Pass --label-column ... or leave out --label-column for label-agnostic mode; or --overwrite.'
     """
     names = "|".join(_OPTIONS)
-    message = re.sub(r"\((" + names + r")\)", lambda m: "(--" + m.group(1).replace("_", "-") + ")", message)
-    return re.sub(r"\b(" + names + r")=", lambda m: "--" + m.group(1).replace("_", "-") + " ", message)
+    message = re.sub(r"\((" + names + r")\)", lambda m: f"({_OPTIONS[m.group(1)]})", message)
+    message = re.sub(r"\b(" + names + r")=None\b", lambda m: f"leave out {_OPTIONS[m.group(1)]}", message)
+    message = re.sub(r"\b(" + names + r")=True\b", lambda m: _OPTIONS[m.group(1)], message)
+    return re.sub(r"\b(" + names + r")=", lambda m: _OPTIONS[m.group(1)] + " ", message)
 
 
 if __name__ == "__main__":
