@@ -407,3 +407,21 @@ def test_the_missing_label_column_hint_is_one_that_works(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "label column 'target' not found" in err
     assert "or leave out --label-column for label-agnostic mode" in err and "--label-column None" not in err
+
+
+def test_protect_refuses_to_overwrite_an_earlier_protector_unless_told(tmp_path, capsys):
+    from uc_datasets.commands.cli import main
+
+    out = tmp_path / "out"
+    argv = ["protect", _labelled_on_disk(tmp_path / "in"), "--label-column", "label", "--epsilon", "8",
+            "--output-dir", str(out)]
+    assert main(argv) == 0
+    secret = (out / "protector" / "protector.safetensors").read_bytes()
+    capsys.readouterr()
+    assert main([*argv, "--seed", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "already holds protected/ and protector/ of an earlier run" in err
+    assert "Pass --overwrite to replace them, or choose another directory (--output-dir)" in err
+    assert (out / "protector" / "protector.safetensors").read_bytes() == secret  # nothing touched
+    assert main([*argv, "--seed", "1", "--overwrite"]) == 0
+    assert (out / "protector" / "protector.safetensors").read_bytes() != secret  # another seed, another secret

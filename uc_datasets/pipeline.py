@@ -54,7 +54,7 @@ class ProtectOutputs:
 def protect_dataset(ds: datasets.Dataset, output_dir: str | Path, *, image_column: str = "image",
                     progress: bool = True, map_batch_size: int = 64, accelerator=None, resume: bool = False,
                     num_workers: int = 0, extra_summary: dict | None = None, method: str = "uc",
-                    label_column: str | None = None, **uc_kwargs) -> ProtectOutputs | None:
+                    label_column: str | None = None, overwrite: bool = False, **uc_kwargs) -> ProtectOutputs | None:
     """Fit Unlearnable Clusters on ``ds``, protect it with ``ds.map``, verify, and save.
 
     Writes ``protected/`` (``save_to_disk``), ``protector/`` (secret), ``preview.png``
@@ -69,7 +69,10 @@ def protect_dataset(ds: datasets.Dataset, output_dir: str | Path, *, image_colum
     return None).
 
     A failed run leaves nothing in an ``output_dir`` it created, or only what ``--resume``
-    can use (``clusters.safetensors``, ``checkpoints/``).
+    can use (``clusters.safetensors``, ``checkpoints/``). An ``output_dir`` that already holds
+    ``protected/`` or ``protector/`` is refused before any work unless ``overwrite=True`` (or
+    ``resume=True``, which continues the run they belong to): the protector is the secret of the
+    published copy, and a new fit would replace it.
 
     Example:
         >>> out = protect_dataset(ds, "uc_output", surrogate="efficientnet-lite0", epochs=5)  # doctest: +SKIP
@@ -77,6 +80,12 @@ def protect_dataset(ds: datasets.Dataset, output_dir: str | Path, *, image_colum
         True
     """
     out = Path(output_dir)
+    earlier = [name for name in OUTPUTS if (out / name).exists()]
+    if earlier and not (overwrite or resume):
+        raise FileExistsError(
+            f"{out} already holds {' and '.join(name + '/' for name in earlier)} of an earlier run (protector/ is "
+            "the secret that removes its protection; a new run would replace it). Pass overwrite=True to replace "
+            "them, or choose another directory (output_dir).")
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     main = accelerator is None or accelerator.is_main_process
@@ -90,6 +99,8 @@ def protect_dataset(ds: datasets.Dataset, output_dir: str | Path, *, image_colum
         raise
 
 
+#: What a finished run writes that a new run in the same directory would replace.
+OUTPUTS = ("protected", "protector")
 #: What ``--resume`` reads from an output directory (see ``uc_datasets.methods.uc.fit``).
 RESUMABLE = ("clusters.safetensors", "checkpoints")
 
@@ -132,11 +143,13 @@ def _protect_dataset(ds: datasets.Dataset, out: Path, *, image_column: str, prog
     if not report.passed:
         raise VerificationError(f"verification failed, nothing was saved: {report.summary()}; "
                            f"first problems: {(report.violations + report.unchanged)[:5]}")
-    protected_dir = out / "protected"
+    protected_dir, protector_dir = out / "protected", out / "protector"
+    for earlier in (protected_dir, protector_dir):  # overwrite=True or resume=True: no stale shards or files
+        if earlier.exists():
+            shutil.rmtree(earlier)
     protected.info.description = json.dumps({"uc_datasets": {
         "protected": True, **protection_record(protector), "version": __version__}})
     protected.save_to_disk(str(protected_dir))
-    protector_dir = out / "protector"
     protector.save_pretrained(protector_dir)
     (protector_dir / "SECRET_README.txt").write_text(PROTECTOR_WARNING)
     preview = save_preview(ds, protected, protector.config.epsilon, out / "preview.png", image_column=image_column)

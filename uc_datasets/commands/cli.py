@@ -101,6 +101,8 @@ def add_fit_arguments(p: argparse.ArgumentParser, defaults: dict | None = None) 
                    help="extra keyword of the method, e.g. --method-arg steps=10 (repeatable)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--output-dir", default=d["output_dir"], help="where to write (default: %(default)s)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the protected/ and protector/ of an earlier run in --output-dir (refused without)")
     add_source_arguments(p, applies_to="SOURCE")
 
 
@@ -187,8 +189,8 @@ def run_protect(args: argparse.Namespace, accelerator=None) -> int:
     if "channels_last" not in method_arguments(method):
         kwargs.pop("channels_last", None)
     out = protect_dataset(ds, args.output_dir, image_column=args.image_column, accelerator=accelerator,
-                          resume=getattr(args, "resume", False), num_workers=getattr(args, "num_workers", 0),
-                          progress=main, method=method, label_column=getattr(args, "label_column", None), **kwargs)
+                          resume=getattr(args, "resume", False), overwrite=args.overwrite,
+                          num_workers=getattr(args, "num_workers", 0), progress=main, method=method, label_column=getattr(args, "label_column", None), **kwargs)
     if not main:
         return 0
     print(f"\n{out.report.summary()}")
