@@ -425,3 +425,16 @@ def test_protect_refuses_to_overwrite_an_earlier_protector_unless_told(tmp_path,
     assert (out / "protector" / "protector.safetensors").read_bytes() == secret  # nothing touched
     assert main([*argv, "--seed", "1", "--overwrite"]) == 0
     assert (out / "protector" / "protector.safetensors").read_bytes() != secret  # another seed, another secret
+
+
+def test_the_evaluate_recipe_reports_errors_as_the_command_line_does(tmp_path, capsys):
+    import runpy
+    from pathlib import Path
+
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "evaluate_protection.py"
+    main = runpy.run_path(str(recipe))["main"]
+    argv = ["--clean", str(tmp_path / "no-such-dir"), "--protected", str(tmp_path / "p"), "--encoder", "offline"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: Dataset directory") and "does not exist" in err and "Traceback" not in err
+    assert main([*argv, "-v"]) == 2 and "Traceback" in capsys.readouterr().err

@@ -127,3 +127,37 @@ def test_an_accelerate_config_file_sets_the_mixed_precision(data41, tiny_clip, t
     assert run.returncode == 0, run.stderr[-3000:]
     summary = json.loads((tmp_path / "o" / "run_summary.json").read_text())
     assert summary["mixed_precision"] == "bf16" and summary["verify"]["passed"]
+
+
+@pytest.fixture(scope="module")
+def recipe_main():
+    """The recipe's ``main``, run in this process (its errors are what a user sees, without the start-up cost)."""
+    import runpy
+
+    return runpy.run_path(RECIPE)["main"]
+
+
+def test_recipe_errors_are_one_line_and_exit_two_as_on_the_command_line(recipe_main, data41, tiny_clip, tmp_path,
+                                                                        capsys, one_torch_thread):
+    out = tmp_path / "out"
+
+    def fails(*argv) -> str:
+        assert recipe_main(list(argv)) == 2
+        err = capsys.readouterr().err  # progress bars, then the one error line
+        assert [line for line in err.splitlines() if line.startswith("error: ")] == [err.splitlines()[-1]], err
+        assert "Traceback" not in err, err
+        return err
+
+    assert "does not exist" in fails(str(tmp_path / "no-such-dir"), "--output-dir", str(out))
+    assert "column 'photo' not found" in fails(*_args(data41, tiny_clip, out, "--image-column", "photo"))
+    assert recipe_main(_args(data41, tiny_clip, out, "--epochs", "1")) == 0
+    capsys.readouterr()
+    assert "already holds protected/ and protector/" in fails(*_args(data41, tiny_clip, out, "--epochs", "1"))
+    # --resume with another configuration: refused by the run key before any weight is loaded.
+    for changed in (["--n-clusters", "3"], ["--epsilon", "4"]):
+        err = fails(*_args(data41, tiny_clip, out, "--epochs", "1", "--resume", *changed))
+        assert "is from a different configuration or dataset" in err and "state_dict" not in err, changed
+    assert recipe_main(_args(data41, tiny_clip, out, "--epochs", "1", "--resume", "-v", "--n-clusters", "3")) == 2
+    assert "Traceback" in capsys.readouterr().err  # -v: the traceback too, the same exit code
+    assert recipe_main(_args(data41, tiny_clip, out, "--epochs", "1", "--resume")) == 0  # the same run resumes
+    assert json.loads((out / "run_summary.json").read_text())["verify"]["passed"]

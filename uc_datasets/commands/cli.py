@@ -160,6 +160,7 @@ def add_recipe_arguments(p: argparse.ArgumentParser) -> None:
                    help="after verifying, push the protected dataset to this Hub dataset repo (private)")
     p.add_argument("--hub-private", action=argparse.BooleanOptionalAction, default=True,
                    help="make the pushed dataset repo private (default: yes)")
+    p.add_argument("-v", "--verbose", action="store_true", help="print the traceback of an error too")
 
 
 def run_protect(args: argparse.Namespace, accelerator=None) -> int:
@@ -289,26 +290,43 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(argv).parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("httpx", "urllib3", "filelock", "fsspec"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    quiet_noisy_loggers()
     try:
         return args.func(args)
-    except Exception as err:  # one line and an exit code (the same with -v, which adds the traceback)
-        if args.verbose:
-            traceback.print_exc()
-        message = option_names(str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err))
-        print(f"error: {message or type(err).__name__}", file=sys.stderr)
-        if "\nhint: " in message:
-            pass  # the error carries its own hint
-        elif type(err).__name__.startswith(("HfHubHTTPError", "RepositoryNotFound", "GatedRepo")) or \
-                "401" in message.split("\n")[0]:
-            from uc_datasets.core.protector_hub import HUB_TOKEN_HINT
+    except Exception as err:
+        return report_error(err, verbose=args.verbose)
 
-            print(f"hint: {HUB_TOKEN_HINT}", file=sys.stderr)
-        elif exit_code(err) == 2 and not args.verbose and not isinstance(err, (ValueError, KeyError, TypeError,
-                                                                                  OSError)):
-            print("hint: uc-datasets -v ... shows the traceback", file=sys.stderr)
-        return exit_code(err)
+
+def quiet_noisy_loggers() -> None:
+    """The HTTP and file-lock libraries log every request at INFO: keep them to warnings."""
+    for noisy in ("httpx", "urllib3", "filelock", "fsspec"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def report_error(err: BaseException, *, verbose: bool = False, prog: str = "uc-datasets") -> int:
+    """Print ``err`` as the commands do and return its exit code (``EXIT_CODES``).
+
+    One ``error:`` line on stderr (plus a ``hint:`` where one helps); ``verbose`` prints the
+    traceback first, with the same exit code. ``uc-datasets`` and ``recipes/protect.py`` use it.
+
+    Example:
+        >>> report_error(ValueError("the dataset is empty"))  # doctest: +SKIP
+        2
+    """
+    if verbose:
+        traceback.print_exception(type(err), err, err.__traceback__)
+    message = option_names(str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err))
+    print(f"error: {message or type(err).__name__}", file=sys.stderr)
+    if "\nhint: " in message:
+        pass  # the error carries its own hint
+    elif type(err).__name__.startswith(("HfHubHTTPError", "RepositoryNotFound", "GatedRepo")) or \
+            "401" in message.split("\n")[0]:
+        from uc_datasets.core.protector_hub import HUB_TOKEN_HINT
+
+        print(f"hint: {HUB_TOKEN_HINT}", file=sys.stderr)
+    elif exit_code(err) == 2 and not verbose and not isinstance(err, (ValueError, KeyError, TypeError, OSError)):
+        print(f"hint: {prog} -v ... shows the traceback", file=sys.stderr)
+    return exit_code(err)
 
 
 #: Keywords of the Python API that error messages name, and the command-line options that set them.
