@@ -438,3 +438,48 @@ def test_the_evaluate_recipe_reports_errors_as_the_command_line_does(tmp_path, c
     err = capsys.readouterr().err
     assert err.startswith("error: Dataset directory") and "does not exist" in err and "Traceback" not in err
     assert main([*argv, "-v"]) == 2 and "Traceback" in capsys.readouterr().err
+
+
+def _evaluation_pair(root, *, protected_labels: bool = True, shuffle: bool = False, noise: int = 8):
+    """A clean DatasetDict and its protected train split (flat +-``noise`` levels), saved; epsilon recorded."""
+    import json
+
+    train, test = image_dataset(structured_images(24, seed=1), [i % 3 for i in range(24)]), \
+        image_dataset(structured_images(6, seed=2), [i % 3 for i in range(6)])
+    datasets.DatasetDict(train=train, test=test).save_to_disk(str(root / "clean"))
+    signs = np.random.default_rng(0).choice([-noise, noise], (24, 24, 24, 3))
+    protected = train.map(lambda row, i: {"image": Image.fromarray(np.clip(
+        np.asarray(row["image"], np.int16) + signs[i], 0, 255).astype(np.uint8))}, with_indices=True)
+    if not protected_labels:
+        protected = protected.remove_columns("label")
+    if shuffle:
+        protected = protected.shuffle(seed=0).flatten_indices()
+    protected.info.description = json.dumps({"uc_datasets": {"protected": True, "method": "UC",
+                                                              "epsilon": noise / 255}})
+    protected.save_to_disk(str(root / "protected"))
+    return str(root / "clean"), str(root / "protected")
+
+
+def test_evaluate_refuses_a_shuffled_protected_set_without_labels(tmp_path, capsys):
+    """Without a label column the labels cannot tell the order: the images do (each within epsilon)."""
+    from uc_datasets.commands.cli import main
+
+    clean, protected = _evaluation_pair(tmp_path, protected_labels=False, shuffle=True)
+    rc = main(["evaluate", "--clean", clean, "--protected", protected, "--class-names", "a", "b", "c",
+               "--encoder", "offline", "--epochs", "1", "--no-progress", "--output-dir", str(tmp_path / "e")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "more than the protection's recorded bound of 8" in err
+    assert "would be paired with the wrong clean labels" in err and "Traceback" not in err
+    assert not (tmp_path / "e").exists()  # refused before any victim trained
+
+
+def test_evaluate_warns_when_the_protected_set_is_the_clean_one(tmp_path, caplog):
+    from uc_datasets.evaluation.data import load_evaluation_data
+
+    clean, protected = _evaluation_pair(tmp_path)
+    with caplog.at_level("WARNING"):
+        load_evaluation_data(clean, protected, class_names=["a", "b", "c"], progress=False)
+        assert "No protected image differs" not in caplog.text  # the real protected set is quiet
+        load_evaluation_data(clean, clean, class_names=["a", "b", "c"], progress=False)
+    assert "No protected image differs from its clean image (24 rows checked): --protected looks like the clean " \
+           "set itself" in caplog.text
