@@ -6,8 +6,10 @@
     accelerate launch recipes/protect.py ... --resume          # after a crash or a kill
     ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 recipes/protect.py ...   # 2 CPU processes
 
-Arguments are those of ``uc-datasets protect`` plus --resume, --mixed-precision,
---num-workers, --channels-last, --no-tf32 and --push-to-hub.
+Arguments are those of ``uc-datasets protect`` plus --resume, --mixed-precision (default:
+accelerate's own setting), --num-workers, --channels-last, --no-tf32, --push-to-hub and -v.
+Errors and exit codes follow ``uc-datasets``: one ``error:`` line, 2 for bad input, 1 for a
+failed check; -v adds the traceback.
 """
 
 import argparse
@@ -19,7 +21,7 @@ from accelerate import Accelerator
 from uc_datasets.commands.cli import (
     add_fit_arguments,
     add_recipe_arguments,
-    exit_code,
+    quiet_noisy_loggers,
     report_error,
     run_protect,
 )
@@ -29,15 +31,17 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_fit_arguments(parser)
     add_recipe_arguments(parser)
-    parser.add_argument("-v", "--verbose", action="store_true", help="print the traceback of an error too")
     args = parser.parse_args(argv)
-    accelerator = Accelerator(mixed_precision=args.mixed_precision)
-    logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING,
-                        format=f"%(asctime)s [rank {accelerator.process_index}] %(levelname)s %(name)s: %(message)s")
     try:
+        # mixed_precision=None lets accelerate read `accelerate config` / `accelerate launch --mixed_precision`.
+        accelerator = Accelerator(mixed_precision=args.mixed_precision)
+        level = logging.DEBUG if args.verbose else logging.INFO if accelerator.is_main_process else logging.WARNING
+        logging.basicConfig(level=level, format=f"%(asctime)s [rank {accelerator.process_index}] %(levelname)s "
+                                                "%(name)s: %(message)s")
+        quiet_noisy_loggers()
         return run_protect(args, accelerator)
-    except Exception as err:  # the CLI's convention: one error line, exit 2 for bad input (1 for a failed check)
-        return report_error(err, verbose=args.verbose) if accelerator.is_main_process else exit_code(err)
+    except Exception as err:
+        return report_error(err, verbose=args.verbose, prog="recipes/protect.py")
 
 
 if __name__ == "__main__":

@@ -390,3 +390,96 @@ def test_the_epsilon_hint_never_suggests_an_invalid_value():
     assert "300/255" not in str(err.value)
     with pytest.raises(ValueError, match=r"Did you mean epsilon=16/255"):
         as_epsilon(16)
+
+
+# ---------------------------------------------------------------------------- the commands' bad inputs
+def _labelled_on_disk(path, n: int = 12) -> str:
+    image_dataset(structured_images(n), [i % 3 for i in range(n)]).save_to_disk(str(path))
+    return str(path)
+
+
+def test_the_missing_label_column_hint_is_one_that_works(tmp_path, capsys):
+    """`--label-column None` would look for a column named 'None': the hint says to leave the option out."""
+    from uc_datasets.commands.cli import main
+
+    rc = main(["protect", _labelled_on_disk(tmp_path / "in"), "--label-column", "target", "--output-dir",
+               str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "label column 'target' not found" in err
+    assert "or leave out --label-column for label-agnostic mode" in err and "--label-column None" not in err
+
+
+def test_protect_refuses_to_overwrite_an_earlier_protector_unless_told(tmp_path, capsys):
+    from uc_datasets.commands.cli import main
+
+    out = tmp_path / "out"
+    argv = ["protect", _labelled_on_disk(tmp_path / "in"), "--label-column", "label", "--epsilon", "8",
+            "--output-dir", str(out)]
+    assert main(argv) == 0
+    secret = (out / "protector" / "protector.safetensors").read_bytes()
+    capsys.readouterr()
+    assert main([*argv, "--seed", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "already holds protected/ and protector/ of an earlier run" in err
+    assert "Pass --overwrite to replace them, or choose another directory (--output-dir)" in err
+    assert (out / "protector" / "protector.safetensors").read_bytes() == secret  # nothing touched
+    assert main([*argv, "--seed", "1", "--overwrite"]) == 0
+    assert (out / "protector" / "protector.safetensors").read_bytes() != secret  # another seed, another secret
+
+
+def test_the_evaluate_recipe_reports_errors_as_the_command_line_does(tmp_path, capsys):
+    import runpy
+    from pathlib import Path
+
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "evaluate_protection.py"
+    main = runpy.run_path(str(recipe))["main"]
+    argv = ["--clean", str(tmp_path / "no-such-dir"), "--protected", str(tmp_path / "p"), "--encoder", "offline"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: Dataset directory") and "does not exist" in err and "Traceback" not in err
+    assert main([*argv, "-v"]) == 2 and "Traceback" in capsys.readouterr().err
+
+
+def _evaluation_pair(root, *, protected_labels: bool = True, shuffle: bool = False, noise: int = 8):
+    """A clean DatasetDict and its protected train split (flat +-``noise`` levels), saved; epsilon recorded."""
+    import json
+
+    train, test = image_dataset(structured_images(24, seed=1), [i % 3 for i in range(24)]), \
+        image_dataset(structured_images(6, seed=2), [i % 3 for i in range(6)])
+    datasets.DatasetDict(train=train, test=test).save_to_disk(str(root / "clean"))
+    signs = np.random.default_rng(0).choice([-noise, noise], (24, 24, 24, 3))
+    protected = train.map(lambda row, i: {"image": Image.fromarray(np.clip(
+        np.asarray(row["image"], np.int16) + signs[i], 0, 255).astype(np.uint8))}, with_indices=True)
+    if not protected_labels:
+        protected = protected.remove_columns("label")
+    if shuffle:
+        protected = protected.shuffle(seed=0).flatten_indices()
+    protected.info.description = json.dumps({"uc_datasets": {"protected": True, "method": "UC",
+                                                              "epsilon": noise / 255}})
+    protected.save_to_disk(str(root / "protected"))
+    return str(root / "clean"), str(root / "protected")
+
+
+def test_evaluate_refuses_a_shuffled_protected_set_without_labels(tmp_path, capsys):
+    """Without a label column the labels cannot tell the order: the images do (each within epsilon)."""
+    from uc_datasets.commands.cli import main
+
+    clean, protected = _evaluation_pair(tmp_path, protected_labels=False, shuffle=True)
+    rc = main(["evaluate", "--clean", clean, "--protected", protected, "--class-names", "a", "b", "c",
+               "--encoder", "offline", "--epochs", "1", "--no-progress", "--output-dir", str(tmp_path / "e")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "more than the protection's recorded bound of 8" in err
+    assert "would be paired with the wrong clean labels" in err and "Traceback" not in err
+    assert not (tmp_path / "e").exists()  # refused before any victim trained
+
+
+def test_evaluate_warns_when_the_protected_set_is_the_clean_one(tmp_path, caplog):
+    from uc_datasets.evaluation.data import load_evaluation_data
+
+    clean, protected = _evaluation_pair(tmp_path)
+    with caplog.at_level("WARNING"):
+        load_evaluation_data(clean, protected, class_names=["a", "b", "c"], progress=False)
+        assert "No protected image differs" not in caplog.text  # the real protected set is quiet
+        load_evaluation_data(clean, clean, class_names=["a", "b", "c"], progress=False)
+    assert "No protected image differs from its clean image (24 rows checked): --protected looks like the clean " \
+           "set itself" in caplog.text

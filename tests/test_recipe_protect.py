@@ -116,58 +116,48 @@ def test_accelerate_launch_without_config_and_bf16(data41, tiny_clip, tmp_path):
     assert summary["verify"]["max_deviation"] <= 8  # the bank stays float32 under autocast
 
 
-def test_accelerates_own_mixed_precision_setting_reaches_the_run(tmp_path, tiny_clip):
-    """Without --mixed-precision the recipe leaves the choice to accelerate (its config file, or the
-    ACCELERATE_MIXED_PRECISION that `accelerate launch --mixed_precision` sets): passing "no" by
-    default would override them."""
-    data = tmp_path / "ds"
-    image_dataset(structured_images(12)).save_to_disk(str(data))
-    env = dict(_env(), ACCELERATE_MIXED_PRECISION="bf16")
-    run = subprocess.run([sys.executable, RECIPE, *_args(str(data), tiny_clip, tmp_path / "out", "--epochs", "1")],
-                         env=env, capture_output=True, text=True)
+def test_an_accelerate_config_file_sets_the_mixed_precision(data41, tiny_clip, tmp_path):
+    """Without --mixed-precision the recipe leaves the choice to accelerate: `accelerate config` reaches the run."""
+    config = tmp_path / "accelerate.yaml"
+    config.write_text("compute_environment: LOCAL_MACHINE\ndistributed_type: 'NO'\nmixed_precision: bf16\n"
+                      "num_machines: 1\nnum_processes: 1\nuse_cpu: true\n")
+    run = subprocess.run([ACCELERATE, "launch", "--config_file", str(config), RECIPE,
+                          *_args(data41, tiny_clip, tmp_path / "o", "--epochs", "1")],
+                         env=_env(), capture_output=True, text=True, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
-    summary = json.loads((tmp_path / "out" / "run_summary.json").read_text())
-    assert summary["mixed_precision"] == "bf16"
+    summary = json.loads((tmp_path / "o" / "run_summary.json").read_text())
+    assert summary["mixed_precision"] == "bf16" and summary["verify"]["passed"]
 
 
-def test_resume_with_another_number_of_clusters_is_refused_with_the_fix(tmp_path, tiny_clip):
-    """The run key is checked before any weight is loaded: no raw state_dict size error."""
-    data = tmp_path / "ds"
-    image_dataset(structured_images(12)).save_to_disk(str(data))
+@pytest.fixture(scope="module")
+def recipe_main():
+    """The recipe's ``main``, run in this process (its errors are what a user sees, without the start-up cost)."""
+    import runpy
+
+    return runpy.run_path(RECIPE)["main"]
+
+
+def test_recipe_errors_are_one_line_and_exit_two_as_on_the_command_line(recipe_main, data41, tiny_clip, tmp_path,
+                                                                        capsys, one_torch_thread):
     out = tmp_path / "out"
-    subprocess.run([sys.executable, RECIPE, *_args(str(data), tiny_clip, out, "--epochs", "1")], env=_env(),
-                   check=True, capture_output=True)
-    args = [a if a != "4" else "3" for a in _args(str(data), tiny_clip, out, "--epochs", "2", "--resume",
-                                                  "--overwrite")]
-    run = subprocess.run([sys.executable, RECIPE, *args], env=_env(), capture_output=True, text=True)
-    assert run.returncode != 0
-    assert "different configuration or dataset" in run.stderr and "size mismatch" not in run.stderr
 
+    def fails(*argv) -> str:
+        assert recipe_main(list(argv)) == 2
+        err = capsys.readouterr().err  # progress bars, then the one error line
+        assert [line for line in err.splitlines() if line.startswith("error: ")] == [err.splitlines()[-1]], err
+        assert "Traceback" not in err, err
+        return err
 
-@pytest.mark.parametrize("case", ["missing source", "missing column"])
-def test_recipe_errors_follow_the_command_line_convention(tmp_path, tiny_clip, case):
-    """One `error:` line and exit 2, as `uc-datasets protect` does; no traceback unless -v."""
-    data = tmp_path / "ds"
-    image_dataset(structured_images(8)).save_to_disk(str(data))
-    source = str(tmp_path / "nowhere") if case == "missing source" else str(data)
-    extra = ("--image-column", "picture") if case == "missing column" else ()
-    run = subprocess.run([sys.executable, RECIPE, *_args(source, tiny_clip, tmp_path / "out", *extra)], env=_env(),
-                         capture_output=True, text=True)
-    assert run.returncode == 2, run.stderr[-2000:]
-    assert "error: " in run.stderr and "Traceback" not in run.stderr
-
-
-def test_an_earlier_runs_protector_is_not_replaced_without_overwrite(tmp_path, tiny_clip):
-    data = tmp_path / "ds"
-    image_dataset(structured_images(8)).save_to_disk(str(data))
-    out = tmp_path / "out"
-    first = [sys.executable, RECIPE, *_args(str(data), tiny_clip, out, "--epochs", "1")]
-    subprocess.run(first, env=_env(), check=True, capture_output=True)
-    before = (out / "protector" / "protector.safetensors").read_bytes()
-    again = subprocess.run(first[:-2] + ["--epochs", "1", "--seed", "1"], env=_env(), capture_output=True, text=True)
-    assert again.returncode == 2 and "already holds protector/ and protected/" in again.stderr
-    assert "--overwrite" in again.stderr  # the CLI spelling of overwrite=True
-    assert (out / "protector" / "protector.safetensors").read_bytes() == before
-    replaced = subprocess.run(first + ["--seed", "1", "--overwrite"], env=_env(), capture_output=True, text=True)
-    assert replaced.returncode == 0, replaced.stderr[-2000:]
-    assert (out / "protector" / "protector.safetensors").read_bytes() != before
+    assert "does not exist" in fails(str(tmp_path / "no-such-dir"), "--output-dir", str(out))
+    assert "column 'photo' not found" in fails(*_args(data41, tiny_clip, out, "--image-column", "photo"))
+    assert recipe_main(_args(data41, tiny_clip, out, "--epochs", "1")) == 0
+    capsys.readouterr()
+    assert "already holds protected/ and protector/" in fails(*_args(data41, tiny_clip, out, "--epochs", "1"))
+    # --resume with another configuration: refused by the run key before any weight is loaded.
+    for changed in (["--n-clusters", "3"], ["--epsilon", "4"]):
+        err = fails(*_args(data41, tiny_clip, out, "--epochs", "1", "--resume", *changed))
+        assert "is from a different configuration or dataset" in err and "state_dict" not in err, changed
+    assert recipe_main(_args(data41, tiny_clip, out, "--epochs", "1", "--resume", "-v", "--n-clusters", "3")) == 2
+    assert "Traceback" in capsys.readouterr().err  # -v: the traceback too, the same exit code
+    assert recipe_main(_args(data41, tiny_clip, out, "--epochs", "1", "--resume")) == 0  # the same run resumes
+    assert json.loads((out / "run_summary.json").read_text())["verify"]["passed"]

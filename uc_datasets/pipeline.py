@@ -15,11 +15,12 @@ from pathlib import Path
 import datasets
 import torch
 
-from uc_datasets import __version__
+from uc_datasets._version import __version__
 from uc_datasets.core.preview import save_preview
 from uc_datasets.core.protector import BaseProtector
 from uc_datasets.core.record import protection_record
 from uc_datasets.core.verify import VerifyReport, verify
+from uc_datasets.hub import write_protected_card
 from uc_datasets.registry import fit_method, get_method
 
 logger = logging.getLogger(__name__)
@@ -69,8 +70,10 @@ def protect_dataset(ds: datasets.Dataset, output_dir: str | Path, *, image_colum
     return None).
 
     A failed run leaves nothing in an ``output_dir`` it created, or only what ``--resume``
-    can use (``clusters.safetensors``, ``checkpoints/``). An earlier run's ``protector/`` (the
-    secret) or ``protected/`` is never replaced without ``overwrite=True``.
+    can use (``clusters.safetensors``, ``checkpoints/``). An ``output_dir`` that already holds
+    ``protected/`` or ``protector/`` is refused before any work unless ``overwrite=True`` (or
+    ``resume=True``, which continues the run they belong to): the protector is the secret of the
+    published copy, and a new fit would replace it.
 
     Example:
         >>> out = protect_dataset(ds, "uc_output", surrogate="efficientnet-lite0", epochs=5)  # doctest: +SKIP
@@ -78,11 +81,12 @@ def protect_dataset(ds: datasets.Dataset, output_dir: str | Path, *, image_colum
         True
     """
     out = Path(output_dir)
-    earlier = [name for name in (PROTECTOR_DIR, PROTECTED_DIR) if (out / name).exists()]
-    if earlier and not overwrite:
+    earlier = [name for name in OUTPUTS if (out / name).exists()]
+    if earlier and not (overwrite or resume):
         raise FileExistsError(
-            f"{out} already holds {' and '.join(f'{n}/' for n in earlier)} of an earlier run (protector/ is its "
-            "secret). Choose another output_dir, or pass overwrite=True to replace them.")
+            f"{out} already holds {' and '.join(name + '/' for name in earlier)} of an earlier run (protector/ is "
+            "the secret that removes its protection; a new run would replace it). Pass overwrite=True to replace "
+            "them, or choose another directory (output_dir).")
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     main = accelerator is None or accelerator.is_main_process
@@ -96,8 +100,8 @@ def protect_dataset(ds: datasets.Dataset, output_dir: str | Path, *, image_colum
         raise
 
 
-#: The run's outputs that an existing directory must not lose without ``overwrite=True``.
-PROTECTOR_DIR, PROTECTED_DIR = "protector", "protected"
+#: What a finished run writes that a new run in the same directory would replace.
+OUTPUTS = ("protected", "protector")
 #: What ``--resume`` reads from an output directory (see ``uc_datasets.methods.uc.fit``).
 RESUMABLE = ("clusters.safetensors", "checkpoints")
 
@@ -140,11 +144,14 @@ def _protect_dataset(ds: datasets.Dataset, out: Path, *, image_column: str, prog
     if not report.passed:
         raise VerificationError(f"verification failed, nothing was saved: {report.summary()}; "
                            f"first problems: {(report.violations + report.unchanged)[:5]}")
-    protected_dir = out / PROTECTED_DIR
+    protected_dir, protector_dir = out / "protected", out / "protector"
+    for earlier in (protected_dir, protector_dir):  # overwrite=True or resume=True: no stale shards or files
+        if earlier.exists():
+            shutil.rmtree(earlier)
     protected.info.description = json.dumps({"uc_datasets": {
         "protected": True, **protection_record(protector), "version": __version__}})
     protected.save_to_disk(str(protected_dir))
-    protector_dir = out / PROTECTOR_DIR
+    write_protected_card(protected_dir, protector, report, split=str(ds.split) if ds.split is not None else "train")
     protector.save_pretrained(protector_dir)
     (protector_dir / "SECRET_README.txt").write_text(PROTECTOR_WARNING)
     preview = save_preview(ds, protected, protector.config.epsilon, out / "preview.png", image_column=image_column)

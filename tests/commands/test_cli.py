@@ -237,10 +237,64 @@ def test_method_option_takes_registered_names_only():
         method_key(parser.parse_args(["protect", "src", "--method", "nope"]))
 
 
-def test_a_missing_label_column_hint_works_as_written(tiny_clip, tmp_path, capsys):
-    """The hint used to say `--label-column None`, which fails the same way; leaving it out works."""
-    image_dataset(structured_images(8)).save_to_disk(str(tmp_path / "in"))
+def test_the_fit_and_evaluate_defaults_are_the_configs():
+    """One owner per default: the options show what UCConfig / EvaluationConfig (TrainConfig) default to."""
+    from uc_datasets.commands.cli import DEMO_DEFAULTS, build_parser
+    from uc_datasets.commands.evaluate import add_evaluate_arguments
+    from uc_datasets.evaluation.sweep import EvaluationConfig
+    from uc_datasets.evaluation.victims import TrainConfig
+    from uc_datasets.methods.uc.config import UCConfig
+
+    args = build_parser(["protect"]).parse_args(["protect", "src"])
+    config = UCConfig()
+    for name in ("n_clusters", "epochs", "batch_size", "lr", "loss", "train_on", "parametrization", "permutation",
+                 "working_size", "seed", "surrogate_image_size"):
+        assert getattr(args, name) == getattr(config, name), name
+    assert args.epsilon == config.epsilon_levels
+    demo = build_parser(["demo"]).parse_args(["demo"])
+    assert all(getattr(demo, k) == v for k, v in DEMO_DEFAULTS.items()) and demo.seed == config.seed
+    parser = argparse.ArgumentParser()
+    add_evaluate_arguments(parser)
+    args = parser.parse_args(["--clean", "c", "--protected", "p"])
+    config, train = EvaluationConfig(), TrainConfig()
+    for option, field in (("victims", "victims"), ("defenses", "defenses"), ("protected_fraction",
+                          "protected_fractions"), ("mix_by", "mix_by"), ("seeds", "seeds"), ("encoder", "encoder"),
+                          ("relabel_seed", "relabel_seed"), ("pseudo_labels", "pseudo_n_values"),
+                          ("pseudo_encoder", "pseudo_encoder"), ("simclr_epochs", "simclr_epochs"),
+                          ("simclr_batch_size", "simclr_batch_size"), ("width", "width")):
+        assert getattr(args, option) == getattr(config, field), option
+    for name in ("epochs", "batch_size", "lr", "momentum", "weight_decay", "augment"):
+        assert getattr(args, name) == getattr(config, name) == getattr(train, name), name
+    assert args.stem == "auto" and config.small_input is None
+
+
+def test_option_names_spell_none_and_true_as_the_command_line_does():
+    from uc_datasets.commands.cli import option_names
+
+    assert option_names("Pass label_column=... naming the label column, or label_column=None for label-agnostic "
+                        "mode.") == ("Pass --label-column ... naming the label column, or leave out --label-column "
+                                     "for label-agnostic mode.")
+    assert option_names("label-agnostic mode (label_column=None) needs") == \
+        "label-agnostic mode (leave out --label-column) needs"
+    assert option_names("Pass overwrite=True, name='x' or revision='v2'") == \
+        "Pass --overwrite, --config-name 'x' or --revision 'v2'"
+    assert option_names("class_names=None, name_encoder=None") == \
+        "leave out --class-names, leave out --name-encoder"
+
+
+def test_protect_writes_the_dataset_card_into_the_saved_directory(tiny_clip, tmp_path):
+    """A save_to_disk directory gets the same README.md card a push writes (issue 28 §3)."""
+    ds = image_dataset(structured_images(12), [i % 3 for i in range(12)])
+    ds.save_to_disk(str(tmp_path / "in"))
     rc = main(["protect", str(tmp_path / "in"), "--surrogate", tiny_clip, "--pattern", "block", "--label-column",
-               "nope", "--epsilon", "8", "--output-dir", str(tmp_path / "out")])
-    err = capsys.readouterr().err
-    assert rc == 2 and "no --label-column" in err and "--label-column None" not in err
+               "label", "--epsilon", "8", "--output-dir", str(tmp_path / "out")])
+    assert rc == 0
+    card = (tmp_path / "out" / "protected" / "README.md").read_text()
+    assert card.startswith("---") and "uc_datasets:" in card and "unlearnable" in card
+
+
+def test_the_demo_replaces_its_own_directory_but_protect_does_not():
+    from uc_datasets.commands.cli import build_parser
+
+    assert build_parser(["demo"]).parse_args(["demo"]).overwrite is True
+    assert build_parser(["protect"]).parse_args(["protect", "src"]).overwrite is False

@@ -131,3 +131,12 @@ def test_image_size_override_and_errors(tiny_clip):
         load_surrogate(tiny_clip, image_size=4)
     with pytest.raises(OSError, match="Could not load surrogate"):
         load_surrogate("/nonexistent/model/dir", local_files_only=True)
+
+
+@pytest.mark.parametrize("path", ["/nonexistent/model/dir", "./no-such-model", "~/no/such/model"])
+def test_a_surrogate_path_that_does_not_exist_says_so(path):
+    """Not the Hub's "Repo id must be in the form ..." that transformers gives a path it cannot find."""
+    with pytest.raises(FileNotFoundError, match=r"the directory does not exist\. Pass a directory saved with "
+                                                r"save_pretrained") as err:
+        load_surrogate(path)
+    assert "Repo id" not in str(err.value)

@@ -11,10 +11,13 @@ from PIL import Image
 
 from uc_datasets.core.imaging import ImageModeError
 from uc_datasets.evaluation.data import (
+    UNRECORDED_BOUND_LEVELS,
+    check_row_order,
     dataset_to_tensors,
     protected_mask,
     read_protection_metadata,
     read_run_summary,
+    recorded_epsilon,
 )
 
 
@@ -64,3 +67,42 @@ def test_dataset_to_tensors_refuses_16_bit_images_as_the_protection_does():
                            features=Features({"image": ImageFeature(), "label": Value("int64")}))
     with pytest.raises(ImageModeError, match="16"):
         dataset_to_tensors(ds)
+
+
+def _images(n: int, seed: int = 0) -> torch.Tensor:
+    return torch.from_numpy(np.random.default_rng(seed).integers(0, 256, (n, 3, 6, 6), dtype=np.uint8))
+
+
+def test_row_order_is_checked_by_content_within_the_bound():
+    clean = _images(40)
+    protected = (clean.int() + torch.randint(-8, 9, clean.shape, generator=torch.Generator().manual_seed(0)))
+    protected = protected.clamp(0, 255).to(torch.uint8)
+    assert check_row_order(clean, protected, epsilon=8 / 255) == {"checked": 40, "changed": 40, "bound": 8}
+    with pytest.raises(ValueError, match=r"differs from clean train row \d+ by \d+ levels, more than the protection's "
+                                         r"recorded bound of 7;"):
+        check_row_order(clean, protected, epsilon=7 / 255)  # a 7/255 protection cannot be 8 levels away
+    swapped = protected[torch.tensor([1, 0, *range(2, 40)])]
+    with pytest.raises(ValueError, match=r"row 0 .* 2 of the 40 rows checked do.*shuffled, sorted or filtered"):
+        check_row_order(clean, swapped, epsilon=8 / 255)
+    with pytest.raises(ValueError, match=f"any usual protection bound \\(none is recorded\\) of {UNRECORDED_BOUND_LEVELS}"):
+        check_row_order(clean, swapped)
+    assert check_row_order(clean, protected, epsilon=7 / 255, tolerance=1)["bound"] == 8  # resized: one level more
+
+
+def test_row_order_samples_a_large_set_and_warns_when_nothing_changed(caplog):
+    clean = _images(300)
+    stats = check_row_order(clean, clean, epsilon=8 / 255, max_rows=50)
+    assert stats == {"checked": 50, "changed": 0, "bound": 8}
+    assert "No protected image differs from its clean image (50 rows checked)" in caplog.text
+    shuffled = clean[torch.randperm(300, generator=torch.Generator().manual_seed(1))]
+    with pytest.raises(ValueError, match="of the 50 rows checked do"):
+        check_row_order(clean, shuffled, epsilon=8 / 255, max_rows=50)
+
+
+def test_recorded_epsilon_reads_the_protection_record():
+    ds = Dataset.from_dict({"x": [1]})
+    assert recorded_epsilon(ds) is None
+    ds.info.description = json.dumps({"uc_datasets": {"protected": True, "method": "UC", "epsilon": 8 / 255}})
+    assert recorded_epsilon(DatasetDict(train=ds)) == 8 / 255
+    ds.info.description = "method: UC\nepsilon: 8/255"
+    assert recorded_epsilon(ds) is None

@@ -19,8 +19,9 @@ from pathlib import Path
 
 from accelerate import Accelerator
 
+from uc_datasets.commands.arguments import add_source_arguments, source_options
 from uc_datasets.core.augment import AUGMENTATIONS
-from uc_datasets.core.class_names import DEFAULT_ENCODER
+from uc_datasets.core.config import config_default
 from uc_datasets.core.models import VICTIMS
 from uc_datasets.evaluation.data import MIX_MODES, load_evaluation_data
 from uc_datasets.evaluation.defenses import DEFENSES
@@ -42,7 +43,8 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
         [5, 9]
     """
     data = parser.add_argument_group("data")
-    data.add_argument("--clean", required=True, help="clean DatasetDict: save_to_disk directory or Hub id")
+    data.add_argument("--clean", required=True, help="clean DatasetDict: save_to_disk directory or Hub id (the Hub "
+                                                     "options below select its config, revision and files)")
     data.add_argument("--protected", required=True,
                       help="protected dataset; its train split is the clean one, perturbed, row by row")
     data.add_argument("--image-column", default="image")
@@ -58,48 +60,61 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--surrogate", default=None, help="surrogate model, if the protected dataset does not record it")
 
     sweep = parser.add_argument_group("sweep")
-    sweep.add_argument("--victims", nargs="+", default=["resnet18"], metavar="VICTIM",
+    sweep.add_argument("--victims", nargs="+", default=_default("victims"), metavar="VICTIM",
                        help=f"victim models: {', '.join(VICTIMS)}")
-    sweep.add_argument("--defenses", nargs="+", default=["none"], metavar="DEFENSE",
+    sweep.add_argument("--defenses", nargs="+", default=_default("defenses"), metavar="DEFENSE",
                        help=f"training-time defences, one run each: {', '.join(DEFENSES)}; "
                             "parameters as name:key=value,... e.g. pgd:eps=4/255,steps=5")
-    sweep.add_argument("--protected-fraction", nargs="+", type=float, default=[1.0], metavar="F",
+    sweep.add_argument("--protected-fraction", nargs="+", type=float, default=_default("protected_fractions"),
+                       metavar="F",
                        help="fraction(s) of the train set that is protected (the rest stays clean)")
-    sweep.add_argument("--mix-by", choices=MIX_MODES, default="sample",
+    sweep.add_argument("--mix-by", choices=MIX_MODES, default=_default("mix_by"),
                        help="protect a random fraction of rows, or of whole classes (the paper's Sec. 4.6)")
-    sweep.add_argument("--seeds", nargs="+", type=int, default=[0], metavar="SEED")
+    sweep.add_argument("--seeds", nargs="+", type=int, default=_default("seeds"), metavar="SEED")
     sweep.add_argument("--n-range", nargs=2, type=int, default=None, metavar=("LOW", "HIGH"),
                        help=f"relabel into n = LOW..HIGH groups (default: {PAPER_N_RANGE[0]}..{PAPER_N_RANGE[1]}, "
                             "clipped to [2, C-1])")
     sweep.add_argument("--n-step", type=int, default=1, help="step between n values")
     sweep.add_argument("--no-original", action="store_true", help="skip the original labels")
-    sweep.add_argument("--encoder", default=DEFAULT_ENCODER,
+    sweep.add_argument("--encoder", default=_default("encoder"),
                        help="class-name encoder: a Hub id (bert-base-uncased), a local path, or 'offline' (MiniLM)")
-    sweep.add_argument("--relabel-seed", type=int, default=0, help="K-means seed of the relabelling")
-    sweep.add_argument("--pseudo-labels", nargs="+", type=int, default=[], metavar="N",
+    sweep.add_argument("--relabel-seed", type=int, default=_default("relabel_seed"),
+                       help="K-means seed of the relabelling")
+    sweep.add_argument("--pseudo-labels", nargs="+", type=int, default=_default("pseudo_n_values"), metavar="N",
                        help="also train on pseudo-labels: K-means of the hacker's image embeddings into N groups "
                             "(not a function of the class); the test labels are each test image's nearest centre")
-    sweep.add_argument("--simclr-epochs", type=int, default=0, metavar="E",
+    sweep.add_argument("--simclr-epochs", type=int, default=_default("simclr_epochs"), metavar="E",
                        help="also the unsupervised attacker: SimCLR for E epochs on the clean and on the protected "
                             "images, then a linear probe on the clean labelled images (0: off)")
-    sweep.add_argument("--simclr-batch-size", type=int, default=256)
-    sweep.add_argument("--pseudo-encoder", default="pixels-pca",
+    sweep.add_argument("--simclr-batch-size", type=int, default=_default("simclr_batch_size"))
+    sweep.add_argument("--pseudo-encoder", default=_default("pseudo_encoder"),
                        help=f"image encoder for --pseudo-labels: {', '.join(PSEUDO_ENCODERS)} (offline) or a "
                             "surrogate name (Hub id, local path, efficientnet-lite0)")
 
     training = parser.add_argument_group("victim training")
-    training.add_argument("--epochs", type=int, default=90)
-    training.add_argument("--batch-size", type=int, default=128)
-    training.add_argument("--lr", type=float, default=0.1)
-    training.add_argument("--momentum", type=float, default=0.9)
-    training.add_argument("--weight-decay", type=float, default=5e-4)
-    training.add_argument("--width", type=float, default=1.0, help="channel multiplier (e.g. 0.25 for CPU runs)")
-    training.add_argument("--augment", choices=AUGMENTATIONS, default="crop",
+    for name, kind in (("epochs", int), ("batch_size", int), ("lr", float), ("momentum", float),
+                       ("weight_decay", float)):
+        training.add_argument("--" + name.replace("_", "-"), type=kind, default=_default(name),
+                              help="(default: %(default)s)")
+    training.add_argument("--width", type=float, default=_default("width"),
+                          help="channel multiplier (e.g. 0.25 for CPU runs; default: %(default)s)")
+    training.add_argument("--augment", choices=AUGMENTATIONS, default=_default("augment"),
                           help="random crop (pad 1/8) or random-resized crop, each with horizontal flip")
-    training.add_argument("--stem", choices=tuple(STEMS), default="auto",
+    training.add_argument("--stem", choices=tuple(STEMS), default=_stem(_default("small_input")),
                           help="auto: small 3x3 stride-1 stem for images of 64 px or less")
+    add_source_arguments(parser, applies_to="--clean")
     parser.add_argument("--output-dir", default="uc_output/evaluate")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _default(name: str) -> object:
+    """The :class:`EvaluationConfig` default of ``name`` (the config owns it; victim training's are
+    :class:`~uc_datasets.evaluation.victims.TrainConfig`'s)."""
+    return config_default(EvaluationConfig, name)
+
+
+def _stem(small_input: bool | None) -> str:
+    return next(name for name, value in STEMS.items() if value is small_input)
 
 
 def _n_values(args: argparse.Namespace, num_classes: int) -> list[int] | None:
@@ -164,6 +179,7 @@ def run_evaluate(args: argparse.Namespace) -> dict:
         class_names=args.class_names,
         image_size=args.image_size,
         progress=not args.no_progress,
+        hub_options=source_options(args),
     )
     config.n_values = _n_values(args, len(data.class_names))
     if config.n_values == [] and not config.include_original and not config.pseudo_n_values:

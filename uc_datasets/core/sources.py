@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import logging
 import os
+import re
 import struct
 from pathlib import Path
 
@@ -57,41 +58,68 @@ def load_fashion_mnist(split: str = "train", *, root: str | os.PathLike = FASHIO
     return datasets.Dataset.from_dict({"image": list(images), "label": labels.astype(np.int64)}, features=features)
 
 
+def is_local_path(name: str) -> bool:
+    """Whether ``name`` is written as a local path rather than a Hub id (``owner/name``).
+
+    Example:
+        >>> is_local_path("./data"), is_local_path("/a/b/c"), is_local_path("timm/oxford-iiit-pet")
+        (True, True, False)
+    """
+    return name.startswith((".", "/", "~", "\\")) or name.count("/") > 1 or bool(re.match(r"^[A-Za-z]:[\\/]", name))
+
+
 def load_source(source: str | os.PathLike | datasets.Dataset | datasets.DatasetDict, *,
-                split: str | None = "train") -> datasets.Dataset | datasets.DatasetDict:
+                split: str | None = "train", name: str | None = None, revision: str | None = None,
+                data_dir: str | None = None, data_files: str | list | dict | None = None,
+                token: str | bool | None = None) -> datasets.Dataset | datasets.DatasetDict:
     """Load ``source``: ``"fashion-mnist"``, a ``save_to_disk`` directory, an image folder, or a Hub id.
 
-    The one dataset loader of the library (protect, push and evaluate use it). A ``Dataset`` or
+    The one dataset loader of the library (protect, verify, push and evaluate use it). A ``Dataset`` or
     ``DatasetDict`` object is taken as it is. With ``split`` set, returns that split as a Dataset;
-    ``split=None`` returns what was loaded.
+    ``split=None`` returns what was loaded. A Hub id is read with ``datasets.load_dataset``, which
+    takes the config ``name``, ``revision``, ``data_dir``, ``data_files`` and ``token`` as given
+    (a local source refuses the first four, and needs no token).
 
     Example:
         >>> ds = load_source("path/saved_with_save_to_disk", split="train")  # doctest: +SKIP
+        >>> grey = load_source("me/two-configs", name="grey", revision="v2")  # doctest: +SKIP
     """
+    hub_only = {k: v for k, v in (("name", name), ("revision", revision), ("data_dir", data_dir),
+                                  ("data_files", data_files)) if v is not None}
     if isinstance(source, (datasets.Dataset, datasets.DatasetDict)):
+        _refuse_hub_options(hub_only, "a dataset object")
         ds = source
     else:
         source = str(source)
         p = Path(source).expanduser()
         if source == "fashion-mnist":
+            _refuse_hub_options(hub_only, "'fashion-mnist' (the Debian package)")
             return load_fashion_mnist(split or "train")
         if p.is_dir():
+            _refuse_hub_options(hub_only, f"{source!r}, a local directory")
             if (p / "dataset_dict.json").is_file() or (p / "state.json").is_file():
                 ds = datasets.load_from_disk(str(p))
             else:
                 ds = datasets.load_dataset("imagefolder", data_dir=str(p))
         elif p.exists():
             raise ValueError(f"{source} is a file; pass a directory (save_to_disk or image folder) or a Hub id.")
-        elif source.startswith((".", "/", "~", "\\")) or source.count("/") > 1:
+        elif is_local_path(source):
             raise FileNotFoundError(f"Dataset directory {source!r} does not exist; give a save_to_disk directory, an "
                                     "image folder or a Hub id (owner/name).")
         else:
-            ds = datasets.load_dataset(source)
+            ds = datasets.load_dataset(source, **hub_only, token=token)
     if split is None or isinstance(ds, datasets.Dataset):
         return ds
     if split not in ds:
         raise KeyError(f"split {split!r} not in {source}; available splits: {list(ds)}")
     return ds[split]
+
+
+def _refuse_hub_options(options: dict, what: str) -> None:
+    if options:
+        given = ", ".join(f"{k}={v!r}" for k, v in options.items())
+        raise ValueError(f"{given}: these select what is read from a Hub dataset repo; {what} is not one. Leave "
+                         "them out, or give the Hub id (owner/name) of the dataset.")
 
 
 def load_balanced_fashion_mnist(split: str, n: int, skip: int = 0) -> datasets.Dataset:

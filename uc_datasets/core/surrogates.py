@@ -360,6 +360,13 @@ def load_surrogate(name: str, *, image_size: int | None = None, local_files_only
     """
     if local_files_only is None:
         local_files_only = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+    from uc_datasets.core.sources import is_local_path
+
+    if name != EFFICIENTNET_LITE0 and is_local_path(str(name)) and not os.path.isdir(os.path.expanduser(str(name))):
+        raise FileNotFoundError(
+            f"Could not load surrogate {name!r}: the directory does not exist. Pass a directory saved with "
+            f"save_pretrained, a transformers vision model Hub id (owner/name), or {EFFICIENTNET_LITE0!r} for the "
+            "offline ImageNet CNN.")
     if name == EFFICIENTNET_LITE0:
         model, cfg, embed = _load_efficientnet_lite0()
         kind = "imagenet-cnn"

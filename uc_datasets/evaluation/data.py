@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 from collections.abc import Sequence
@@ -39,8 +40,10 @@ __all__ = [
     "EvaluationData",
     "dataset_to_tensors",
     "load_evaluation_data",
+    "check_row_order",
     "protected_mask",
     "read_protection_metadata",
+    "recorded_epsilon",
     "read_run_summary",
 ]
 
@@ -176,6 +179,22 @@ def dataset_to_tensors(
     return images, labels
 
 
+def _description(dataset: Dataset | DatasetDict) -> str:
+    if isinstance(dataset, DatasetDict):
+        dataset = next(iter(dataset.values()))
+    return dataset.info.description or ""
+
+
+def _description_records(dataset: Dataset | DatasetDict) -> list[dict] | None:
+    """The JSON objects of a dataset's ``info.description`` (the top level and one level down), or
+    None when the description is not a JSON object."""
+    try:
+        data = json.loads(_description(dataset))
+    except ValueError:
+        return None
+    return [data] + [v for v in data.values() if isinstance(v, dict)] if isinstance(data, dict) else None
+
+
 def read_protection_metadata(dataset: Dataset | DatasetDict) -> dict[str, str]:
     """``method`` and ``surrogate`` recorded in a protected dataset's ``info.description``.
 
@@ -189,26 +208,87 @@ def read_protection_metadata(dataset: Dataset | DatasetDict) -> dict[str, str]:
         >>> read_protection_metadata(ds)
         {'method': 'UC', 'surrogate': 'efficientnet-lite0'}
     """
-    if isinstance(dataset, DatasetDict):
-        dataset = next(iter(dataset.values()))
-    description = dataset.info.description or ""
     found: dict[str, str] = {}
-    try:
-        data = json.loads(description)
-    except ValueError:
-        data = None
-    if isinstance(data, dict):
-        candidates = [data] + [v for v in data.values() if isinstance(v, dict)]
-        for candidate in candidates:
+    records = _description_records(dataset)
+    if records is not None:
+        for candidate in records:
             for key in ("method", "surrogate"):
                 if key not in found and isinstance(candidate.get(key), (str, int, float)):
                     found[key] = str(candidate[key])
         return found
     for key in ("method", "surrogate"):
-        match = re.search(rf"^\s*{key}\s*[:=]\s*(\S.*?)\s*$", description, flags=re.IGNORECASE | re.MULTILINE)
+        match = re.search(rf"^\s*{key}\s*[:=]\s*(\S.*?)\s*$", _description(dataset),
+                          flags=re.IGNORECASE | re.MULTILINE)
         if match:
             found[key] = match.group(1)
     return found
+
+
+def recorded_epsilon(dataset: Dataset | DatasetDict) -> float | None:
+    """The L-inf bound (pixel units) recorded in a protected dataset's description, or None.
+
+    ``uc-datasets protect`` records it (:func:`uc_datasets.core.record.protection_record`).
+
+    Example:
+        >>> ds = Dataset.from_dict({"x": [1]})
+        >>> ds.info.description = json.dumps({"uc_datasets": {"method": "UC", "epsilon": 8 / 255}})
+        >>> round(recorded_epsilon(ds) * 255)
+        8
+    """
+    for candidate in _description_records(dataset) or []:
+        value = candidate.get("epsilon")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= 1:
+            return float(value)
+    return None
+
+
+#: How many rows :func:`check_row_order` compares (a seeded sample of a larger set).
+ORDER_CHECK_ROWS = 2048
+#: The bound, in uint8 levels, that :func:`check_row_order` assumes when the protected set records
+#: no epsilon: four times the paper's 16/255, twice the largest bound in common use (32/255).
+UNRECORDED_BOUND_LEVELS = 64
+
+
+def check_row_order(clean: torch.Tensor, protected: torch.Tensor, *, epsilon: float | None = None,
+                    tolerance: int = 0, max_rows: int = ORDER_CHECK_ROWS, seed: int = 0) -> dict[str, int]:
+    """Check by content that ``protected`` is ``clean`` row by row: each protected image within the bound.
+
+    ``clean`` and ``protected`` are uint8 ``(N, 3, H, W)``. The bound is ``epsilon`` in levels
+    (:data:`UNRECORDED_BOUND_LEVELS` when None) plus ``tolerance`` (1 for resized images);
+    at most ``max_rows`` seeded rows are compared. A protected set in another order pairs its
+    images with the wrong clean labels, so it is refused (``ValueError``); one in which no
+    checked image differs is the clean set itself, which is warned about. Returns
+    ``{"checked", "changed", "bound"}``.
+
+    Example:
+        >>> clean = torch.zeros(4, 3, 2, 2, dtype=torch.uint8)
+        >>> check_row_order(clean, clean + 8, epsilon=8 / 255)
+        {'checked': 4, 'changed': 4, 'bound': 8}
+    """
+    n = len(clean)
+    recorded = epsilon is not None
+    bound = (math.ceil(epsilon * 255 - 1e-9) if recorded else UNRECORDED_BOUND_LEVELS) + tolerance
+    rows = torch.arange(n) if n <= max_rows else \
+        torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:max_rows].sort().values
+    deviation = torch.cat([(protected[chunk].to(torch.int16) - clean[chunk].to(torch.int16)).abs().amax(dim=(1, 2, 3))
+                           for chunk in rows.split(256)]) if n else torch.zeros(0, dtype=torch.int16)
+    off = (deviation > bound).nonzero().flatten()
+    if len(off):
+        row = int(rows[off[0]])
+        where = "the protection's recorded bound" if recorded else "any usual protection bound (none is recorded)"
+        raise ValueError(
+            f"Protected train row {row} differs from clean train row {row} by {int(deviation[off[0]])} levels, more "
+            f"than {where} of {bound}; {len(off)} of the {len(rows)} rows checked do. The protected split is not "
+            "the clean train split in its order (shuffled, sorted or filtered?), so its images would be paired "
+            "with the wrong clean labels. Pass the protected copy of the train split with its rows in the clean "
+            "split's order.")
+    changed = int((deviation > 0).sum())
+    if len(rows) and not changed:
+        logger.warning(
+            "No protected image differs from its clean image (%d rows checked): --protected looks like the clean "
+            "set itself, so the victims will learn it as well as the clean set (protection score about 1). Pass "
+            "the protected copy.", len(rows))
+    return {"checked": len(rows), "changed": changed, "bound": bound}
 
 
 def read_run_summary(source: str | os.PathLike) -> dict[str, str]:
@@ -245,18 +325,25 @@ def load_evaluation_data(
     class_names: Sequence[str] | None = None,
     image_size: int | None = None,
     progress: bool = True,
+    hub_options: dict[str, Any] | None = None,
 ) -> tuple[EvaluationData, dict[str, str]]:
     """Load and check the clean/protected pair (paths, Hub ids or dataset objects); returns the
     tensors and the protection metadata (``method``/``surrogate`` from the protected dataset's
     description, else from a run_summary.json beside its directory).
 
     The protected source is a ``DatasetDict`` with ``train_split`` or a single ``Dataset``;
-    it must be the clean train split, perturbed, row by row (same length, same labels).
+    it must be the clean train split, perturbed, row by row: same length, same labels, and each
+    protected image within the bound of its clean image (:func:`check_row_order`, on a sample
+    of a large set). ``hub_options`` are the ``load_source`` keywords of a Hub clean source
+    (``name``, ``revision``, ``data_dir``, ``data_files``, ``token``); the token also reads a
+    Hub protected source.
 
     Example:
         >>> data, meta = load_evaluation_data("clean_dir", "protected_dir")  # doctest: +SKIP
+        >>> data, meta = load_evaluation_data("me/pets", "out/protected", hub_options={"name": "cats"})  # doctest: +SKIP
     """
-    clean_ds = load_source(clean, split=None)
+    hub_options = dict(hub_options or {})
+    clean_ds = load_source(clean, split=None, **hub_options)
     if isinstance(clean_ds, Dataset):
         raise ValueError(
             f"The clean dataset {clean!r} is a single Dataset; it needs a {train_split!r} and a {test_split!r} split "
@@ -264,7 +351,7 @@ def load_evaluation_data(
         )
     clean_train = _split(clean_ds, train_split, "clean train")
     clean_test = _split(clean_ds, test_split, "test")
-    protected_ds = load_source(protected, split=None)
+    protected_ds = load_source(protected, split=None, token=hub_options.get("token"))
     protected_train = _split(protected_ds, train_split, "protected")
     if len(protected_train) != len(clean_train):
         raise ValueError(
@@ -290,6 +377,8 @@ def load_evaluation_data(
             f"{int(train_labels[row])}); the protected split must keep the clean split's order."
         )
     data = EvaluationData(train_images, train_labels, protected_images, test_images, test_labels, names)
+    check_row_order(train_images, protected_images, epsilon=recorded_epsilon(protected_train),
+                    tolerance=0 if image_size is None else 1)
     summary = read_run_summary(protected) if isinstance(protected, (str, os.PathLike)) else {}
     return data, {**summary, **read_protection_metadata(protected_train)}
 
