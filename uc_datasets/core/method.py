@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from uc_datasets.core.config import BaseConfig
 from uc_datasets.core.imaging import DEFAULT_MAX_PIXELS
+from uc_datasets.core.progress import progress_enabled
 
 if TYPE_CHECKING:
     import datasets
@@ -56,7 +57,7 @@ class BaseMethod:
     fit_options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: BaseConfig | None = None, *, device: Any = None, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 progress: bool = True, **settings: Any) -> None:
+                 progress: bool | None = None, **settings: Any) -> None:
         surrogate = settings.get("surrogate")
         self._surrogate = None
         if surrogate is not None and not isinstance(surrogate, str):  # a loaded model: keep it, save its name
@@ -73,7 +74,7 @@ class BaseMethod:
         self.config = config if config is not None else self.config_class(**settings)
         self.device = device
         self.max_pixels = max_pixels
-        self.progress = progress
+        self.progress = progress_enabled(progress)  # None: huggingface_hub's setting (HF_HUB_DISABLE_PROGRESS_BARS)
 
     @classmethod
     def arguments(cls) -> list[str]:

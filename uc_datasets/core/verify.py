@@ -11,6 +11,7 @@ import numpy as np
 
 from uc_datasets.core.config import as_epsilon
 from uc_datasets.core.imaging import ImageDecodeError, color_channels, image_to_array, load_native
+from uc_datasets.core.progress import progress_enabled
 from uc_datasets.core.visual import VisualCostStream, visual_cost
 from uc_datasets.core.working_set import check_image_column, feature_mode, undecoded
 
@@ -101,7 +102,7 @@ class VerifyReport:
 
 
 def verify(clean: datasets.Dataset, protected: datasets.Dataset, epsilon: float, *,
-           image_column: str = "image", progress: bool = True, visual: bool = True) -> VerifyReport:
+           image_column: str = "image", progress: bool | None = None, visual: bool = True) -> VerifyReport:
     """Compare ``protected`` with ``clean`` row by row.
 
     Every protected image must have the original's size, be stored losslessly (PNG/TIFF),
@@ -135,7 +136,7 @@ def verify(clean: datasets.Dataset, protected: datasets.Dataset, epsilon: float,
     worst, changed, total, change_sum, colour_total = 0, 0, 0, 0, 0
     report = VerifyReport(len(clean), bound, 0, 0.0)
     stream = VisualCostStream() if visual else None
-    for i in tqdm(range(len(clean)), desc="verifying", disable=not progress):
+    for i in tqdm(range(len(clean)), desc="verifying", disable=not progress_enabled(progress)):
         a_val, b_val = a_raw[i][image_column], b_raw[i][image_column]
         try:
             a = load_native(a_val, index=i, image_column=image_column, max_pixels=2**62, mode=a_mode)

@@ -167,3 +167,15 @@ def test_a_none_image_names_its_row_once():
 def labelled_tiny():
     return datasets.Dataset.from_dict({"image": structured_images(12), "label": [i % 3 for i in range(12)]}
                                       ).cast_column("image", datasets.Image())
+
+
+def test_the_estimator_follows_huggingface_hubs_progress_setting_unless_told():
+    from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
+
+    disable_progress_bars()
+    try:
+        assert UnlearnableClusters(pattern="block").progress is False
+        assert UnlearnableClusters(pattern="block", progress=True).progress is True
+    finally:
+        enable_progress_bars()
+    assert UnlearnableClusters(pattern="block").progress is True

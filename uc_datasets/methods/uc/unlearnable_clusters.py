@@ -56,7 +56,7 @@ class UnlearnableClusters(BaseMethod):
     fit_options: ClassVar[tuple[str, ...]] = ("class_names", "accelerator", "output_dir", "resume", "num_workers")
 
     def __init__(self, config: UCConfig | None = None, *, device: str | None = None,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, progress: bool = True, channels_last: bool = False,
+                 max_pixels: int = DEFAULT_MAX_PIXELS, progress: bool | None = None, channels_last: bool = False,
                  **settings: Any) -> None:
         super().__init__(config, device=device, max_pixels=max_pixels, progress=progress, **settings)
         self.device = torch.device(device) if device else default_device()
