@@ -389,3 +389,13 @@ def test_a_failure_mid_sweep_keeps_the_finished_rows(pair, tmp_path, monkeypatch
     assert len(saved["rows"]) == 1 and saved["rows"][0]["relabel"] == "original"  # clean + protected: one row
     assert "simulated" in saved["config"]["incomplete"]
     assert "| original |" in (tmp_path / "results.md").read_text()
+
+
+def test_uc_datasets_evaluate_records_the_step_resolved_curve(pair, tmp_path):
+    clean, protected = pair
+    args = parse(["--clean", clean, "--protected", protected, "--n-range", 2, 2, "--no-original", *TINY,
+                  "--epochs", 2, "--batch-size", 4, "--evals-per-epoch", 3, "--early-epochs", 1, "--output-dir", tmp_path])
+    rows = run_evaluate(args)["rows"]
+    for r in rows:
+        assert len(r["protected_acc_per_epoch"]) == 2 and len(r["eval_steps"]) > 2, r["eval_steps"]  # points inside epoch 1
+    assert all(r["protected_acc_best"] == pytest.approx(max(r["protected_acc_per_step"]), abs=1e-4) for r in rows)

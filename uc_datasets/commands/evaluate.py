@@ -102,6 +102,11 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
                           help="random crop (pad 1/8) or random-resized crop, each with horizontal flip")
     training.add_argument("--stem", choices=tuple(STEMS), default=_stem(_default("small_input")),
                           help="auto: small 3x3 stride-1 stem for images of 64 px or less")
+    training.add_argument("--evals-per-epoch", type=int, default=_default("evals_per_epoch"), metavar="K",
+                          help="the step-resolved peak: test the victims K times an epoch in the first "
+                               "--early-epochs epochs and score the best point (default: %(default)s, epoch ends)")
+    training.add_argument("--early-epochs", type=int, default=_default("early_epochs"), metavar="E",
+                          help="how many first epochs --evals-per-epoch covers (default: %(default)s)")
     add_source_arguments(parser, applies_to="--clean")
     parser.add_argument("--output-dir", default="uc_output/evaluate")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -160,6 +165,8 @@ def run_evaluate(args: argparse.Namespace) -> dict:
         augment=args.augment,
         width=args.width,
         small_input=STEMS[args.stem],
+        evals_per_epoch=args.evals_per_epoch,
+        early_epochs=args.early_epochs,
         encoder=args.encoder,
         relabel_seed=args.relabel_seed,
         pseudo_n_values=args.pseudo_labels,
