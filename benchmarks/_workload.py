@@ -97,6 +97,30 @@ PROFILES = {
 # --- data, fits and rows ---------------------------------------------------------------------
 
 
+#: The winner of the early screen by its rule (benchmarks/README.md, "Protection from the first
+#: steps"): keys crafted through the first SGD steps of fresh CNNs, started from the class-mean
+#: keys, with the coarser levels from the class names. UCConfig overrides of a label-aware fit.
+EARLY_WINNER_SETTINGS: dict[str, Any] = {"pattern": "unrolled", "levels": (5, 2), "level_source": "class-names",
+                                         "options": {"init": "class-mean"}}
+#: Fewer crafting rounds of the unrolled family at the smoke profile (the plumbing only).
+SMOKE_UNROLLED_OPTIONS = {"rounds": 2, "horizon": 2, "batch_size": 8, "val_batch_size": 8, "width": 4}
+
+
+def step_profile(profile: StrengthProfile) -> StrengthProfile:
+    """The profile with the step-resolved victims of issue 27: 4 evaluations an epoch in the first 3."""
+    from dataclasses import replace
+
+    return replace(profile, evals_per_epoch=4, early_epochs=3)
+
+
+def fit_settings(settings: dict[str, Any], profile_name: str) -> dict[str, Any]:
+    """``settings`` of a label-aware fit, the unrolled crafting shrunk at the smoke profile."""
+    settings = dict(settings)
+    if profile_name == "smoke" and settings.get("pattern") == "unrolled":
+        settings["options"] = {**settings.get("options", {}), **SMOKE_UNROLLED_OPTIONS}
+    return settings
+
+
 def load_data(profile: StrengthProfile, *, validation: bool = False) -> tuple[datasets.Dataset, ProtectedSets]:
     """Balanced train and test subsets of Fashion-MNIST as datasets and uint8 tensors.
 

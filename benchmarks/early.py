@@ -34,14 +34,17 @@ from typing import Any, Callable
 
 import _common
 from _workload import (
+    EARLY_WINNER_SETTINGS,
     PROFILES,
     SURROGATE,
     StrengthProfile,
     fit_and_protect,
+    fit_settings,
     load_data,
     merge,
     payload,
     row_keys,
+    step_profile,
     sweep,
     victim_runner,
     visual_meta,
@@ -60,27 +63,15 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "class-mean away + block 0.25": {"pattern": "class-mean", "options": {"block_share": 0.25}},
     "unrolled": {"pattern": "unrolled"},
     "unrolled from class-mean": {"pattern": "unrolled", "options": {"init": "class-mean"}},
-    "unrolled from class-mean, levels 5+2 (names)": {"pattern": "unrolled", "levels": (5, 2),
-                                                      "level_source": "class-names",
-                                                      "options": {"init": "class-mean"}},
+    "unrolled from class-mean, levels 5+2 (names)": EARLY_WINNER_SETTINGS,
 }
-#: Fewer crafting rounds at the smoke profile (the plumbing only).
-SMOKE_OPTIONS = {"rounds": 2, "horizon": 2, "batch_size": 8, "val_batch_size": 8, "width": 4}
 SCREEN_N_VALUES = (7, 5, 4)
 FRONTIER_EPSILONS = (8, 16, 24, 32)
 
 
-def step_profile(profile: StrengthProfile) -> StrengthProfile:
-    """The profile with the step-resolved victims of issue 27: 4 evaluations an epoch in the first 3."""
-    return replace(profile, evals_per_epoch=4, early_epochs=3)
-
-
 def candidate_settings(name: str, profile_name: str) -> dict[str, Any]:
     """The fit overrides of candidate ``name`` (the unrolled crafting shrunk at the smoke profile)."""
-    settings = dict(CANDIDATES[name])
-    if profile_name == "smoke" and settings["pattern"] == "unrolled":
-        settings["options"] = {**settings.get("options", {}), **SMOKE_OPTIONS}
-    return settings
+    return fit_settings(CANDIDATES[name], profile_name)
 
 
 def fit_candidates(train_ds, sets, names: list[str], args: argparse.Namespace, profile: StrengthProfile, seed: int, *,

@@ -33,6 +33,7 @@ from typing import Any, Callable
 import _common
 from _baselines import CONSISTENT, fit_baseline
 from _workload import (
+    EARLY_WINNER_SETTINGS,
     EPSILON,
     PROFILES,
     PSEUDO_ENCODER,
@@ -42,6 +43,7 @@ from _workload import (
     cluster_agreement,
     estimate,
     fit_and_protect,
+    fit_settings,
     load_data,
     merge,
     payload,
@@ -51,6 +53,7 @@ from _workload import (
     pseudo,
     report,
     simclr,
+    step_profile,
     sweep,
     victim_runner,
     visual_meta,
@@ -221,7 +224,9 @@ FINAL_DEFENSES = ("mixup", "cutmix", "cutout", "gaussian", "jpeg")
 #: The previous label-aware default (the best-epoch screen's choice), beside it under its own name.
 HYBRID_METHOD = "UC (label-aware tile+error-min)"
 HYBRID_SETTINGS: dict[str, Any] = dict(PREVIOUS_LABEL_AWARE_DEFAULTS)
-FINAL_METHODS = ("UC", LABEL_AWARE, TILE_METHOD, EMINN_METHOD, "sign-per-class", HYBRID_METHOD)
+#: The early screen's winner (issue 27), beside the default under its own name.
+EARLY_METHOD = "UC (label-aware unrolled)"
+FINAL_METHODS = ("UC", LABEL_AWARE, TILE_METHOD, EMINN_METHOD, "sign-per-class", HYBRID_METHOD, EARLY_METHOD)
 
 
 def run_final(args: argparse.Namespace, profile: StrengthProfile) -> dict:
@@ -245,7 +250,8 @@ def run_final(args: argparse.Namespace, profile: StrengthProfile) -> dict:
     recorded_cleans = cleans_from_rows(skip_rows)
     extra: dict[str, Any] = {"encoder": args.encoder, "uc_settings": UC_SETTINGS, "pseudo_encoder": PSEUDO_ENCODER,
                              "label_aware_settings": FINAL_LABEL_AWARE_SETTINGS, "tile_settings": LABEL_AWARE_SETTINGS,
-                             "hybrid_settings": HYBRID_SETTINGS,
+                             "hybrid_settings": HYBRID_SETTINGS, "early_settings": EARLY_WINNER_SETTINGS,
+                             "evals_per_epoch": profile.evals_per_epoch, "early_epochs": profile.early_epochs,
                              "eminn_settings": EMINN_FIXED, "attackers": sorted(attackers), "fits": {},
                              "relabelings": {str(lab.n_groups): lab.to_dict() for lab in labelings}}
     rows: list[dict] = []
@@ -302,7 +308,8 @@ def run_final(args: argparse.Namespace, profile: StrengthProfile) -> dict:
         for name, label_column, settings in (("UC", None, UC_SETTINGS),
                                              (LABEL_AWARE, "label", FINAL_LABEL_AWARE_SETTINGS),
                                              (TILE_METHOD, "label", LABEL_AWARE_SETTINGS),
-                                             (HYBRID_METHOD, "label", HYBRID_SETTINGS)):
+                                             (HYBRID_METHOD, "label", HYBRID_SETTINGS),
+                                             (EARLY_METHOD, "label", fit_settings(EARLY_WINNER_SETTINGS, args.profile))):
             if name in methods:
                 images, groups, meta, fits[name] = cached(f"{name} seed{seed}", uc_fit(seed, label_column, settings))
                 sets.add(name, images, groups=groups, **meta)
@@ -367,6 +374,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "share the one EMinN fit)")
     p.add_argument("--final-methods", nargs="+", default=list(FINAL_METHODS), choices=list(FINAL_METHODS),
                    help="with --final: a subset of the methods")
+    p.add_argument("--step-resolved", action="store_true",
+                   help="victims evaluated 4 times an epoch in their first 3 epochs (issue 27's step-resolved peak)")
     p.add_argument("--fits-only", action="store_true", help="with --final: fit and cache the protected sets, no victims")
     p.add_argument("--final-skip", nargs="+", default=(), metavar="JSON",
                    help="with --final: skip each (method, seed, attacker) that has a measured row in these result "
@@ -417,6 +426,8 @@ def main(argv: list[str] | None = None) -> dict:
     _common.setup(args.threads)
     profile = profile_from_args(args, defenses=tuple(args.defenses) if args.defenses is not None else None,
                                 n_values=tuple(args.n_values) if args.n_values else None)
+    if args.step_resolved:
+        profile = step_profile(profile)
     if args.estimate:
         return estimate(profile, False, args.baselines)
     if args.attackers:
