@@ -17,7 +17,7 @@ Modes:
   of ``--frontier-families``, best and final score at n = 10 with PSNR/SSIM, test split, 3 seeds;
 * ``--label-free``: label-free UC (the paper's setting) against pseudo-labels from the surrogate's
   own embedding and from pixel PCA, test split, 3 seeds;
-* ``--report JSON``: the tables of a saved run.
+* ``--report JSON``: the tables of a saved run (``--plot PNG``: the frontier's plot).
 
     python benchmarks/early.py --profile smoke --screen     # seconds (used by the tests)
     python benchmarks/early.py --profile cpu --screen --seeds 0 --output early_screen_s0.json
@@ -322,6 +322,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     mode.add_argument("--label-free", action="store_true", help="label-free UC against pseudo-labels, test split")
     mode.add_argument("--report", metavar="JSON", default=None, help="print the tables of a saved run and exit")
     mode.add_argument("--merge", metavar="JSON", nargs="+", default=None, help="merge runs into --output and exit")
+    p.add_argument("--plot", metavar="PNG", default=None, help="with --report of a frontier run: its plot")
     p.add_argument("--candidates", nargs="+", choices=list(CANDIDATES), default=None,
                    help="a subset of the candidates (default: all)")
     p.add_argument("--frontier-families", nargs="+", choices=list(CANDIDATES), default=["block (default)"])
@@ -350,6 +351,13 @@ def main(argv: list[str] | None = None) -> dict:
     if args.report:
         text = report(args.report)
         print(text)
+        if args.plot:
+            import json
+
+            from uc_datasets.evaluation.plots import plot_frontier
+
+            plot_frontier(json.loads(Path(args.report).read_text())["rows"], args.plot,
+                          title="Fashion-MNIST, n = 10, test split: protection against visibility")
         return {"report": text}
     _common.setup(args.threads)
     default_seeds = (0, 1) if not (args.frontier or args.label_free) else (0, 1, 2)

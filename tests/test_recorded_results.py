@@ -44,3 +44,50 @@ def test_label_aware_settings_cover_every_labelling_and_attacker_at_three_seeds(
 
 def test_no_row_keeps_a_name_from_before_the_rename(rows):
     assert "UC (label-aware block)" not in {r["method"] for r in rows}
+
+
+# --- issue 27: the step-resolved screen and the epsilon frontier ----------------------------------
+
+RESULTS_DIR = RESULTS.parent
+
+
+def _saved(name: str) -> dict:
+    return json.loads((RESULTS_DIR / name).read_text())
+
+
+def _check_step_resolved(r: dict, config: dict) -> None:
+    """One row of a step-resolved run: more than one point an epoch early on, and the best point
+    (the row's score) is the best of the recorded curve, for the protected and the clean victim."""
+    early, per_epoch = config["early_epochs"], config["evals_per_epoch"]
+    assert per_epoch > 1 and len(r["eval_steps"]) == early * per_epoch + (r["epochs"] - early), r["method"]
+    assert r["eval_steps"] == sorted(r["eval_steps"]) and r["best_step"] in r["eval_steps"]
+    assert len(r["protected_acc_per_step"]) == len(r["clean_acc_per_step"]) == len(r["eval_steps"])
+    best, clean_best = max(r["protected_acc_per_step"]), max(r["clean_acc_per_step"])
+    assert r["protected_acc_best"] == pytest.approx(best) and r["clean_acc_best"] == pytest.approx(clean_best)
+    expected = (best - r["chance"]) / (clean_best - r["chance"])
+    assert r["protection_score_best"] == pytest.approx(expected, abs=1e-6), r["method"]
+    assert r["protection_score_best"] >= r["protection_score_best_epoch_end"] - 1e-9
+
+
+def test_the_early_screen_covers_every_candidate_seed_and_labelling_on_the_validation_split():
+    saved = _saved("early_screen.json")
+    config = saved["config"]
+    assert config["status"] == "complete" and config["split"].startswith("validation")
+    cells = {(r["method"], r["seed"], r["n_classes"]) for r in saved["rows"]}
+    assert cells == {(m, s, n) for m in config["candidates"] for s in (0, 1) for n in (10, 7, 5, 4)}
+    for r in saved["rows"]:
+        _check_step_resolved(r, config)
+
+
+def test_the_frontier_has_two_families_at_four_budgets_with_psnr_beside_every_score():
+    saved = _saved("early_frontier.json")
+    config = saved["config"]
+    assert config["status"] == "complete" and config["split"] == "test"
+    families = set(config["candidates"])
+    assert len(families) >= 2
+    cells = {(r["method"], r["seed"]) for r in saved["rows"]}
+    assert cells == {(f"{f} @ {e}/255", s) for f in families for e in (8, 16, 24, 32) for s in (0, 1, 2)}
+    for r in saved["rows"]:
+        assert r["n_classes"] == 10 and r["epsilon"] == f"{r['epsilon_levels']}/255"
+        assert 10 < r["psnr_db"] < 60 and 0 < r["ssim"] <= 1
+        _check_step_resolved(r, config)

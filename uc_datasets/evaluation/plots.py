@@ -1,5 +1,6 @@
 """Plots of comparison rows (``comparison.sweep``): protection score against the number of
-classes, and the victims' test accuracy against their epoch. PNG through matplotlib's Agg canvas.
+classes, the victims' test accuracy against their epoch, and protection against visibility (the
+epsilon frontier). PNG through matplotlib's Agg canvas.
 
 Example:
     >>> from uc_datasets.evaluation.plots import plot_scores
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["plot_epochs", "plot_scores"]
+__all__ = ["frontier_points", "plot_epochs", "plot_frontier", "plot_scores"]
 
 
 def plot_scores(rows: Sequence[dict], path: str | os.PathLike, *, key: str = "method", defense: str = "none",
@@ -97,6 +98,68 @@ def plot_epochs(rows: Sequence[dict], path: str | os.PathLike, *, n: int = 10, t
     ax.set_xlabel("victim epoch")
     ax.set_ylabel(f"clean test accuracy % (n = {n})")
     ax.set_title(title or f"n = {n}: test accuracy during training")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.savefig(str(path), dpi=110)
+    return Path(path)
+
+
+def frontier_points(rows: Sequence[dict]) -> dict[str, list[dict]]:
+    """The epsilon frontier of rows named ``"<family> @ <eps>/255"`` that carry ``epsilon_levels``
+    and ``psnr_db``: per family, one point per epsilon (ascending) with the means over seeds of the
+    PSNR, SSIM, best-point and final score.
+
+    Example:
+        >>> rows = [{"method": "block @ 8/255", "epsilon_levels": 8, "psnr_db": 31.0, "ssim": 0.9,
+        ...          "protection_score_best": 0.7, "protection_score": 0.3, "seed": s} for s in (0, 1)]
+        >>> frontier_points(rows)["block"][0]["best"], frontier_points(rows)["block"][0]["seeds"]
+        (0.7, 2)
+    """
+    grouped: dict[str, dict[int, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        if r.get("epsilon_levels") is None or r.get("psnr_db") is None or r.get("attacker"):
+            continue
+        family = r["method"].rpartition(" @ ")[0] or r["method"]
+        grouped[family][int(r["epsilon_levels"])].append(r)
+
+    def mean(mine: list[dict], key: str) -> float | None:
+        values = [r[key] for r in mine if r.get(key) is not None]
+        return float(np.mean(values)) if values else None
+
+    return {family: [{"epsilon_levels": eps, "psnr_db": mean(mine, "psnr_db"), "ssim": mean(mine, "ssim"),
+                      "best": mean(mine, "protection_score_best"), "final": mean(mine, "protection_score"),
+                      "seeds": len(mine)} for eps, mine in sorted(by_eps.items())]
+            for family, by_eps in grouped.items()}
+
+
+def plot_frontier(rows: Sequence[dict], path: str | os.PathLike, *, title: str = "") -> Path:
+    """Protection score against PSNR, one family per colour: best point (solid) and final epoch
+    (dashed), each point labelled with its epsilon in levels. Lower and further right is better
+    (less learnt, less visible).
+
+    Example:
+        >>> plot_frontier(saved["rows"], "frontier.png")  # doctest: +SKIP
+    """
+    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 5.0), constrained_layout=True)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    colors = matplotlib.colormaps["tab10"].colors
+    for i, (family, points) in enumerate(frontier_points(rows).items()):
+        psnr = [p["psnr_db"] for p in points]
+        seeds = max(p["seeds"] for p in points)
+        for score, style in (("best", "-"), ("final", "--")):
+            ax.plot(psnr, [p[score] for p in points], marker="o", markersize=4, linestyle=style, color=colors[i % 10],
+                    label=f"{family}: {'best point' if score == 'best' else 'final epoch'} ({seeds} seeds)")
+        for p in points:
+            ax.annotate(f"{p['epsilon_levels']}", (p["psnr_db"], p["best"]), textcoords="offset points",
+                        xytext=(3, 4), fontsize=7, color=colors[i % 10])
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.set_xlabel("PSNR of the protected images, dB (higher = less visible); labels: epsilon in levels of 255")
+    ax.set_ylabel("protection score (0 = chance, 1 = no protection)")
+    ax.set_title(title or "protection against visibility")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.savefig(str(path), dpi=110)
     return Path(path)
