@@ -153,10 +153,15 @@ def test_recipe_errors_are_one_line_and_exit_two_as_on_the_command_line(recipe_m
     assert recipe_main(_args(data41, tiny_clip, out, "--epochs", "1")) == 0
     capsys.readouterr()
     assert "already holds protected/ and protector/" in fails(*_args(data41, tiny_clip, out, "--epochs", "1"))
-    # --resume with another configuration: refused by the run key before any weight is loaded.
+    # --resume with another configuration: refused by the run key before any weight is loaded,
+    # and before the surrogate pass: the cached features and clusters are not rewritten.
+    clusters = out / "clusters.safetensors"
+    written = clusters.stat().st_mtime_ns
     for changed in (["--n-clusters", "3"], ["--epsilon", "4"]):
         err = fails(*_args(data41, tiny_clip, out, "--epochs", "1", "--resume", *changed))
         assert "is from a different configuration or dataset" in err and "state_dict" not in err, changed
+        assert "surrogate features" not in err, err  # no progress bar of the surrogate pass
+    assert clusters.stat().st_mtime_ns == written
     assert recipe_main(_args(data41, tiny_clip, out, "--epochs", "1", "--resume", "-v", "--n-clusters", "3")) == 2
     assert "Traceback" in capsys.readouterr().err  # -v: the traceback too, the same exit code
     assert recipe_main(_args(data41, tiny_clip, out, "--epochs", "1", "--resume")) == 0  # the same run resumes

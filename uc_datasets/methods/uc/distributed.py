@@ -18,6 +18,9 @@ from safetensors.torch import load_file
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoints"
+#: Why a resume is refused (after the path of what was found).
+OTHER_RUN = ("is from a different configuration or dataset (another epsilon, number of clusters, family, seed or "
+             "set of images); use a new output directory or run without --resume.")
 TRAINER_STATE = "trainer_state.json"
 
 
@@ -127,9 +130,7 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     path = Path(path)
     trainer_state = json.loads((path / TRAINER_STATE).read_text())
     if run_key is not None and trainer_state.get("run_key") != run_key:
-        raise ValueError(f"checkpoint {path} is from a different configuration or dataset (another epsilon, number "
-                         "of clusters, family, seed or set of images); use a new output directory or run without "
-                         "--resume.")
+        raise ValueError(f"checkpoint {path} {OTHER_RUN}")
     if accelerator is not None:
         accelerator.load_state(str(path))
         return trainer_state

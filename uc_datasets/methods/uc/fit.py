@@ -26,7 +26,7 @@ from uc_datasets.core.surrogates import Surrogate
 from uc_datasets.core.working_set import WorkingSet
 from uc_datasets.methods.uc.clustering import assign, kmeans, target_permutation
 from uc_datasets.methods.uc.config import UCConfig
-from uc_datasets.methods.uc.distributed import broadcast_array, gather_rows, is_main, shard_bounds, world
+from uc_datasets.methods.uc.distributed import OTHER_RUN, broadcast_array, gather_rows, is_main, shard_bounds, world
 from uc_datasets.methods.uc.families import FamilyInputs
 from uc_datasets.methods.uc.training import loader, run_key
 
@@ -94,6 +94,31 @@ class FitResult:
 
 
 CLUSTERS_FILE = "clusters.safetensors"
+#: The run key of the fit an output directory belongs to (written when a fit starts).
+FIT_KEY_FILE = "fit_key.json"
+
+
+def refuse_other_run(out: Path, key: str, *, resume: bool, accelerator=None) -> None:
+    """Refuse ``resume`` into an output directory of another fit before any work (features,
+    clusters) is redone, then record ``key`` there. The checkpoint's own run key stays the
+    check before any weight is loaded; this one saves the surrogate pass a refused run costs.
+
+    Example:
+        >>> import tempfile
+        >>> d = Path(tempfile.mkdtemp())
+        >>> refuse_other_run(d, "abc", resume=False)
+        >>> refuse_other_run(d, "xyz", resume=True)
+        Traceback (most recent call last):
+        ValueError: ...
+    """
+    import json
+
+    path = out / FIT_KEY_FILE
+    if resume and path.is_file() and json.loads(path.read_text()).get("run_key") != key:
+        raise ValueError(f"output directory {out} {OTHER_RUN}")
+    if is_main(accelerator):
+        out.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"run_key": key}))
 
 
 def _cluster(surrogate: Surrogate, data: WorkingSet, cfg: UCConfig, *, device: torch.device, accelerator,
@@ -284,6 +309,8 @@ def fit_clusters(surrogate: Surrogate | None, data: WorkingSet, cfg: UCConfig, *
     checkpointed after every epoch; ``resume=True`` continues a killed run.
     """
     out = Path(output_dir) if output_dir is not None else None
+    if out is not None:
+        refuse_other_run(out, run_key(cfg, len(data), data.hw, classes), resume=resume, accelerator=accelerator)
     family = cfg.family(cfg)
     if surrogate is None:
         if classes is None:
