@@ -58,6 +58,34 @@ def choice(default: str, choices: Sequence[str]) -> Any:
     return field(default=default, metadata={"choices": tuple(choices)})
 
 
+def check_int(prefix: str = "", **values: int) -> None:
+    """Raise ``ValueError`` naming each value that is not an integer >= 1 (``prefix`` names whose).
+
+    Example:
+        >>> check_int(rounds=3)
+        >>> check_int("unrolled option ", rounds=0)
+        Traceback (most recent call last):
+        ValueError: unrolled option rounds must be an integer >= 1, got 0.
+    """
+    for name, v in values.items():
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{prefix}{name} must be an integer >= 1, got {v!r}.")
+
+
+def check_positive(prefix: str = "", **values: float) -> None:
+    """Raise ``ValueError`` naming each value that is not a finite positive number.
+
+    Example:
+        >>> check_positive(lr=0.1)
+        >>> check_positive("error-min ", lr=0)
+        Traceback (most recent call last):
+        ValueError: error-min lr must be a positive number, got 0.
+    """
+    for name, v in values.items():
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v <= 0:
+            raise ValueError(f"{prefix}{name} must be a positive number, got {v!r}.")
+
+
 def config_field(config_class: type, name: str) -> Field:
     """The dataclass field ``name`` of ``config_class`` (``KeyError`` if it has none)."""
     return {f.name: f for f in fields(config_class)}[name]

@@ -22,7 +22,6 @@ The hash ignores the encoding and row order, so a protector works after ``shuffl
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -35,7 +34,7 @@ from accelerate.utils import set_seed
 from PIL import Image
 
 from uc_datasets._version import __version__
-from uc_datasets.core.config import BaseConfig, choice
+from uc_datasets.core.config import BaseConfig, check_int, check_positive, choice
 from uc_datasets.core.imaging import DEFAULT_MAX_PIXELS, content_key, working_tensor
 from uc_datasets.core.labels import LabelSourceError, dataset_labels, load_classifier, predict_classes
 from uc_datasets.core.method import BaseMethod
@@ -365,20 +364,6 @@ def check_two_classes(data: FitData, method: str) -> None:
         src = "the surrogate predicted" if data.classifier is not None else "the label column holds"
         raise LabelSourceError(f"{method} trains a classifier, but {src} a single class for every image "
                                f"({data.classes}); it needs at least two classes.")
-
-
-def check_positive(**values: float) -> None:
-    """Raise ``ValueError`` naming each argument that is not a positive number (ints where given as ints)."""
-    for name, v in values.items():
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-            raise ValueError(f"{name} must be a positive number, got {v!r}.")
-
-
-def check_int(**values: int) -> None:
-    """Raise ``ValueError`` naming each argument that is not a positive integer."""
-    for name, v in values.items():
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {v!r}.")
 
 
 def make_config(method: str, *, perturbation: str, label_column: str | None, epsilon: float,

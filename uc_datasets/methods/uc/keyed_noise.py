@@ -39,6 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from uc_datasets.core.config import check_int, check_positive
 from uc_datasets.core.imaging import perturb
 
 logger = logging.getLogger(__name__)
@@ -70,15 +71,11 @@ class MinMinConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming a bad setting and its range."""
-        for name in ("rounds", "train_steps", "noise_steps", "batch_size"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{self.what} {name} must be an integer >= 1, got {v!r}.")
+        check_int(f"{self.what} ", rounds=self.rounds, train_steps=self.train_steps, noise_steps=self.noise_steps,
+                  batch_size=self.batch_size)
         if not (0 < self.step_size <= 1):
             raise ValueError(f"{self.what} step_size is a fraction of {self.budget} in (0, 1], got {self.step_size!r}.")
-        for name in ("model_width", "lr"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{self.what} {name} must be positive, got {getattr(self, name)!r}.")
+        check_positive(f"{self.what} ", model_width=self.model_width, lr=self.lr)
 
     def to_dict(self) -> dict:
         return asdict(self)

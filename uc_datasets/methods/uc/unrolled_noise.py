@@ -35,6 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from uc_datasets.core.config import check_int, check_positive
 from uc_datasets.core.imaging import LUMA_WEIGHTS, crop_at
 
 logger = logging.getLogger(__name__)
@@ -71,13 +72,9 @@ class UnrolledConfig:
     init: str = "zero"
 
     def validate(self) -> None:
-        for name in ("rounds", "horizon", "batch_size", "val_batch_size", "width"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"unrolled option {name} must be an integer >= 1, got {v!r}.")
-        for name in ("lr", "inner_lr"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"unrolled option {name} must be positive, got {getattr(self, name)!r}.")
+        check_int("unrolled option ", rounds=self.rounds, horizon=self.horizon, batch_size=self.batch_size,
+                  val_batch_size=self.val_batch_size, width=self.width)
+        check_positive("unrolled option ", lr=self.lr, inner_lr=self.inner_lr)
         if not 0 <= self.momentum < 1:
             raise ValueError(f"unrolled option momentum must be in [0, 1), got {self.momentum!r}.")
         if not 0 < self.holdout < 1:
