@@ -226,11 +226,20 @@ def _fmt(v: float | None, digits: int = 2) -> str:
     return "n/a" if v is None else f"{v:.{digits}f}"
 
 
+def departure_cell(rows: list[dict]) -> str:
+    """``"<median departure step> (<departed>/<victims>)"`` of rows with step-resolved curves
+    (``evaluation.diagnostics.departure_step``; "never" if no victim departs)."""
+    from uc_datasets.evaluation.diagnostics import departure_step
+
+    departs = [departure_step(r["eval_steps"], r["clean_acc_per_step"], r["protected_acc_per_step"])
+               for r in rows if r.get("clean_acc_per_step") and r.get("protected_acc_per_step")]
+    known = sorted(d for d in departs if d is not None)
+    return f"{known[len(known) // 2] if known else 'never'} ({len(known)}/{len(departs)})"
+
+
 def screen_markdown(rows: list[dict]) -> str:
     """Seed-mean best (step-resolved) and final scores per candidate and n; the screen score (worst
     n of the best score), the epoch-end best beside it, and the median departure step."""
-    from uc_datasets.evaluation.diagnostics import departure_step
-
     methods = list(dict.fromkeys(r["method"] for r in rows))
     ns = sorted({r["n_classes"] for r in rows}, reverse=True)
     head = ["candidate"] + [f"n = {n}: best (final)" for n in ns] + ["screen score (worst best)",
@@ -238,7 +247,7 @@ def screen_markdown(rows: list[dict]) -> str:
                                                                       "PSNR dB"]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for m in methods:
-        cells, worst, worst_end, departs = [], None, None, []
+        cells, worst, worst_end = [], None, None
         for n in ns:
             mine = [r for r in rows if r["method"] == m and r["n_classes"] == n]
             best = _mean([r.get("protection_score_best") for r in mine])
@@ -247,15 +256,9 @@ def screen_markdown(rows: list[dict]) -> str:
             cells.append(f"{_fmt(best)} ({_fmt(final)})")
             worst = best if worst is None or (best is not None and best > worst) else worst
             worst_end = end if worst_end is None or (end is not None and end > worst_end) else worst_end
-            for r in mine:
-                if r.get("clean_acc_per_step") and r.get("protected_acc_per_step"):
-                    departs.append(departure_step(r["eval_steps"], r["clean_acc_per_step"],
-                                                  r["protected_acc_per_step"]))
-        known = sorted(d for d in departs if d is not None)
-        median = known[len(known) // 2] if known else None
         psnr = _mean([r.get("psnr_db") for r in rows if r["method"] == m])
         lines.append(f"| {m} | " + " | ".join(cells) + f" | {_fmt(worst)} | {_fmt(worst_end)} | "
-                     f"{median if median is not None else 'never'} ({len(known)}/{len(departs)}) | {_fmt(psnr)} |")
+                     f"{departure_cell([r for r in rows if r['method'] == m])} | {_fmt(psnr)} |")
     return "\n".join(lines)
 
 
@@ -270,14 +273,15 @@ def gradients_markdown(gradients: list[dict]) -> str:
 
 
 def frontier_markdown(rows: list[dict]) -> str:
-    head = ["family", "epsilon", "best (step-resolved)", "final", "seeds", "PSNR dB", "SSIM"]
+    head = ["family", "epsilon", "best (step-resolved)", "final", "seeds", "departs at step", "PSNR dB", "SSIM"]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for m in dict.fromkeys(r["method"] for r in rows):
         mine = [r for r in rows if r["method"] == m]
         family, _, eps = m.rpartition(" @ ")
         best = [r.get("protection_score_best") for r in mine]
         lines.append(f"| {family} | {eps} | {_fmt(_mean(best))} | {_fmt(_mean([r.get('protection_score') for r in mine]))}"
-                     f" | {', '.join(_fmt(b) for b in best)} | {_fmt(_mean([r.get('psnr_db') for r in mine]))} | "
+                     f" | {', '.join(_fmt(b) for b in best)} | {departure_cell(mine)}"
+                     f" | {_fmt(_mean([r.get('psnr_db') for r in mine]))} | "
                      f"{_fmt(_mean([r.get('ssim') for r in mine]), 3)} |")
     return "\n".join(lines)
 
