@@ -132,9 +132,22 @@ def run_explain(args: argparse.Namespace, profile: StrengthProfile) -> dict:
 
     t0 = time.perf_counter()
     train_ds, base = load_data(profile, validation=True)
-    names = args.candidates or list(CANDIDATES)
     sets = base.without_protected()
-    fits = fit_candidates(train_ds, sets, names, args, profile, 0)
+    fits: dict[str, Any] = {}
+    for spec in args.protected:  # protected sets of the same fit images, saved by strength.py --final-cache
+        import torch
+
+        name, _, path = spec.partition("=")
+        images = torch.load(path, weights_only=True)["images"]
+        if images.shape != sets.clean.shape:
+            raise SystemExit(f"{path}: {tuple(images.shape)} images, the fit set is {tuple(sets.clean.shape)}")
+        sets.add(name, images)
+        fits[name] = {"from": path}
+    names = [spec.partition("=")[0] for spec in args.protected]
+    if args.candidates or not names:
+        cands = args.candidates or list(CANDIDATES)
+        fits.update(fit_candidates(train_ds, sets, cands, args, profile, 0))
+        names += cands
     labels = sets.labels
     gradients = []
     seeds = (0, 1, 2) if args.profile != "smoke" else (0,)
@@ -326,6 +339,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     mode.add_argument("--label-free", action="store_true", help="label-free UC against pseudo-labels, test split")
     mode.add_argument("--report", metavar="JSON", default=None, help="print the tables of a saved run and exit")
     mode.add_argument("--merge", metavar="JSON", nargs="+", default=None, help="merge runs into --output and exit")
+    p.add_argument("--protected", nargs="+", default=[], metavar="NAME=PT",
+                   help="with --explain: protected sets of the fit images saved by strength.py --final-cache "
+                        "(instead of refitting; with --candidates, those are fitted too)")
     p.add_argument("--plot", metavar="PNG", default=None, help="with --report of a frontier run: its plot")
     p.add_argument("--candidates", nargs="+", choices=list(CANDIDATES), default=None,
                    help="a subset of the candidates (default: all)")

@@ -389,6 +389,14 @@ def test_early_explain_frontier_and_label_free_smoke(tmp_path):
                 "--candidates", "block (default)"])
     explained = json.loads((tmp_path / "x.json").read_text())["gradients"]
     assert explained[0]["ratio"] == 0.0 and explained[1]["ratio"] > 0  # the control has no perturbation part
+    # a saved protected set of the same fit images gives the same gradients without a refit
+    saved_set = tmp_path / "set.pt"
+    torch.save({"images": early.load_data(early.PROFILES["smoke"], validation=True)[1].clean}, saved_set)
+    early.main(["--profile", "smoke", "--explain", "--no-progress", "--output", str(tmp_path / "y.json"),
+                "--protected", f"unchanged={saved_set}"])
+    again = json.loads((tmp_path / "y.json").read_text())["gradients"]
+    assert [g["method"] for g in again] == ["clean (control: no perturbation)", "unchanged"]
+    assert again[1]["ratio"] == 0.0 and again[1]["clean_norm"] == explained[0]["clean_norm"]
     early.main(["--profile", "smoke", "--frontier", "--no-progress", "--output", str(tmp_path / "f.json"),
                 "--frontier-families", "block (default)", "--epsilons", "8", "24"])
     rows = json.loads((tmp_path / "f.json").read_text())["rows"]

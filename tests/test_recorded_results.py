@@ -91,3 +91,18 @@ def test_the_frontier_has_two_families_at_four_budgets_with_psnr_beside_every_sc
         assert r["n_classes"] == 10 and r["epsilon"] == f"{r['epsilon_levels']}/255"
         assert 10 < r["psnr_db"] < 60 and 0 < r["ssim"] <= 1
         _check_step_resolved(r, config)
+
+
+FINAL_27 = ("UC (label-aware)", "UC (label-aware unrolled)", "EMinN (true labels)")
+
+
+def test_the_final_run_of_issue_27_covers_every_labelling_at_three_seeds_with_the_step_resolved_peak():
+    saved = _saved("early_final.json")
+    config = saved["config"]
+    assert config["evals_per_epoch"] == 4 and config["early_epochs"] == 3
+    plain = [r for r in saved["rows"] if r["defense"] == "none" and not r.get("attacker")]
+    cells = {(r["method"], r["seed"], r["n_classes"]) for r in plain}
+    assert cells == {(m, s, n) for m in FINAL_27 for s in (0, 1, 2) for n in N_VALUES}
+    for r in saved["rows"]:
+        if r.get("attacker") != "SimCLR + linear probe":
+            _check_step_resolved(r, config)
