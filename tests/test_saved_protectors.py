@@ -31,3 +31,19 @@ def test_a_saved_protector_gives_the_same_pixels(name):
     mapped = ds.map(prot, batched=True, batch_size=5, load_from_cache_file=False)
     assert np.array_equal(np.stack([np.asarray(r["image"]) for r in mapped]), expected)
     assert not np.array_equal(expected, inputs)  # the fixture protects something
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_loading_a_protector_and_protecting_images_imports_neither_datasets_nor_accelerate(name):
+    import subprocess
+    import sys
+
+    code = ("import sys\nimport numpy as np\nfrom PIL import Image\nfrom uc_datasets import load_protector\n"
+            f"d = {str(FIXTURES / name)!r}\n"
+            "prot = load_protector(d)\n"
+            "inputs, labels = np.load(d + '/inputs.npy'), np.load(d + '/labels.npy')\n"
+            "prot.protect_images([Image.fromarray(a) for a in inputs],"
+            " labels=labels.tolist() if prot.label_column else None)\n"
+            "print(sorted(m for m in ('datasets', 'accelerate', 'transformers') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"

@@ -22,8 +22,8 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import datasets
 import numpy as np
 import torch
 
@@ -140,6 +140,10 @@ def predict_classes(classifier: Surrogate, images: torch.Tensor, *, batch_size: 
     return torch.cat(out).numpy() if out else np.zeros(0, np.int64)
 
 
+if TYPE_CHECKING:  # read only when a fit reads labels: loading a protector does not import datasets
+    import datasets
+
+
 def dataset_labels(ds: datasets.Dataset, label_column: str) -> tuple[list, list, dict]:
     """The dataset's labels: ``(values per row, sorted distinct classes, info)``.
 
@@ -147,6 +151,7 @@ def dataset_labels(ds: datasets.Dataset, label_column: str) -> tuple[list, list,
     its names go into ``info``). Missing values are refused.
 
     Example:
+        >>> import datasets
         >>> ds = datasets.Dataset.from_dict({"label": [2, 0, 2]})
         >>> dataset_labels(ds, "label")[:2]
         ([2, 0, 2], [0, 2])
@@ -154,6 +159,8 @@ def dataset_labels(ds: datasets.Dataset, label_column: str) -> tuple[list, list,
     if label_column not in ds.column_names:
         raise KeyError(f"label column {label_column!r} not found; the dataset has columns {ds.column_names}. "
                        "Pass label_column=... naming the label column, or label_column=None for label-agnostic mode.")
+    import datasets
+
     values = list(ds[label_column])
     bad = [i for i, v in enumerate(values) if v is None or isinstance(v, bool) or not isinstance(v, (int, str))]
     if bad:

@@ -25,12 +25,10 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-import datasets
 import numpy as np
 import torch
-from accelerate.utils import set_seed
 from PIL import Image
 
 from uc_datasets._version import __version__
@@ -40,7 +38,9 @@ from uc_datasets.core.labels import LabelSourceError, dataset_labels, load_class
 from uc_datasets.core.method import BaseMethod
 from uc_datasets.core.protector import BaseProtector, default_device
 from uc_datasets.core.surrogates import EFFICIENTNET_LITE0, Surrogate
-from uc_datasets.core.working_set import check_image_column, prepare_working_set
+
+if TYPE_CHECKING:  # datasets and accelerate are imported where a fit uses them, not when a protector loads
+    import datasets
 
 logger = logging.getLogger(__name__)
 
@@ -164,6 +164,8 @@ def prepare_fit(ds: datasets.Dataset, *, image_column: str, label_column: str | 
     ``label_column=None`` labels each image with the surrogate classifier's predicted class
     (label-agnostic); otherwise the column's values are the classes (label-consistent).
     """
+    from uc_datasets.core.working_set import check_image_column, prepare_working_set
+
     t0 = time.perf_counter()
     check_image_column(ds, image_column)
     classifier = None
@@ -203,6 +205,12 @@ def keys_array(keys: Sequence[bytes]) -> np.ndarray:
     return np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(-1, 16) if keys else np.zeros((0, 16), np.uint8)
 
 
+def _datasets_version() -> str:
+    import datasets
+
+    return datasets.__version__
+
+
 def fit_metadata(ds: datasets.Dataset, data: FitData, *, seconds: dict, **stats) -> dict:
     """The metadata every baseline protector keeps (versions, label statistics, timings, stats)."""
     return {
@@ -210,7 +218,7 @@ def fit_metadata(ds: datasets.Dataset, data: FitData, *, seconds: dict, **stats)
         "stats": {"seconds": {"prepare": round(data.seconds, 3), **seconds}, **stats},
         "n_fit_images": len(ds),
         "fit_fingerprint": getattr(ds, "_fingerprint", None),
-        "datasets_version": datasets.__version__,
+        "datasets_version": _datasets_version(),
         "torch_version": torch.__version__,
         "fitted_with": __version__,
     }
@@ -390,6 +398,8 @@ def start_fit(method: str, ds: datasets.Dataset, *, perturbation: str, params: d
                       surrogate=surrogate, surrogate_image_size=surrogate_image_size, working_size=working_size,
                       seed=seed, params=params)
     device = torch.device(device) if device is not None else default_device()
+    from accelerate.utils import set_seed
+
     set_seed(seed)
     data = prepare_fit(ds, image_column=image_column, label_column=label_column, surrogate=surrogate,
                        surrogate_image_size=surrogate_image_size, working_size=working_size, device=device,
