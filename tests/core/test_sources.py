@@ -150,3 +150,17 @@ def test_evaluate_reads_the_clean_config_from_the_hub(hub, tmp_path):
     data, _ = load_evaluation_data(args.clean, args.protected, hub_options=source_options(args))
     assert data.train_labels.tolist() == [0, 1, 0, 1, 0, 1] and data.test_images.shape[0] == 2
     assert int((data.protected_images.int() - data.train_images.int()).max()) == 3
+
+
+def test_push_reads_the_clean_dataset_from_a_hub_config(hub, tmp_path, capsys):
+    from uc_datasets.commands.cli import main
+
+    _shifted(_config(6, 100), 4).save_to_disk(str(tmp_path / "colour+4"))
+    push = ["push", str(tmp_path / "colour+4"), "alice/colour-protected", "--clean", "alice/two-configs",
+            "--epsilon", "4", "--method", "uc", "--surrogate", "efficientnet-lite0", "--n-clusters", "2"]
+    assert main([*push, "--clean-revision", "v2", "--clean-config-name", "colour"]) == 2  # 3 rows, not 6
+    err = capsys.readouterr().err
+    assert "6" in err and "3" in err, err
+    assert main([*push, "--clean-config-name", "colour"]) == 0
+    pushed = datasets.load_dataset("alice/colour-protected", split="train")
+    assert _colours(pushed) == [104, 105, 106, 107, 108, 109]

@@ -34,29 +34,36 @@ SOURCE_OPTIONS = {"name": "--config-name", "revision": "--revision", "data_dir":
                   "data_files": "--data-files"}
 
 
-def add_source_arguments(parser: argparse.ArgumentParser, *, applies_to: str = "the dataset") -> None:
+def add_source_arguments(parser: argparse.ArgumentParser, *, applies_to: str = "the dataset", prefix: str = "",
+                         token: bool = True) -> None:
     """The Hub dataset options of ``load_dataset``: config name, revision, data dir, data files, token.
 
     ``applies_to`` names the argument the first four apply to (in the help); the token applies to
-    every Hub dataset the command reads. :func:`source_options` turns them into ``load_source``
-    keywords.
+    every Hub dataset the command reads (``token=False`` where the command has its own). ``prefix``
+    names the options of a second dataset (``"clean-"``: ``--clean-config-name``, ...).
+    :func:`source_options` (with the same prefix) turns them into ``load_source`` keywords.
 
     Example:
         >>> p = argparse.ArgumentParser(); add_source_arguments(p)
         >>> source_options(p.parse_args(["--config-name", "grey", "--revision", "v2"]))
         {'name': 'grey', 'revision': 'v2'}
+        >>> add_source_arguments(p, applies_to="--clean", prefix="clean-", token=False)
+        >>> source_options(p.parse_args(["--clean-config-name", "grey"]), prefix="clean-")
+        {'name': 'grey'}
     """
-    hub = parser.add_argument_group("Hub dataset (as datasets.load_dataset takes them)")
-    hub.add_argument("--config-name", default=None, metavar="NAME",
+    hub = parser.add_argument_group(f"Hub dataset options of {applies_to} (as datasets.load_dataset takes them)")
+    hub.add_argument(f"--{prefix}config-name", default=None, metavar="NAME",
                      help=f"dataset config (subset) of {applies_to}, load_dataset(name=...)")
-    hub.add_argument("--revision", default=None, help=f"branch, tag or commit of {applies_to}")
-    hub.add_argument("--data-dir", default=None, help=f"folder of {applies_to}'s repo to read (load_dataset data_dir)")
-    hub.add_argument("--data-files", nargs="+", default=None, metavar="[SPLIT=]PATTERN",
+    hub.add_argument(f"--{prefix}revision", default=None, help=f"branch, tag or commit of {applies_to}")
+    hub.add_argument(f"--{prefix}data-dir", default=None,
+                     help=f"folder of {applies_to}'s repo to read (load_dataset data_dir)")
+    hub.add_argument(f"--{prefix}data-files", nargs="+", default=None, metavar="[SPLIT=]PATTERN",
                      help=f"data files of {applies_to}: glob patterns, or SPLIT=PATTERN to name their split "
-                          "(e.g. --data-files train=data/train-*.parquet test=data/test-*.parquet)")
-    hub.add_argument("--token", default=None,
-                     help="Hub token for private or gated datasets (better: set HF_TOKEN or run `hf auth login`); "
-                          "never printed or logged")
+                          f"(e.g. --{prefix}data-files train=data/train-*.parquet test=data/test-*.parquet)")
+    if token:
+        hub.add_argument("--token", default=None,
+                         help="Hub token for private or gated datasets (better: set HF_TOKEN or run `hf auth login`); "
+                              "never printed or logged")
 
 
 def data_files_value(items: list[str] | None) -> str | list[str] | dict[str, list[str]] | None:
@@ -83,9 +90,11 @@ def data_files_value(items: list[str] | None) -> str | list[str] | dict[str, lis
     return items[0] if len(items) == 1 else list(items)
 
 
-def source_options(args: argparse.Namespace) -> dict:
-    """The ``load_source`` keywords set by :func:`add_source_arguments`, the token included (unset ones left out)."""
-    options = {key: getattr(args, "config_name" if key == "name" else key, None) for key in SOURCE_OPTIONS}
+def source_options(args: argparse.Namespace, *, prefix: str = "") -> dict:
+    """The ``load_source`` keywords set by :func:`add_source_arguments` (with its ``prefix``), the
+    token included (unset ones left out)."""
+    stem = prefix.replace("-", "_")
+    options = {key: getattr(args, stem + ("config_name" if key == "name" else key), None) for key in SOURCE_OPTIONS}
     options["data_files"] = data_files_value(options["data_files"])
     options["token"] = getattr(args, "token", None)
     return {k: v for k, v in options.items() if v is not None}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import datasets
 
-from uc_datasets.commands.arguments import epsilon_levels
+from uc_datasets.commands.arguments import add_source_arguments, epsilon_levels, source_options
 from uc_datasets.core.config import epsilon_from_levels
 from uc_datasets.core.sources import load_source
 from uc_datasets.hub import push_protected
@@ -56,6 +56,7 @@ def add_push_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     parser.add_argument("--commit-message")
     parser.add_argument("--token", help="Hub token (better: set HF_TOKEN or run `hf auth login`); never logged")
     parser.add_argument("--output-dir", help="add a 'push' entry (no credentials) to run_summary.json here")
+    add_source_arguments(parser, applies_to="--clean", prefix="clean-", token=False)
     return parser
 
 
@@ -67,7 +68,7 @@ def run_push(args: argparse.Namespace) -> int:
 
         protector = load_protector(args.protector, token=args.token)
     protected = load_source(args.protected, split=args.split)
-    clean = load_source(args.clean, split=args.split)
+    clean = load_source(args.clean, split=args.split, **source_options(args, prefix="clean-"))
     result = push_protected(
         protected, args.repo_id, clean=clean, protector=protector,
         epsilon=None if args.epsilon is None else epsilon_from_levels(args.epsilon), method=args.method, surrogate=args.surrogate,
