@@ -233,7 +233,7 @@ def evaluation_steps(n_steps_per_epoch: int, epochs: int, *, per_epoch: int = 1,
     ``per_epoch`` evenly spaced points in each of the first ``early_epochs`` epochs.
 
     A hacker with a clean validation set can stop at any step, and protection is lost early
-    (docs/design.md §1): the points inside the first epochs show where.
+    (docs/design.md §4): the points inside the first epochs show where.
 
     Example:
         >>> evaluation_steps(8, 3, per_epoch=4, early_epochs=2)

@@ -2,7 +2,7 @@
 after their first SGD steps on the protected data, differentiated through those steps.
 
 A victim learns the real features in its first few dozen steps, before any shortcut takes
-hold, so a hacker who stops early keeps most of a clean model (docs/design.md §1). This crafts
+hold, so a hacker who stops early keeps most of a clean model (docs/design.md §4). This crafts
 one perturbation per key against exactly that phase: every round draws a freshly initialised
 small CNN, trains it for ``K`` SGD steps (momentum, the victims' crop + flip) on ``x + delta_k``
 with the key labels, evaluates the cross-entropy of the trained model on a **held-out part of
