@@ -280,3 +280,17 @@ def test_an_inconsistent_contrastive_residual_is_refused(tiny_clip, labelled40, 
 def test_bad_contrastive_settings_are_refused(bad, match):
     with pytest.raises(ValueError, match=match):
         UnlearnableClusters(**bad)
+
+
+def test_levels_with_as_many_groups_as_classes_are_left_out_with_a_warning(tiny_clip, labelled40, caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING):
+        prot = UnlearnableClusters(surrogate=tiny_clip, **{**FAST_FIT, "pattern": "block", "levels": (5, 2)}).fit(
+            labelled40, label_column="label")  # 3 classes: a level of 5 groups groups nothing
+    assert prot.config.levels == (2,) and "using levels=(2,)" in caplog.text
+    assert len(prot.metadata["key_levels"]) == 1
+    with pytest.raises(ValueError, match="level_shares"):  # shares written for the dropped level: refused
+        UnlearnableClusters(surrogate=tiny_clip, **{**FAST_FIT, "pattern": "block", "levels": (5, 2),
+                                                    "level_shares": (0.5, 0.25, 0.25)}).fit(labelled40,
+                                                                                            label_column="label")

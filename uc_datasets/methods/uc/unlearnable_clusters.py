@@ -103,6 +103,7 @@ class UnlearnableClusters(BaseMethod):
                 raise ValueError(f"label column {cfg.label_column!r} holds a single class; label-aware keys need at "
                                  "least two classes (or use label_column=None).")
             warn_small_classes(classes, class_values, names, cfg.clusters_per_class)
+            drop_unusable_levels(cfg, len(class_values), "classes")
             if cfg.levels and (cfg.level_source == "class-names" or (cfg.level_source == "auto" and names)):
                 from uc_datasets.core.class_names import check_encoder
 
@@ -114,6 +115,8 @@ class UnlearnableClusters(BaseMethod):
         elif len(ds) < cfg.n_clusters:
             raise ValueError(f"{len(ds)} images cannot make n_clusters={cfg.n_clusters} clusters; "
                              "use fewer clusters or more images.")
+        if not cfg.label_aware:
+            drop_unusable_levels(cfg, cfg.n_clusters, "clusters")
         set_seed(cfg.seed)
         show = self.progress and (accelerator is None or accelerator.is_main_process)
         sizes: Counter = Counter()
@@ -157,6 +160,27 @@ class UnlearnableClusters(BaseMethod):
                            surrogate=surrogate, max_pixels=self.max_pixels, classes=class_values,
                            cluster_class=result.cluster_class, transform=result.transform,
                            sample_residual=result.sample_residual)
+
+
+def drop_unusable_levels(cfg: UCConfig, n_keys: int, what: str) -> None:
+    """Leave out of ``cfg.levels`` (in place) each level with as many groups as there are keys or
+    more (it would group nothing: on 3 classes, ``levels=(5, 2)`` is ``(2,)``), with a warning; a
+    ``level_shares`` written for the dropped levels is refused instead.
+
+    Example:
+        >>> cfg = UCConfig(pattern="block", levels=(5, 2), label_column="label")
+        >>> drop_unusable_levels(cfg, 3, "classes"); cfg.levels
+        (2,)
+    """
+    kept = tuple(n for n in cfg.levels if n < n_keys)
+    if kept == tuple(cfg.levels):
+        return
+    if cfg.level_shares is not None:
+        raise ValueError(f"levels={cfg.levels} need fewer groups than the {n_keys} {what}, and level_shares="
+                         f"{cfg.level_shares} were written for them; give levels below {n_keys} and their shares.")
+    logger.warning("levels=%s: a level needs fewer groups than the %d %s; using levels=%s", cfg.levels, n_keys, what,
+                   kept)
+    cfg.levels = kept
 
 
 def class_indices(ds: datasets.Dataset, label_column: str,
