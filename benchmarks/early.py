@@ -55,7 +55,7 @@ from uc_datasets.evaluation.comparison import make_labelings, pseudo_sweep
 logger = logging.getLogger("early")
 
 #: The candidates of the screen, by row name: UCConfig overrides of a label-aware fit (the
-#: block keys are today's label-aware default, LABEL_AWARE_DEFAULTS).
+#: block keys were the label-aware default when the screen ran, BLOCK_KEYS).
 CANDIDATES: dict[str, dict[str, Any]] = {
     "block (default)": {"pattern": "block"},
     "class-mean away": {"pattern": "class-mean"},

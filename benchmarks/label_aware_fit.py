@@ -19,6 +19,9 @@ def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=2000, help="training images (balanced over the 10 classes)")
     p.add_argument("--surrogate", default=None, help="default: the library's (openai/clip-vit-base-patch32)")
+    p.add_argument("--name-encoder", default="offline",
+                   help="class-name encoder of the default's coarser levels (offline: the packaged MiniLM)")
+    p.add_argument("--smoke", action="store_true", help="a few crafting rounds (the plumbing only, for the tests)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--output", default=str(_common.RESULTS_DIR / "label_aware_fit.json"))
     args = p.parse_args(argv)
@@ -28,7 +31,10 @@ def main(argv: list[str] | None = None) -> dict:
     from uc_datasets.methods.uc.config import LABEL_AWARE_DEFAULTS
 
     ds = _common.load_balanced_fashion_mnist("train", args.n)
-    settings = dict(LABEL_AWARE_DEFAULTS, progress=False)
+    from _workload import fit_settings
+
+    settings = dict(fit_settings(LABEL_AWARE_DEFAULTS, "smoke" if args.smoke else "cpu"), progress=False,
+                    name_encoder=args.name_encoder)
     if args.surrogate:
         settings["surrogate"] = args.surrogate
     t0 = time.perf_counter()

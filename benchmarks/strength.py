@@ -78,7 +78,7 @@ from uc_datasets.evaluation.tables import (
     results_markdown,
 )
 from uc_datasets.methods.uc.config import (
-    LABEL_AWARE_DEFAULTS,
+    BLOCK_KEYS,
     PREVIOUS_LABEL_AWARE_DEFAULTS,
 )
 
@@ -212,9 +212,9 @@ def run_attackers(args: argparse.Namespace, profile: StrengthProfile) -> dict:
     return payload(args, profile, "attackers", extra, rows, "complete")
 
 
-#: The final run's label-aware default: the library's (block keys since the follow-up rule in
-#: benchmarks/README.md made them the default), run as ``UC (label-aware)``.
-FINAL_LABEL_AWARE_SETTINGS: dict[str, Any] = dict(LABEL_AWARE_DEFAULTS)
+#: The block keys (the label-aware default from issue 18's follow-up rule to issue 27's final run),
+#: run as ``UC (label-aware)``; the default since then is ``EARLY_METHOD``.
+FINAL_LABEL_AWARE_SETTINGS: dict[str, Any] = dict(BLOCK_KEYS)
 #: Today's label-aware tile, beside it under its own name.
 TILE_METHOD = "UC (label-aware tile)"
 #: The fixed EMinN (true labels): the benchmark's setting with the change eminn_check.py measured.
@@ -224,7 +224,7 @@ FINAL_DEFENSES = ("mixup", "cutmix", "cutout", "gaussian", "jpeg")
 #: The previous label-aware default (the best-epoch screen's choice), beside it under its own name.
 HYBRID_METHOD = "UC (label-aware tile+error-min)"
 HYBRID_SETTINGS: dict[str, Any] = dict(PREVIOUS_LABEL_AWARE_DEFAULTS)
-#: The early screen's winner (issue 27), beside the default under its own name.
+#: The early screen's winner (issue 27; the label-aware default since its final run), under its own name.
 EARLY_METHOD = "UC (label-aware unrolled)"
 FINAL_METHODS = ("UC", LABEL_AWARE, TILE_METHOD, EMINN_METHOD, "sign-per-class", HYBRID_METHOD, EARLY_METHOD)
 

@@ -413,8 +413,8 @@ def test_protect_refuses_to_overwrite_an_earlier_protector_unless_told(tmp_path,
     from uc_datasets.commands.cli import main
 
     out = tmp_path / "out"
-    argv = ["protect", _labelled_on_disk(tmp_path / "in"), "--label-column", "label", "--epsilon", "8",
-            "--output-dir", str(out)]
+    argv = ["protect", _labelled_on_disk(tmp_path / "in"), "--label-column", "label", "--pattern", "block",
+            "--epsilon", "8", "--output-dir", str(out)]
     assert main(argv) == 0
     secret = (out / "protector" / "protector.safetensors").read_bytes()
     capsys.readouterr()

@@ -410,5 +410,5 @@ def test_early_explain_frontier_and_label_free_smoke(tmp_path):
 
 def test_label_aware_fit_timing_smoke(tmp_path):
     timing = _bench("label_aware_fit")
-    result = timing.main(["--n", "20", "--output", str(tmp_path / "t.json")])
+    result = timing.main(["--n", "20", "--smoke", "--output", str(tmp_path / "t.json")])
     assert result["phase_seconds"]["features"] == 0.0 and result["surrogate"].startswith("none")

@@ -221,7 +221,10 @@ def test_label_column_without_pattern_gets_the_label_aware_default():
     def kwargs(*extra):
         return uc_kwargs_from_args(build_parser(["protect"]).parse_args(["protect", "src", *extra]))
 
-    assert kwargs("--label-column", "label")["pattern"] == LABEL_AWARE_DEFAULTS["pattern"] == "block"
+    default = kwargs("--label-column", "label")
+    assert default["pattern"] == LABEL_AWARE_DEFAULTS["pattern"] == "unrolled"
+    assert default["levels"] == (5, 2) and default["options"] == {"init": "class-mean"}
+    assert kwargs("--label-column", "label", "--levels", "3")["levels"] == (3,)  # the user's value wins
     assert kwargs("--label-column", "label", "--pattern", "tile")["pattern"] == "tile"
     assert kwargs("--label-column", "label", "--method-arg", "pattern='wave'")["pattern"] == "wave"
     assert "pattern" not in kwargs()  # label-free: the generator, UCConfig's default

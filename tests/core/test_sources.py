@@ -130,8 +130,8 @@ def test_protect_and_verify_read_a_hub_config_on_the_command_line(hub, tmp_path,
                  "colour/*.parquet"]) == 0
     capsys.readouterr()
     out = tmp_path / "out"
-    assert main(["protect", "alice/two-configs", *hub_args, "--label-column", "label", "--epsilon", "8",
-                 "--output-dir", str(out)]) == 0
+    assert main(["protect", "alice/two-configs", *hub_args, "--label-column", "label", "--pattern", "block",
+                 "--epsilon", "8", "--output-dir", str(out)]) == 0
     assert BOB_TOKEN not in "".join(capsys.readouterr()) and BOB_TOKEN not in (out / "run_summary.json").read_text()
     assert len(datasets.load_from_disk(str(out / "protected"))) == 6
 
