@@ -106,3 +106,15 @@ def test_the_final_run_of_issue_27_covers_every_labelling_at_three_seeds_with_th
     for r in saved["rows"]:
         if r.get("attacker") != "SimCLR + linear probe":
             _check_step_resolved(r, config)
+
+
+def test_label_free_uc_met_both_pseudo_label_attackers_at_three_seeds():
+    saved = _saved("early_label_free.json")
+    config = saved["config"]
+    assert config["status"] == "complete" and config["split"] == "test"
+    cells = {(r["relabel"], r["n_classes"], r["seed"]) for r in saved["rows"]}
+    assert cells == {(f"pseudo-kmeans({e})", n, s) for e in ("efficientnet-lite0", "pixels-pca") for n in (10, 5)
+                     for s in (0, 1, 2)}
+    for r in saved["rows"]:
+        assert r["method"] == "UC" and 0 <= r["pseudo_nmi_keys"] <= 1
+        _check_step_resolved(r, config)
