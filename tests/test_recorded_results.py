@@ -118,3 +118,12 @@ def test_label_free_uc_met_both_pseudo_label_attackers_at_three_seeds():
     for r in saved["rows"]:
         assert r["method"] == "UC" and 0 <= r["pseudo_nmi_keys"] <= 1
         _check_step_resolved(r, config)
+
+
+def test_the_final_run_of_issue_27_has_the_attackers_at_n10_for_the_new_default_at_three_seeds():
+    rows = [r for r in _saved("early_final.json")["rows"] if r["method"] == "UC (label-aware unrolled)"]
+    for seed in (0, 1, 2):
+        defended = {r["defense"] for r in rows if r["seed"] == seed and r["defense"] != "none"}
+        assert defended == ATTACKERS_N10, seed
+        attackers = {r["attacker"] for r in rows if r["seed"] == seed and r.get("attacker")}
+        assert attackers == {"pseudo-labels n=10", "pseudo-labels n=5"}, seed
