@@ -179,3 +179,12 @@ def test_the_estimator_follows_huggingface_hubs_progress_setting_unless_told():
     finally:
         enable_progress_bars()
     assert UnlearnableClusters(pattern="block").progress is True
+
+
+def test_a_config_never_shares_the_label_aware_defaults_dicts():
+    from uc_datasets.methods.uc.config import LABEL_AWARE_DEFAULTS, UCConfig
+
+    before = {k: (dict(v) if isinstance(v, dict) else v) for k, v in LABEL_AWARE_DEFAULTS.items()}
+    cfg = UCConfig(**LABEL_AWARE_DEFAULTS, label_column="label")
+    cfg.options["rounds"] = 2
+    assert LABEL_AWARE_DEFAULTS == before and cfg.options == {"init": "class-mean", "rounds": 2}

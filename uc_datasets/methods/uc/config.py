@@ -106,6 +106,9 @@ class UCConfig(BaseConfig):
         self.levels = tuple(int(v) for v in self.levels) if not isinstance(self.levels, int) else (self.levels,)
         if self.level_shares is not None:
             self.level_shares = tuple(float(v) for v in self.level_shares)
+        for name in ("options", "error_min", "contrastive"):  # the config's own copy, never a shared default's
+            if isinstance(getattr(self, name), dict):
+                setattr(self, name, dict(getattr(self, name)))
         super().__post_init__()
 
     def _check_params(self) -> None:
