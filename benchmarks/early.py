@@ -134,9 +134,9 @@ def run_explain(args: argparse.Namespace, profile: StrengthProfile) -> dict:
     train_ds, base = load_data(profile, validation=True)
     sets = base.without_protected()
     fits: dict[str, Any] = {}
-    for spec in args.protected:  # protected sets of the same fit images, saved by strength.py --final-cache
-        import torch
+    import torch
 
+    for spec in args.protected:  # protected sets of the same fit images, saved by strength.py --final-cache
         name, _, path = spec.partition("=")
         images = torch.load(path, weights_only=True)["images"]
         if images.shape != sets.clean.shape:

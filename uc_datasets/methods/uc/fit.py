@@ -122,14 +122,15 @@ def refuse_other_run(out: Path, key: str, *, resume: bool, accelerator=None) -> 
 
 
 def _cluster(surrogate: Surrogate, data: WorkingSet, cfg: UCConfig, *, device: torch.device, accelerator,
-             cache_dir: Path | None, num_workers: int, progress: bool,
+             cache_dir: Path | None, num_workers: int, progress: bool, key: str,
              classes: np.ndarray | None = None) -> tuple[dict[str, np.ndarray], dict]:
     """Features (sharded) -> keys on the main process -> broadcast. Cached in ``cache_dir``.
 
     Label-free (``classes`` None): K-means of the (transformed) features into ``n_clusters``.
     Label-aware: ``clusters_per_class`` K-means clusters inside every class. Returns the arrays
     ``centres``, ``labels``, ``cluster_class`` (label-aware only), ``class_means`` and the feature
-    transform (``tf_*``), and the seconds of each phase.
+    transform (``tf_*``), and the seconds of each phase. ``key`` (:func:`run_key` of the fit) marks
+    the cache, which is reused only under the same key.
     """
     from safetensors.numpy import load_file as np_load
     from safetensors.numpy import save_file as np_save
@@ -140,7 +141,6 @@ def _cluster(surrogate: Surrogate, data: WorkingSet, cfg: UCConfig, *, device: t
         nested_kmeans,
     )
 
-    key = run_key(cfg, len(data), data.hw, classes)
     cached = cache_dir / CLUSTERS_FILE if cache_dir is not None else None
     if cached is not None and cached.is_file():
         from safetensors import safe_open
@@ -309,15 +309,16 @@ def fit_clusters(surrogate: Surrogate | None, data: WorkingSet, cfg: UCConfig, *
     checkpointed after every epoch; ``resume=True`` continues a killed run.
     """
     out = Path(output_dir) if output_dir is not None else None
+    key = run_key(cfg, len(data), data.hw, classes)  # this fit's identity: the resume check and the cluster cache
     if out is not None:
-        refuse_other_run(out, run_key(cfg, len(data), data.hw, classes), resume=resume, accelerator=accelerator)
+        refuse_other_run(out, key, resume=resume, accelerator=accelerator)
     family = cfg.family(cfg)
     if surrogate is None:
         if classes is None:
             raise ValueError("a fit without a surrogate needs label-aware keys (classes); see needs_surrogate().")
         arrays, seconds = class_keys(classes), {"features": 0.0, "kmeans": 0.0}
     else:
-        arrays, seconds = _cluster(surrogate, data, cfg, device=device, accelerator=accelerator, cache_dir=out,
+        arrays, seconds = _cluster(surrogate, data, cfg, device=device, accelerator=accelerator, cache_dir=out, key=key,
                                    num_workers=num_workers, progress=progress, classes=classes)
     centres, labels = arrays["centres"], arrays["labels"]
     p = centres.shape[0]
